@@ -1,0 +1,1 @@
+"""Pure tensor kernels. Nothing here imports from the rest of sagemix."""

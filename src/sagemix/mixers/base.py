@@ -1,0 +1,242 @@
+"""The shared mixer call: ``out = mixer(images, targets, saliency=None)``.
+
+Every mixing method in sagemix is a :class:`Mixer`. A mixer draws its random parameters from an
+optional :class:`torch.Generator` (never NumPy's or Python's global state), never modifies its
+inputs, accepts any batch size (1 and odd included) and returns a :class:`MixOutput` whose
+``targets`` are soft labels, each row summing to 1, and whose ``lam`` weights each sample's own
+label.
+
+Methods that need a saliency map (SAGE, Puzzle Mix, Co-Mixup) say so with
+``needs_gradient_saliency = True``; the two-pass :class:`sagemix.step.MixStep` then computes the
+input gradient of the clean loss, reduces it with :meth:`Mixer.reduce_saliency` and passes it in.
+The knobs that tell the step how to run that clean pass are class attributes documented below.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["MixOutput", "Mixer", "to_soft_targets", "check_images", "check_probability",
+           "check_positive", "check_nonnegative", "sample_beta", "random_permutation", "mix_targets"]
+
+
+@dataclass
+class MixOutput:
+    """The result of one mixer call.
+
+    Attributes:
+        images: (B, C, H, W) mixed images, a new tensor in the input dtype (or, for Manifold Mixup,
+            the unmixed input: the mixing happens inside the model).
+        targets: (B, K) float soft labels; each row sums to 1.
+        lam: (B,) float, the weight of each sample's own label in ``targets``.
+        index: (B,) int64, the partner of each sample (for multi-input methods such as Co-Mixup,
+            the input that contributes most to each output after the sample itself).
+        extras: method-specific information (chosen shifts, masks, the mixing layer, ...).
+    """
+
+    images: Tensor
+    targets: Tensor
+    lam: Tensor
+    index: Tensor
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def check_images(images: Any, name: str = "images") -> Tensor:
+    """Validate a (B, C, H, W) floating batch; raise a clear TypeError/ValueError otherwise."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W), got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (normalised images), got dtype {images.dtype}")
+    if images.shape[0] < 1 or images.shape[2] < 1 or images.shape[3] < 1:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(images.shape)}")
+    return images
+
+
+def to_soft_targets(targets: Any, num_classes: int | None, batch_size: int, *,
+                    dtype: torch.dtype = torch.float32, device: torch.device | None = None,
+                    name: str = "targets") -> Tensor:
+    """Turn int (B,) labels or float (B, K) soft labels into float (B, K) rows summing to 1."""
+    if not isinstance(targets, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, int (B,) or float (B, K), got {type(targets).__name__}")
+    if targets.shape[0] != batch_size:
+        raise ValueError(f"{name} must have batch size {batch_size} like the images, got shape {tuple(targets.shape)}")
+    device = device if device is not None else targets.device
+    if targets.ndim == 1:
+        if targets.is_floating_point() or targets.dtype == torch.bool:
+            raise TypeError(f"{name} of shape (B,) must hold integer class indices, got dtype {targets.dtype}")
+        if num_classes is None:
+            raise ValueError(f"num_classes is required when {name} are integer labels (got num_classes=None)")
+        if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+            raise ValueError(f"{name} must lie in [0, {num_classes - 1}] for num_classes={num_classes}, "
+                             f"got values in [{int(targets.min())}, {int(targets.max())}]")
+        return torch.nn.functional.one_hot(targets.long(), num_classes).to(device=device, dtype=dtype)
+    if targets.ndim == 2:
+        if not targets.is_floating_point():
+            raise TypeError(f"{name} of shape (B, K) must be floating soft labels, got dtype {targets.dtype}")
+        if num_classes is not None and targets.shape[1] != num_classes:
+            raise ValueError(f"{name} has {targets.shape[1]} classes but num_classes={num_classes}")
+        return targets.to(device=device, dtype=dtype)
+    raise ValueError(f"{name} must have shape (B,) or (B, K), got shape {tuple(targets.shape)}")
+
+
+def check_probability(value: Any, name: str) -> float:
+    """A float in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_positive(value: Any, name: str) -> float:
+    """A finite float > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(value: Any, name: str) -> float:
+    """A finite float >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def sample_beta(alpha: float, beta: float | None = None, size: int = 1, *,
+                generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+    """Draw ``size`` samples of Beta(alpha, beta) (beta defaults to alpha) from torch's RNG.
+
+    Uses the Gamma-ratio construction with ``torch._standard_gamma`` so the draw honours
+    ``generator`` (``torch.distributions.Beta`` cannot take one). ``alpha <= 0`` returns 0.5.
+    The result is float64 on CPU, then moved to ``device``.
+    """
+    beta = alpha if beta is None else beta
+    if alpha <= 0 or beta <= 0:
+        return torch.full((size,), 0.5, dtype=torch.float64, device=device)
+    # Draw uniforms from the generator and map them through an inverse-CDF-free method: gamma via
+    # torch._standard_gamma does not accept a generator, so we use the uniform/normal
+    # Marsaglia-Tsang sampler implemented on top of the generator's own draws.
+    ga = _gamma(alpha, size, generator)
+    gb = _gamma(beta, size, generator)
+    out = ga / (ga + gb)
+    out = torch.nan_to_num(out, nan=0.5)
+    return out.to(device)
+
+
+def _gamma(shape: float, size: int, generator: torch.Generator | None) -> Tensor:
+    """Marsaglia-Tsang Gamma(shape, 1) sampler driven by ``generator`` (float64, CPU)."""
+    boost = shape < 1.0
+    d = (shape + 1.0 if boost else shape) - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    out = torch.empty(size, dtype=torch.float64)
+    filled = 0
+    while filled < size:
+        n = max(2 * (size - filled), 8)
+        z = torch.randn(n, dtype=torch.float64, generator=generator)
+        u = torch.rand(n, dtype=torch.float64, generator=generator)
+        v = (1.0 + c * z) ** 3
+        ok = (v > 0) & (torch.log(u.clamp_min(1e-300)) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-300)))
+        acc = (d * v)[ok][: size - filled]
+        out[filled: filled + acc.numel()] = acc
+        filled += acc.numel()
+    if boost:
+        u = torch.rand(size, dtype=torch.float64, generator=generator)
+        out = out * u.clamp_min(1e-300) ** (1.0 / shape)
+    return out
+
+
+def random_permutation(n: int, *, generator: torch.Generator | None = None,
+                       device: torch.device | str = "cpu") -> Tensor:
+    """A random permutation of ``range(n)`` (int64), drawn on CPU from ``generator``."""
+    return torch.randperm(n, generator=generator).to(device)
+
+
+class Mixer:
+    """Base class of every mixing method.
+
+    Subclasses implement :meth:`mix`, which receives validated inputs, and may override the class
+    attributes that tell :class:`sagemix.step.MixStep` how to run the clean (saliency) pass:
+
+    Attributes:
+        name: registry name.
+        needs_gradient_saliency: the method needs the input gradient of a clean loss.
+        mixes_hidden: the method mixes hidden states inside the model (Manifold Mixup).
+        saliency_train_mode: run the clean pass in train mode (batch-norm batch statistics, running
+            statistics updated) rather than eval mode.
+        saliency_loss: ``"train"`` to take the saliency of the training loss (SAGE) or ``"ce"`` for the
+            mean cross-entropy (Puzzle Mix, Co-Mixup).
+
+    Subclasses also define :meth:`clean_weight` (the weight whose clean-loss parameter gradients are
+    kept; 0 discards them) and :meth:`mixed_weight` (the weight of the mixed loss).
+    """
+
+    name: str = "base"
+    needs_gradient_saliency: bool = False
+    mixes_hidden: bool = False
+    saliency_train_mode: bool = True
+    saliency_loss: str = "train"
+
+    def __init__(self, *, num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
+            raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.num_classes = num_classes
+        self.generator = generator
+
+    # -- the step protocol -------------------------------------------------------------------
+    def clean_weight(self, num_classes: int) -> float:
+        """Weight of the clean loss whose parameter gradients are kept (0: discarded)."""
+        return 0.0
+
+    def mixed_weight(self) -> float:
+        """Weight of the mixed loss in the training gradient."""
+        return 1.0
+
+    def reduce_saliency(self, grad: Tensor) -> Tensor:
+        """Reduce an input gradient (B, C, H, W) to the saliency this method consumes."""
+        raise NotImplementedError(f"{type(self).__name__} does not use gradient saliency")
+
+    # -- the call ----------------------------------------------------------------------------
+    def __call__(self, images: Tensor, targets: Tensor, saliency: Tensor | None = None) -> MixOutput:
+        """Mix a batch.
+
+        Args:
+            images: (B, C, H, W) float, normalised.
+            targets: int (B,) class indices (``num_classes`` must be set) or float (B, K) soft labels.
+            saliency: the method's saliency, required when ``needs_gradient_saliency``.
+
+        Returns:
+            MixOutput with soft (B, K) targets.
+        """
+        images = check_images(images)
+        soft = to_soft_targets(targets, self.num_classes, images.shape[0], device=images.device)
+        if self.needs_gradient_saliency:
+            if saliency is None:
+                raise ValueError(f"{self.name} needs saliency: pass saliency=... or use sagemix.MixStep, "
+                                 "which computes it from the model")
+            if not isinstance(saliency, Tensor):
+                raise TypeError(f"saliency must be a torch.Tensor, got {type(saliency).__name__}")
+        with torch.no_grad():
+            return self.mix(images.detach(), soft, saliency)
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k not in ("generator",) and not k.startswith("_"))
+        return f"{type(self).__name__}({opts})"
+
+
+def mix_targets(targets: Tensor, index: Tensor, lam: Tensor) -> Tensor:
+    """``lam[:, None] * targets + (1 - lam[:, None]) * targets[index]`` (rows still sum to 1)."""
+    lam = lam.to(targets.dtype).reshape(-1, 1)
+    return lam * targets + (1.0 - lam) * targets[index]
+
+
+
+

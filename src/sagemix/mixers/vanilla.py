@@ -1,0 +1,25 @@
+"""No mixing: the baseline every method is compared with."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import Mixer, MixOutput
+from .registry import register_mixer
+
+
+@register_mixer("vanilla")
+class Vanilla(Mixer):
+    """Identity mixer: returns a copy of the batch with ``lam = 1`` and ``index = arange(B)``.
+
+    Example:
+        >>> import torch
+        >>> out = Vanilla(num_classes=3)(torch.zeros(2, 3, 4, 4), torch.tensor([0, 2]))
+        >>> out.targets.tolist()
+        [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+        b = images.shape[0]
+        return MixOutput(images.clone(), targets, torch.ones(b, device=images.device),
+                         torch.arange(b, device=images.device))

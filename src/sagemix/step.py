@@ -1,0 +1,190 @@
+"""The two-pass training step: model + loss + mixer.
+
+Gradient saliency needs the model and the loss, which no common mixing API takes. :class:`MixStep`
+owns all three and runs one training step of any registered method (SAGE spec section 6)::
+
+    step = MixStep(model, create_mixer("sage", num_classes=10))
+    for x, y in loader:
+        optimizer.zero_grad(set_to_none=True)
+        out = step(x, y)           # forward/backward passes, gradients left in the parameters
+        optimizer.step()
+
+For a method that needs gradient saliency the step
+
+1. runs the clean batch with ``x.requires_grad_(True)`` in the mode the method asks for (train mode
+   for SAGE and Co-Mixup, eval mode for Puzzle Mix with ``clean_lam = 0``), under ``no_sync`` for a
+   DDP model so that this backward does not all-reduce on its own;
+2. back-propagates ``w * L_clean`` with ``w = mixer.clean_weight(K)``: the parameter gradients are
+   kept (SAGE ``1 - update_ratio``, Puzzle Mix ``2 clean_lam / K``, Co-Mixup ``clean_lam``) and
+   accumulate with the mixed loss's. With ``w = 0`` only the input gradient is computed
+   (``torch.autograd.grad``), so no parameter gradient is touched and none is computed;
+3. reduces the input gradient (in float32, also under autocast) with ``mixer.reduce_saliency``;
+4. mixes, runs the mixed batch in train mode and back-propagates ``mixer.mixed_weight() * L_mixed``.
+
+The training gradient is therefore ``w * grad L_clean + v * grad L_mixed``. The optimizer step is
+left to the caller, so the step drops into any loop (gradient clipping, accumulation, schedulers).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .losses import soft_cross_entropy
+from .mixers.base import Mixer, MixOutput, check_images, to_soft_targets
+from .models.protocol import supports_manifold_mixup, unwrap_model
+
+__all__ = ["MixStep", "StepOutput"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class StepOutput:
+    """What one :class:`MixStep` call returns (all tensors detached).
+
+    Attributes:
+        loss: the objective whose gradient was accumulated, ``w * clean_loss + v * mixed_loss``.
+        mixed_loss: the loss on the mixed batch.
+        clean_loss: the clean (saliency) pass loss, or None when the method has no clean pass.
+        logits: (B, K) logits of the mixed batch.
+        clean_logits: (B, K) logits of the clean batch, or None.
+        mix: the mixer's :class:`MixOutput` (mixed images, soft targets, lam, index).
+        saliency: the saliency the mixer received, or None.
+    """
+
+    loss: Tensor
+    mixed_loss: Tensor
+    clean_loss: Tensor | None
+    logits: Tensor
+    clean_logits: Tensor | None
+    mix: MixOutput
+    saliency: Tensor | None
+
+
+class MixStep:
+    """One training step of any mixing method (see the module docstring).
+
+    Args:
+        model: the network, possibly wrapped in DDP or ``torch.compile``.
+        mixer: a :class:`sagemix.mixers.Mixer`.
+        loss: ``loss(logits, soft_targets) -> scalar``; soft-target cross-entropy by default.
+        num_classes: K, needed when targets are integer labels (defaults to ``mixer.num_classes``).
+        autocast_dtype: run forward passes under ``torch.autocast`` with this dtype (e.g.
+            ``torch.bfloat16``); the saliency is still computed and reduced in float32.
+        scaler: an optional ``torch.amp.GradScaler`` for float16 training; the losses are scaled
+            before each backward and the saliency is unscaled.
+
+    Example:
+        >>> import torch
+        >>> from sagemix import MixStep, create_mixer
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+        >>> step = MixStep(model, create_mixer("sage", num_classes=4, generator=torch.Generator().manual_seed(0)))
+        >>> out = step(torch.randn(6, 3, 8, 8), torch.tensor([0, 1, 2, 3, 0, 1]))
+        >>> out.mix.targets.sum(1).allclose(torch.ones(6))
+        True
+    """
+
+    def __init__(self, model: nn.Module, mixer: Mixer, loss: LossFn = soft_cross_entropy, *,
+                 num_classes: int | None = None, autocast_dtype: torch.dtype | None = None,
+                 scaler: "torch.amp.GradScaler | None" = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(mixer, Mixer):
+            raise TypeError(f"mixer must be a sagemix Mixer (see sagemix.create_mixer), got {type(mixer).__name__}")
+        if not callable(loss):
+            raise TypeError(f"loss must be callable as loss(logits, soft_targets), got {loss!r}")
+        if mixer.mixes_hidden and not supports_manifold_mixup(model):
+            raise ValueError(f"mixer {mixer.name!r} mixes hidden states, but model "
+                             f"{type(unwrap_model(model)).__name__} does not implement the stage protocol "
+                             "(an int attribute `mix_layers` and forward(x, mix_layer=k, mix_fn=fn)); "
+                             "see sagemix.models.protocol")
+        if autocast_dtype is not None and autocast_dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"autocast_dtype must be torch.float16, torch.bfloat16 or None, got {autocast_dtype}")
+        self.model = model
+        self.mixer = mixer
+        self.loss = loss
+        self.num_classes = num_classes if num_classes is not None else mixer.num_classes
+        self.autocast_dtype = autocast_dtype
+        self.scaler = scaler
+
+    # ------------------------------------------------------------------------------------------
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
+
+    def _scale(self, loss: Tensor) -> Tensor:
+        return self.scaler.scale(loss) if self.scaler is not None else loss
+
+    def _no_sync(self) -> contextlib.AbstractContextManager:
+        no_sync = getattr(self.model, "no_sync", None)
+        return no_sync() if callable(no_sync) else contextlib.nullcontext()
+
+    def clean_pass(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Run the saliency pass; returns ``(saliency, clean_loss, clean_logits)`` (detached).
+
+        The kept parameter gradients (``w * grad L_clean``) are accumulated in the model.
+        """
+        mixer, model = self.mixer, self.model
+        was_training = model.training
+        model.train(mixer.saliency_train_mode)
+        x = images.detach().clone().requires_grad_(True)
+        weight = float(mixer.clean_weight(targets.shape[1]))
+        try:
+            with self._no_sync():
+                with self._autocast(images.device):
+                    logits = model(x)
+                loss = (self.loss(logits, targets) if mixer.saliency_loss == "train"
+                        else soft_cross_entropy(logits, targets))
+                if weight > 0:
+                    scaled = self._scale(weight * loss)
+                    scaled.backward()
+                    grad = x.grad
+                    factor = weight * (self.scaler.get_scale() if self.scaler is not None else 1.0)
+                else:
+                    scaled = self._scale(loss)
+                    (grad,) = torch.autograd.grad(scaled, x)
+                    factor = self.scaler.get_scale() if self.scaler is not None else 1.0
+        finally:
+            model.train(was_training)
+        grad = grad.detach().float() / factor
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        saliency = mixer.reduce_saliency(grad)
+        return saliency, loss.detach(), logits.detach()
+
+    def __call__(self, images: Tensor, targets: Tensor) -> StepOutput:
+        """Run one step on a batch.
+
+        Args:
+            images: (B, C, H, W) float normalised images.
+            targets: int (B,) labels or float (B, K) soft labels.
+
+        Returns:
+            StepOutput; the parameter gradients of the training objective are accumulated in the model.
+        """
+        images = check_images(images)
+        soft = to_soft_targets(targets, self.num_classes, images.shape[0], device=images.device)
+        model, mixer = self.model, self.mixer
+        saliency = clean_loss = clean_logits = None
+        weight = 0.0
+        if mixer.needs_gradient_saliency:
+            saliency, clean_loss, clean_logits = self.clean_pass(images, soft)
+            weight = float(mixer.clean_weight(soft.shape[1]))
+        mix = mixer(images, soft, saliency)
+        model.train()
+        with self._autocast(images.device):
+            if mixer.mixes_hidden:
+                logits = model(mix.images, mix_layer=mix.extras["mix_layer"], mix_fn=mix.extras["mix_fn"])
+            else:
+                logits = model(mix.images)
+        mixed_loss = self.loss(logits, mix.targets)
+        v = float(mixer.mixed_weight())
+        self._scale(v * mixed_loss).backward()
+        total = v * mixed_loss.detach()
+        if clean_loss is not None and weight > 0:
+            total = total + weight * clean_loss
+        return StepOutput(total, mixed_loss.detach(), clean_loss, logits.detach(), clean_logits, mix, saliency)

@@ -1,0 +1,205 @@
+"""Clean top-1 accuracy, and the batching helpers the other evaluations share.
+
+The evaluations of the SAGE paper (Ma et al., "SAGE: Saliency-Guided Mixup with Optimal
+Rearrangements", BMVC 2022, https://arxiv.org/abs/2211.00113) start from uint8 images held in
+memory (the test split, its corrupted copies, the few-shot novel classes). This module turns such
+images into normalised float batches on a device and measures the clean top-1 accuracy, in percent.
+
+Example:
+    >>> import torch
+    >>> from sagemix.evaluate.accuracy import accuracy
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    >>> images = torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8)
+    >>> acc = accuracy(model, images, torch.tensor([0, 1, 0, 1, 0, 1]), mean=(0.5,) * 3, std=(0.25,) * 3)
+    >>> 0.0 <= acc <= 100.0
+    True
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["accuracy", "as_nchw_uint8", "check_mean_std", "normalize", "iter_batches", "eval_mode",
+           "resolve_device"]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None -> CUDA when available else CPU; any other value through ``torch.device``."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from e
+
+
+def check_mean_std(mean: Any, std: Any, channels: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Validate the per-channel normalisation constants (0-1 scale).
+
+    Args:
+        mean: a sequence of per-channel means on the 0-1 scale.
+        std: a sequence of per-channel standard deviations (> 0) on the 0-1 scale.
+        channels: when given, the number of channels both must have (a length-1 sequence is broadcast).
+
+    Returns:
+        ``(mean, std)`` as tuples of floats.
+    """
+    out = []
+    for name, value in (("mean", mean), ("std", std)):
+        if isinstance(value, Tensor):
+            value = value.flatten().tolist()
+        if not isinstance(value, Sequence) or isinstance(value, str) or len(value) == 0:
+            raise TypeError(f"{name} must be a non-empty sequence of per-channel floats (0-1 scale), got {value!r}")
+        try:
+            vals = tuple(float(v) for v in value)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name} must hold numbers, got {value!r}") from e
+        if not all(math.isfinite(v) for v in vals):
+            raise ValueError(f"{name} must be finite, got {vals}")
+        if channels is not None and len(vals) not in (1, channels):
+            raise ValueError(f"{name} must have 1 or {channels} values (one per channel), got {len(vals)}: {vals}")
+        if channels is not None and len(vals) == 1:
+            vals = vals * channels
+        out.append(vals)
+    if any(s <= 0 for s in out[1]):
+        raise ValueError(f"std must be positive, got {out[1]}")
+    return out[0], out[1]
+
+
+def as_nchw_uint8(images: Any, name: str = "images") -> Tensor:
+    """Check a uint8 image batch and return it as (N, C, H, W).
+
+    Accepts (N, C, H, W) (the layout of :class:`sagemix.data.ImageData`) or (N, H, W, C) (the layout
+    of CIFAR-10-C ``.npy`` files) with C in {1, 3}; a NumPy array is converted. When both readings
+    are possible (e.g. (N, 3, 4, 3)), (N, C, H, W) is assumed.
+    """
+    if not isinstance(images, Tensor):
+        try:
+            import numpy as np
+        except ImportError:  # pragma: no cover - numpy is a core dependency
+            np = None
+        if np is not None and isinstance(images, np.ndarray):
+            images = torch.from_numpy(images)
+        else:
+            raise TypeError(f"{name} must be a uint8 torch.Tensor or numpy array of shape (N, C, H, W) or "
+                            f"(N, H, W, C), got {type(images).__name__}")
+    if images.dtype != torch.uint8:
+        raise TypeError(f"{name} must have dtype uint8 (pixel values 0-255), got {images.dtype}")
+    if images.ndim != 4 or images.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (N, C, H, W) or (N, H, W, C) with N >= 1, "
+                         f"got shape {tuple(images.shape)}")
+    if images.shape[1] in (1, 3):
+        return images
+    if images.shape[3] in (1, 3):
+        return images.permute(0, 3, 1, 2)
+    raise ValueError(f"{name} must have 1 or 3 channels in dim 1 (N, C, H, W) or dim 3 (N, H, W, C), "
+                     f"got shape {tuple(images.shape)}")
+
+
+def _check_labels(labels: Any, n: int, name: str = "labels") -> Tensor:
+    if not isinstance(labels, Tensor):
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"{name} must be an int64 tensor of shape ({n},), got {type(labels).__name__}") from e
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) like the images, got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
+    return labels.long()
+
+
+def normalize(images01: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """``(x - mean) / std`` per channel for a (B, C, H, W) float batch on the 0-1 scale (differentiable)."""
+    m = torch.as_tensor(mean, dtype=images01.dtype, device=images01.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=images01.dtype, device=images01.device).view(1, -1, 1, 1)
+    return (images01 - m) / s
+
+
+def iter_batches(images: Tensor, labels: Tensor | None, *, batch_size: int, device: torch.device,
+                 ) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """Yield ``(images01, labels)`` batches on ``device``: float32 pixels in [0, 1], (B, C, H, W).
+
+    ``images`` is a checked (N, C, H, W) uint8 tensor; each batch is moved and converted on its own,
+    so a large test set never sits in float32 on the device all at once.
+    """
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start:start + batch_size].to(device, non_blocking=True).float().div_(255.0)
+        y = None if labels is None else labels[start:start + batch_size].to(device, non_blocking=True)
+        yield x, y
+
+
+class eval_mode:
+    """Context manager: put a model in eval mode and restore its previous mode afterwards."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.was_training = model.training
+
+    def __enter__(self) -> nn.Module:
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was_training)
+
+
+def _check_common(model: Any, batch_size: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def accuracy(model: nn.Module, images: Tensor | Iterable[tuple[Tensor, Tensor]], labels: Tensor | None = None,
+             *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+             device: str | torch.device | None = "cpu", batch_size: int = 500) -> float:
+    """Clean top-1 accuracy of ``model`` in percent, with the model in eval mode.
+
+    Args:
+        model: the classifier (its mode is restored afterwards).
+        images: either uint8 images (N, C, H, W) or (N, H, W, C) in memory, normalised here with
+            ``mean``/``std``; or an iterable of already normalised ``(images, labels)`` float batches
+            (e.g. :func:`sagemix.data.make_loader` with ``train=False``), in which case ``labels``,
+            ``mean`` and ``std`` must be None.
+        labels: int (N,) labels of uint8 ``images``.
+        mean: per-channel mean on the 0-1 scale (required with uint8 images).
+        std: per-channel std on the 0-1 scale (required with uint8 images).
+        device: where to run (``"auto"`` picks CUDA when available).
+        batch_size: images per forward pass (uint8 input only).
+
+    Returns:
+        The share of correctly classified images, in [0, 100].
+    """
+    _check_common(model, batch_size)
+    dev = resolve_device(device)
+    correct = 0
+    total = 0
+    if isinstance(images, (Tensor,)) or type(images).__module__ == "numpy":
+        x_all = as_nchw_uint8(images)
+        if labels is None or mean is None or std is None:
+            raise ValueError("labels, mean and std are required when images are uint8 pixels "
+                             f"(got labels={'set' if labels is not None else None}, mean={mean}, std={std})")
+        y_all = _check_labels(labels, x_all.shape[0])
+        mean, std = check_mean_std(mean, std, x_all.shape[1])
+        batches: Iterable[tuple[Tensor, Tensor]] = (
+            (normalize(x, mean, std), y) for x, y in iter_batches(x_all, y_all, batch_size=batch_size, device=dev))
+    else:
+        if labels is not None or mean is not None or std is not None:
+            raise ValueError("labels, mean and std must be None when images is a loader of normalised "
+                             "(images, labels) batches")
+        if not hasattr(images, "__iter__"):
+            raise TypeError("images must be a uint8 tensor or an iterable of (images, labels) batches, "
+                            f"got {type(images).__name__}")
+        batches = ((x.to(dev), y.to(dev)) for x, y in images)
+    with eval_mode(model), torch.inference_mode():
+        for x, y in batches:
+            pred = model(x).argmax(dim=1)
+            correct += int((pred == y).sum())
+            total += int(y.numel())
+    if total == 0:
+        raise ValueError("images is empty: nothing to evaluate")
+    return 100.0 * correct / total

@@ -1,0 +1,69 @@
+"""CutMix: paste a box of a random partner into each image; mix labels by area.
+
+Yun, Han, Oh, Chun, Choe & Yoo, "CutMix: Regularization Strategy to Train Strong Classifiers with
+Localizable Features", ICCV 2019, https://arxiv.org/abs/1905.04899.
+
+Per batch: ``lam ~ Beta(alpha, alpha)``, one permutation ``pi`` and one box of side
+``W*sqrt(1-lam)`` by ``H*sqrt(1-lam)`` with its centre uniform over the pixels, clipped to the
+image. Inside the box every sample shows its partner's pixels; the label weight is recomputed from
+the clipped box, ``lam = 1 - area/(H*W)``, so it equals the realised share of the sample's own
+pixels. Kernels: :func:`sagemix.functional.boxes.rand_box` and
+:func:`sagemix.functional.boxes.paste_boxes`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..functional.boxes import paste_boxes, rand_box
+from .base import Mixer, MixOutput, check_positive, check_probability, mix_targets, random_permutation, sample_beta
+from .mixup import draw_apply, skip_mix
+from .registry import register_mixer
+
+__all__ = ["CutMix"]
+
+
+@register_mixer("cutmix")
+class CutMix(Mixer):
+    """CutMix (Yun et al., ICCV 2019).
+
+    Args:
+        alpha: Beta(alpha, alpha) concentration of the drawn ``lam`` (> 0); 1.0 (uniform) on CIFAR.
+        prob: probability of mixing a batch (1.0 in the shared protocol: every batch is mixed).
+        per_sample: one ``lam`` and one box per sample instead of one per batch (the permutation is
+            still one per batch); off by default, as in the paper.
+        num_classes: K, needed when targets are integer labels.
+        generator: optional CPU ``torch.Generator`` for every draw.
+
+    The output's ``extras`` hold ``boxes`` ((B, 4) int64 ``(x0, y0, x1, y1)``, half-open, clipped)
+    and ``applied`` (whether the batch was mixed). ``lam`` is the area-corrected weight, one value
+    per sample (all equal unless ``per_sample``).
+
+    Example:
+        >>> import torch
+        >>> mixer = CutMix(num_classes=3, generator=torch.Generator().manual_seed(0))
+        >>> out = mixer(torch.randn(5, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1]))
+        >>> out.images.shape, out.targets.sum(1).allclose(torch.ones(5))
+        (torch.Size([5, 3, 32, 32]), True)
+    """
+
+    def __init__(self, *, alpha: float = 1.0, prob: float = 1.0, per_sample: bool = False,
+                 num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
+        super().__init__(num_classes=num_classes, generator=generator)
+        self.alpha = check_positive(alpha, "alpha")
+        self.prob = check_probability(prob, "prob")
+        if not isinstance(per_sample, bool):
+            raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
+        self.per_sample = per_sample
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+        b, _, h, w = images.shape
+        if not draw_apply(self.prob, self.generator):
+            return skip_mix(images, targets, applied=False,
+                            boxes=torch.zeros(b, 4, dtype=torch.long, device=images.device))
+        lam0 = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator)
+        perm = random_permutation(b, generator=self.generator, device=images.device)
+        boxes = rand_box(h, w, lam0, generator=self.generator).to(images.device)
+        mixed, lam = paste_boxes(images, perm, boxes)
+        return MixOutput(mixed, mix_targets(targets, perm, lam), lam, perm,
+                         {"applied": True, "boxes": boxes.expand(b, 4).clone()})

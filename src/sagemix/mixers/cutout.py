@@ -1,0 +1,73 @@
+"""Cutout: erase one square patch of every image; labels unchanged.
+
+DeVries & Taylor, "Improved Regularization of Convolutional Neural Networks with Cutout", 2017,
+https://arxiv.org/abs/1708.04552.
+
+One square hole of side ``size`` (16 for CIFAR-10, 8 for CIFAR-100 in the paper), centre uniform
+over the pixels, clipped to the image, filled with 0 *after* normalisation (the dataset's mean
+colour). Kernels: :func:`sagemix.functional.boxes.centered_boxes` and
+:func:`sagemix.functional.boxes.erase_boxes`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..functional.boxes import box_areas, centered_boxes, erase_boxes
+from .base import Mixer, MixOutput, check_probability
+from .mixup import draw_apply, skip_mix
+from .registry import register_mixer
+
+__all__ = ["Cutout"]
+
+
+@register_mixer("cutout")
+class Cutout(Mixer):
+    """Cutout (DeVries & Taylor, 2017).
+
+    Cutout mixes no labels, so the output's ``lam`` stays 1 and ``index`` is ``arange(B)``; the
+    targets are the input's (as soft labels). The share of each image that was erased is in
+    ``extras["erased"]`` ((B,) float, ``area/(H*W)`` of the clipped hole) and the holes in
+    ``extras["boxes"]`` ((B, 4) int64 ``(x0, y0, x1, y1)``).
+
+    Args:
+        size: side of the square hole in pixels (>= 1); 16 for CIFAR-10, 8 for CIFAR-100.
+        prob: probability of applying Cutout to a batch (1.0: every image, as in the paper).
+        per_sample: one hole position per image. The default (False) draws one position per batch,
+            the library's convention for the box methods; the paper's data-loader transform draws a
+            position per image, which ``per_sample=True`` reproduces.
+        num_classes: K, needed when targets are integer labels.
+        generator: optional CPU ``torch.Generator`` for every draw.
+
+    Example:
+        >>> import torch
+        >>> out = Cutout(size=8, num_classes=2)(torch.ones(3, 3, 32, 32), torch.tensor([0, 1, 1]))
+        >>> out.lam.tolist(), bool((out.images == 0).any())
+        ([1.0, 1.0, 1.0], True)
+    """
+
+    def __init__(self, *, size: int = 16, prob: float = 1.0, per_sample: bool = False,
+                 num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
+        super().__init__(num_classes=num_classes, generator=generator)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int (hole side in pixels), got {size!r}")
+        self.size = size
+        self.prob = check_probability(prob, "prob")
+        if not isinstance(per_sample, bool):
+            raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
+        self.per_sample = per_sample
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+        b, _, h, w = images.shape
+        if not draw_apply(self.prob, self.generator):
+            return skip_mix(images, targets, applied=False, erased=torch.zeros(b, device=images.device),
+                            boxes=torch.zeros(b, 4, dtype=torch.long, device=images.device))
+        n = b if self.per_sample else 1
+        cy = torch.randint(0, h, (n,), generator=self.generator)
+        cx = torch.randint(0, w, (n,), generator=self.generator)
+        side = torch.tensor([self.size])
+        boxes = centered_boxes(cy, cx, side, side, h, w).to(images.device)
+        erased = (box_areas(boxes, h, w).double() / float(h * w)).to(torch.float32).expand(b).clone()
+        out = erase_boxes(images, boxes, 0.0)
+        return MixOutput(out, targets, torch.ones(b, device=images.device), torch.arange(b, device=images.device),
+                         {"applied": True, "boxes": boxes.expand(b, 4).clone(), "erased": erased})

@@ -1,0 +1,144 @@
+"""SaliencyMix: CutMix whose box is centred on the partner's most salient pixel.
+
+Uddin, Monira, Shin, Chung & Bae, "SaliencyMix: A Saliency Guided Data Augmentation Strategy for
+Better Regularization", ICLR 2021, https://arxiv.org/abs/2006.01791.
+
+Per batch, with probability ``prob`` (0.5): ``lam ~ Beta(alpha, alpha)``, a permutation ``pi``;
+for each sample a box of side ``sqrt(1-lam)`` × image side centred on the peak of its partner's
+saliency map, clipped; the partner's pixels are pasted from the same location and ``lam`` is
+recomputed from the clipped area. The saliency is OpenCV's static fine-grained saliency
+(Montabone & Soto 2010) of the de-normalised uint8 image (``pip install "sagemix[saliencymix]"``);
+no model is involved. Kernels: :mod:`sagemix.functional.saliencymix` and
+:func:`sagemix.functional.boxes.paste_boxes`.
+
+Differences from the research code, which computes one box from the first partner only and
+applies it to the whole batch, and feeds the detector normalised float input whose output it wraps
+by ``*255`` in uint8: the default here is the paper's per-image box on correct uint8 input;
+``per_batch_box=True`` reproduces the box sharing (the wrap bug is not reproduced).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ..functional.boxes import paste_boxes
+from ..functional.saliencymix import denormalize_to_uint8, opencv_saliency, saliency_boxes
+from .base import Mixer, MixOutput, check_positive, check_probability, mix_targets, random_permutation, sample_beta
+from .mixup import draw_apply, skip_mix
+from .registry import register_mixer
+
+__all__ = ["SaliencyMix", "CIFAR10_MEAN", "CIFAR10_STD"]
+
+#: CIFAR-10 normalisation on the 0-1 scale (SAGE spec section 7).
+CIFAR10_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+CIFAR10_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+
+SaliencyFn = Callable[[Tensor], Tensor]
+
+
+def _check_stats(value: Sequence[float], name: str, positive: bool) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of per-channel numbers, got {value!r}") from None
+    if len(out) == 0 or (positive and any(not v > 0 for v in out)):
+        raise ValueError(f"{name} must be a non-empty sequence of per-channel numbers"
+                         f"{' > 0' if positive else ''}, got {value!r}")
+    return out
+
+
+@register_mixer("saliencymix")
+class SaliencyMix(Mixer):
+    """SaliencyMix (Uddin et al., ICLR 2021).
+
+    Args:
+        alpha: Beta(alpha, alpha) concentration of the drawn ``lam`` (> 0); 1.0 on CIFAR.
+        prob: probability of mixing a batch (0.5 in the paper); otherwise the clean batch is returned
+            with ``lam = 1`` and ``extras["applied"] = False``.
+        per_batch_box: the research code's behaviour: one box, centred on the saliency peak of the
+            first sample's partner, for the whole batch (off by default).
+        mean: per-channel mean of the normalisation the images went through (0-1 scale); CIFAR-10's
+            by default. Used to recover the uint8 image for OpenCV.
+        std: per-channel std of that normalisation; CIFAR-10's by default.
+        saliency_fn: optional callable ``images (N, C, H, W) normalised -> (N, H, W)`` saliency, used
+            instead of OpenCV (e.g. in tests, or for another detector).
+        num_classes: K, needed when targets are integer labels.
+        generator: optional CPU ``torch.Generator`` for every draw.
+
+    A precomputed saliency may also be passed to the call, ``mixer(images, targets, saliency)``,
+    as a (B, H, W) tensor for the whole batch; then neither OpenCV nor ``saliency_fn`` runs.
+    The output's ``extras`` hold ``applied`` and ``boxes`` ((B, 4) int64 ``(x0, y0, x1, y1)``).
+
+    Example:
+        >>> import torch
+        >>> peak = lambda x: x.mean(1)  # brightness as saliency, no OpenCV needed
+        >>> mixer = SaliencyMix(prob=1.0, saliency_fn=peak, num_classes=2,
+        ...                     generator=torch.Generator().manual_seed(0))
+        >>> out = mixer(torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 0, 1]))
+        >>> out.targets.sum(1).allclose(torch.ones(4))
+        True
+    """
+
+    def __init__(self, *, alpha: float = 1.0, prob: float = 0.5, per_batch_box: bool = False,
+                 mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
+                 saliency_fn: SaliencyFn | None = None, num_classes: int | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(num_classes=num_classes, generator=generator)
+        self.alpha = check_positive(alpha, "alpha")
+        self.prob = check_probability(prob, "prob")
+        if not isinstance(per_batch_box, bool):
+            raise TypeError(f"per_batch_box must be a bool, got {per_batch_box!r}")
+        self.per_batch_box = per_batch_box
+        self.mean = _check_stats(mean, "mean", positive=False)
+        self.std = _check_stats(std, "std", positive=True)
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}")
+        if saliency_fn is not None and not callable(saliency_fn):
+            raise TypeError(f"saliency_fn must be callable as saliency_fn(images) -> (N, H, W), got {saliency_fn!r}")
+        self.saliency_fn = saliency_fn
+
+    def compute_saliency(self, images: Tensor) -> Tensor:
+        """Saliency (N, H, W) of normalised images (N, C, H, W): ``saliency_fn`` or OpenCV's detector."""
+        if self.saliency_fn is not None:
+            sal = self.saliency_fn(images)
+        else:
+            if len(self.mean) != images.shape[1]:
+                raise ValueError(f"mean/std have {len(self.mean)} channels but the images have "
+                                 f"C={images.shape[1]}; pass mean=... and std=... of your normalisation")
+            sal = opencv_saliency(denormalize_to_uint8(images, self.mean, self.std))
+        return self._check_saliency(sal, images.shape[0], images.shape[2], images.shape[3], "saliency_fn output")
+
+    @staticmethod
+    def _check_saliency(sal: object, n: int, h: int, w: int, name: str) -> Tensor:
+        if not isinstance(sal, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape ({n}, {h}, {w}), got {type(sal).__name__}")
+        if tuple(sal.shape) != (n, h, w):
+            raise ValueError(f"{name} must have shape ({n}, {h}, {w}) (one map per image), got {tuple(sal.shape)}")
+        return sal
+
+    def __call__(self, images: Tensor, targets: Tensor, saliency: Tensor | None = None) -> MixOutput:
+        """Mix a batch; ``saliency`` optionally gives the (B, H, W) saliency of the batch."""
+        if saliency is not None and isinstance(images, Tensor) and images.ndim == 4:
+            b, _, h, w = images.shape
+            self._check_saliency(saliency, b, h, w, "saliency")
+        return super().__call__(images, targets, saliency)
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+        b, _, h, w = images.shape
+        if not draw_apply(self.prob, self.generator):
+            return skip_mix(images, targets, applied=False,
+                            boxes=torch.zeros(b, 4, dtype=torch.long, device=images.device))
+        lam0 = float(sample_beta(self.alpha, size=1, generator=self.generator)[0])
+        perm = random_permutation(b, generator=self.generator, device=images.device)
+        # Only the partners' maps are needed: all of them per image, the first one per batch.
+        src = perm[:1] if self.per_batch_box else perm
+        if saliency is not None:
+            sal = saliency.detach()[src.to(saliency.device)]
+        else:
+            sal = self.compute_saliency(images[src])
+        boxes = saliency_boxes(sal, lam0).to(images.device)
+        mixed, lam = paste_boxes(images, perm, boxes)
+        return MixOutput(mixed, mix_targets(targets, perm, lam), lam, perm,
+                         {"applied": True, "boxes": boxes.expand(b, 4).clone()})

@@ -1,0 +1,234 @@
+"""The in-memory dataset type and the dataset registry: ``load_dataset``, ``list_datasets``.
+
+Every sagemix dataset is an :class:`ImageData`: all images as one uint8 tensor (N, 3, H, W) kept
+in memory (and, by :func:`sagemix.data.make_loader`, resident on the accelerator), int64 labels,
+class names and the normalisation constants. This is the data layout of the fast CIFAR trainers
+(airbench, Keller Jordan 2024, https://arxiv.org/abs/2404.00498) used for the SAGE reproduction
+(Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113): a 50k-image CIFAR split is 150 MB of
+uint8, so the augmentation runs in batch on the device with no per-image Python.
+
+Datasets register a loader function with :func:`register_dataset`; :func:`load_dataset` calls it
+and then, when ``classes=[...]`` is given, keeps those classes and relabels them ``0..n-1`` (the
+base classes of a few-shot split).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["ImageData", "register_dataset", "load_dataset", "list_datasets", "get_dataset_fn"]
+
+DatasetFn = Callable[..., "ImageData"]
+
+_REGISTRY: dict[str, DatasetFn] = {}
+# Modules that register datasets on import; imported lazily (they import this module). A module
+# that does not exist yet (written by another part of the project) is skipped.
+_MODULES = [
+    "sagemix.data.cifar",
+    "sagemix.data.imagefolder",
+    "sagemix.data.offline",
+    "sagemix.data.mini_imagenet",
+]
+_loaded = False
+
+
+def _check_stats(name: str, value: Any) -> tuple[float, float, float]:
+    try:
+        vals = tuple(float(v) for v in value)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of 3 floats (0-1 scale), got {value!r}") from None
+    if len(vals) != 3:
+        raise ValueError(f"{name} must have 3 values (one per RGB channel, 0-1 scale), got {value!r}")
+    return vals  # type: ignore[return-value]
+
+
+@dataclass
+class ImageData:
+    """An image classification split held in memory.
+
+    Attributes:
+        images: (N, 3, H, W) uint8 tensor, RGB.
+        labels: (N,) int64 tensor with values in ``[0, len(classes))``.
+        classes: class names; ``classes[k]`` is the name of label ``k``.
+        mean: per-channel mean on the 0-1 scale (used by the loader's normalisation).
+        std: per-channel standard deviation on the 0-1 scale (all positive).
+        name: the dataset name (``"cifar10"``, ``"offline"``, ...).
+        info: free-form provenance (split, source files, generation parameters).
+    """
+
+    images: Tensor
+    labels: Tensor
+    classes: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    name: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4 \
+                or self.images.shape[1] != 3:
+            raise ValueError("images must be a uint8 tensor of shape (N, 3, H, W), got "
+                             f"{type(self.images).__name__} {getattr(self.images, 'dtype', '')} "
+                             f"{tuple(getattr(self.images, 'shape', ()))}")
+        if not isinstance(self.labels, Tensor) or self.labels.dtype != torch.int64 \
+                or self.labels.shape != (self.images.shape[0],):
+            raise ValueError(f"labels must be an int64 tensor of shape ({self.images.shape[0]},), got "
+                             f"{getattr(self.labels, 'dtype', type(self.labels).__name__)} "
+                             f"{tuple(getattr(self.labels, 'shape', ()))}")
+        self.classes = [str(c) for c in self.classes]
+        if len(self.classes) < 1:
+            raise ValueError("classes must name at least one class, got an empty list")
+        if self.labels.numel() and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)):
+            raise ValueError(f"labels must lie in [0, {len(self.classes) - 1}] for {len(self.classes)} classes, "
+                             f"got values in [{int(self.labels.min())}, {int(self.labels.max())}]")
+        self.mean = _check_stats("mean", self.mean)
+        self.std = _check_stats("std", self.std)
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes, ``len(classes)``."""
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the images."""
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def select_classes(self, classes: Sequence[str | int]) -> "ImageData":
+        """Keep only ``classes`` (names or label indices) and relabel them ``0..n-1`` in the given order.
+
+        The normalisation constants are kept (those of the source dataset).
+        """
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence) or len(classes) == 0:
+            raise ValueError(f"classes must be a non-empty list of class names or indices, got {classes!r}")
+        ids: list[int] = []
+        for c in classes:
+            if isinstance(c, str):
+                if c not in self.classes:
+                    raise ValueError(f"classes: unknown class {c!r} for dataset {self.name!r}; "
+                                     f"expected names among {self.classes[:10]}{'...' if self.num_classes > 10 else ''}")
+                ids.append(self.classes.index(c))
+            elif isinstance(c, int) and not isinstance(c, bool):
+                if not 0 <= c < self.num_classes:
+                    raise ValueError(f"classes: index {c} out of range [0, {self.num_classes - 1}]")
+                ids.append(c)
+            else:
+                raise TypeError(f"classes must hold class names (str) or indices (int), got {c!r}")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"classes must not repeat a class, got {list(classes)!r}")
+        lut = torch.full((self.num_classes,), -1, dtype=torch.int64)
+        lut[torch.tensor(ids)] = torch.arange(len(ids))
+        new = lut[self.labels]
+        keep = new >= 0
+        return replace(self, images=self.images[keep], labels=new[keep],
+                       classes=[self.classes[i] for i in ids], info={**self.info, "classes_kept": ids})
+
+
+def register_dataset(name: str, fn: DatasetFn) -> DatasetFn:
+    """Register ``fn`` under ``name`` for :func:`load_dataset`.
+
+    ``fn`` is called as ``fn(root=..., train=..., download=..., image_size=..., seed=..., **kwargs)``
+    and returns an :class:`ImageData`. Re-registering the same function is a no-op; another
+    function under a taken name is an error.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset name must be a non-empty str, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    key = name.lower().replace("-", "_")
+    if key in _REGISTRY and _REGISTRY[key] is not fn:
+        raise ValueError(f"a dataset named {name!r} is already registered")
+    _REGISTRY[key] = fn
+    return fn
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for mod in _MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # a dataset module not written yet, not a missing dependency
+            if e.name != mod:
+                raise
+    _loaded = True
+
+
+def list_datasets() -> list[str]:
+    """Names of all registered datasets, sorted."""
+    _load()
+    return sorted(_REGISTRY)
+
+
+def get_dataset_fn(name: str) -> DatasetFn:
+    """The loader function registered under ``name``; ValueError naming the choices otherwise."""
+    _load()
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a str, got {type(name).__name__}")
+    key = name.lower().replace("-", "_")
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(_REGISTRY)}")
+    return _REGISTRY[key]
+
+
+def load_dataset(name: str, *, root: str | None = None, train: bool = True, download: bool = False,
+                 image_size: int | tuple[int, int] | None = None, seed: int = 0,
+                 classes: Sequence[str | int] | None = None, **kwargs: Any) -> ImageData:
+    """Load a dataset split into memory.
+
+    Args:
+        name: one of :func:`list_datasets` (``cifar10``, ``cifar100``, ``imagefolder``, ``offline``, ...).
+        root: where the files are (the extracted folder, its parent or the archive for CIFAR; the
+            folder with one sub-folder per class for ``imagefolder``; the cache folder for ``offline``).
+        train: the training split (True) or the test split.
+        download: fetch missing files (CIFAR only; needs network access).
+        image_size: resize to this size (int or (H, W)); None keeps the native size.
+        seed: seed of any random choice (the offline dataset's generation).
+        classes: keep only these classes (names or indices) and relabel them ``0..n-1``.
+        **kwargs: dataset-specific options (e.g. ``n_train``/``n_test`` for ``offline``).
+
+    Returns:
+        An :class:`ImageData`.
+
+    Example:
+        >>> data = load_dataset("offline", train=True)   # doctest: +SKIP
+        >>> data.images.shape, data.num_classes           # doctest: +SKIP
+        (torch.Size([10000, 3, 32, 32]), 10)
+    """
+    fn = get_dataset_fn(name)
+    if not isinstance(train, bool):
+        raise TypeError(f"train must be a bool, got {train!r}")
+    if image_size is not None:
+        image_size = _check_image_size(image_size)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    data = fn(root=root, train=train, download=download, image_size=image_size, seed=seed, **kwargs)
+    if not isinstance(data, ImageData):
+        raise TypeError(f"dataset {name!r} returned {type(data).__name__}, expected ImageData")
+    if classes is not None:
+        data = data.select_classes(classes)
+    return data
+
+
+def _check_image_size(image_size: Any) -> tuple[int, int]:
+    """Normalise ``image_size`` (int or (H, W)) to a tuple of positive ints."""
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        size = (image_size, image_size)
+    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2 \
+            and all(isinstance(s, int) and not isinstance(s, bool) for s in image_size):
+        size = (int(image_size[0]), int(image_size[1]))
+    else:
+        raise TypeError(f"image_size must be an int or a (H, W) pair of ints, got {image_size!r}")
+    if min(size) < 1:
+        raise ValueError(f"image_size must be positive, got {image_size!r}")
+    return size

@@ -220,6 +220,18 @@ def load_dataset(name: str, *, root: str | None = None, train: bool = True, down
     return data
 
 
+def resize_images(images: Tensor, size: tuple[int, int], chunk: int = 1024) -> Tensor:
+    """Resize uint8 (N, C, H, W) images to ``size`` (bilinear, antialiased when shrinking), in chunks."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    out = torch.empty((images.shape[0], images.shape[1], size[0], size[1]), dtype=torch.uint8)
+    for s in range(0, images.shape[0], chunk):
+        x = images[s:s + chunk].float()
+        y = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        out[s:s + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
 def _check_image_size(image_size: Any) -> tuple[int, int]:
     """Normalise ``image_size`` (int or (H, W)) to a tuple of positive ints."""
     if isinstance(image_size, int) and not isinstance(image_size, bool):

@@ -67,10 +67,10 @@ class ManifoldMixup(Mixer):
     def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
         b = images.shape[0]
         k = self.layers[int(torch.randint(0, len(self.layers), (), generator=self.generator))]
-        lam = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator)
+        lam_cpu = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator).float()
         perm = random_permutation(b, generator=self.generator, device=images.device)
-        lam = lam.to(device=images.device, dtype=torch.float32)
-        fn = functools.partial(mixup, perm=perm, lam=lam if self.per_sample else float(lam[0]))
+        lam = lam_cpu.to(images.device)
+        fn = functools.partial(mixup, perm=perm, lam=lam if self.per_sample else float(lam_cpu[0]))
         lam_b = lam.expand(b).clone()
         return MixOutput(images.clone(), mix_targets(targets, perm, lam_b), lam_b, perm,
                          {"mix_layer": k, "mix_fn": fn})

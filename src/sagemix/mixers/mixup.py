@@ -71,9 +71,11 @@ class Mixup(Mixer):
         if not draw_apply(self.prob, self.generator):
             return skip_mix(images, targets, applied=False)
         b = images.shape[0]
-        lam = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator)
+        lam_cpu = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator).float()
         perm = random_permutation(b, generator=self.generator, device=images.device)
-        lam = lam.to(device=images.device, dtype=torch.float32)
-        mixed = mixup(images, perm, lam if self.per_sample else float(lam[0]))
+        lam = lam_cpu.to(images.device)
+        # One lam: pass a Python float (read on the CPU, no device sync); the image and the label
+        # use the same float32 value.
+        mixed = mixup(images, perm, lam if self.per_sample else float(lam_cpu[0]))
         lam_b = lam.expand(b).clone()
         return MixOutput(mixed, mix_targets(targets, perm, lam_b), lam_b, perm, {"applied": True})

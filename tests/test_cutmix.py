@@ -199,3 +199,14 @@ def test_mixer_bad_arguments():
         CutMix(num_classes=2)(torch.ones(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]))
     m = create_mixer("cutmix", num_classes=10)
     assert isinstance(m, CutMix) and m.alpha == 1.0 and m.prob == 1.0
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import sagemix.functional.boxes as fbox
+    import sagemix.mixers.cutmix as mcut
+
+    for mod in (fbox, mcut):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0, mod.__name__

@@ -118,3 +118,13 @@ def test_prob_and_bad_arguments():
         Cutout(prob=2)
     with pytest.raises(ValueError, match="value"):
         erase_boxes(x, torch.zeros(1, 4, dtype=torch.long), float("nan"))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import sagemix.mixers.cutout as mcout
+
+    for mod in (mcout,):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0, mod.__name__

@@ -162,3 +162,13 @@ def test_bad_arguments():
         ManifoldMixup(per_sample="yes")
     m = create_mixer("manifold_mixup", num_classes=2)
     assert isinstance(m, ManifoldMixup) and m.alpha == 2.0 and m.layers == (0, 1, 2)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import sagemix.mixers.manifold_mixup as mman
+
+    for mod in (mman,):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0, mod.__name__

@@ -177,3 +177,14 @@ def test_mixer_bad_arguments():
 def test_registry():
     m = create_mixer("mixup", alpha=0.2, num_classes=10)
     assert isinstance(m, Mixup) and m.alpha == 0.2 and m.name == "mixup"
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import sagemix.functional.mixup as fmix
+    import sagemix.mixers.mixup as mmix
+
+    for mod in (fmix, mmix):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0, mod.__name__

@@ -247,3 +247,13 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="saliency_fn output"):
         bad(torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
     assert isinstance(create_mixer("saliencymix", per_batch_box=True), SaliencyMix)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import sagemix.mixers.saliencymix as msal
+
+    for mod in (msal,):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0, mod.__name__

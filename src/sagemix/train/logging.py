@@ -1,0 +1,119 @@
+"""The files of a run folder: config.json, metrics.jsonl, metrics.csv, summary.json, TensorBoard.
+
+Every file is rewritten atomically (temp file + ``os.replace``) from the full history after each
+epoch, so the files always agree with the checkpoint, also after ``--resume``. The summary reports
+what the SAGE paper (Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113) and its baselines
+report: the best test accuracy, the final one and the median of the last 10 epochs (percent).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import statistics
+import subprocess
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..utils import atomic_write_json, atomic_write_text
+
+__all__ = ["METRIC_FIELDS", "RunLogger", "summarize", "git_commit"]
+
+# One row per epoch, in this column order (metrics.csv).
+METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s",
+                 "step_time_s", "images_per_s")
+
+
+def git_commit(path: str | os.PathLike | None = None) -> str | None:
+    """The git commit of the sagemix source tree (None when it is not a git checkout)."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def summarize(history: Sequence[dict[str, Any]], *, epochs: int) -> dict[str, Any]:
+    """Best, final and median-of-last-10 test accuracy and the mean times of a metrics history.
+
+    Epochs without an evaluation (``test_acc`` None) are skipped in the accuracy statistics.
+    """
+    evaluated = [(int(r["epoch"]), float(r["test_acc"])) for r in history if r.get("test_acc") is not None]
+    accs = [a for _, a in evaluated]
+    best_epoch, best = max(evaluated, key=lambda t: t[1]) if evaluated else (None, None)
+    times = [float(r["epoch_time_s"]) for r in history if r.get("epoch_time_s") is not None]
+    steps = [float(r["step_time_s"]) for r in history if r.get("step_time_s") is not None]
+    done = int(history[-1]["epoch"]) if history else 0
+    return {
+        "epochs": epochs,
+        "epochs_done": done,
+        "finished": done >= epochs,
+        "best_acc": best,
+        "best_epoch": best_epoch,
+        "final_acc": accs[-1] if accs else None,
+        "median_last10_acc": statistics.median(accs[-10:]) if accs else None,
+        "mean_epoch_time_s": statistics.fmean(times) if times else None,
+        "mean_step_time_s": statistics.fmean(steps) if steps else None,
+    }
+
+
+class RunLogger:
+    """Writes a run folder (on the main process only; a no-op elsewhere).
+
+    Args:
+        run_dir: the run folder (created).
+        enabled: False on the non-main processes of a distributed run.
+        tensorboard: also write TensorBoard scalars to ``run_dir/tb``.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, enabled: bool = True, tensorboard: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self._tb = None
+        if enabled:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:
+                    raise ImportError('TensorBoard logging needs the tensorboard package: '
+                                      'pip install "sagemix[tensorboard]"') from None
+                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Write ``config.json``."""
+        if self.enabled:
+            atomic_write_json(self.run_dir / "config.json", config)
+
+    def write_metrics(self, history: Sequence[dict[str, Any]]) -> None:
+        """Rewrite ``metrics.jsonl`` and ``metrics.csv`` from the whole history; log the last row to TensorBoard."""
+        if not self.enabled:
+            return
+        import json
+
+        atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(METRIC_FIELDS), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_FIELDS})
+        atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
+        if self._tb is not None and history:
+            row = history[-1]
+            for key in METRIC_FIELDS[1:]:
+                if row.get(key) is not None:
+                    self._tb.add_scalar(key, float(row[key]), int(row["epoch"]))
+            self._tb.flush()
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """Write ``summary.json``."""
+        if self.enabled:
+            atomic_write_json(self.run_dir / "summary.json", summary)
+
+    def close(self) -> None:
+        """Close TensorBoard's writer."""
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None

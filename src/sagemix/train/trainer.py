@@ -1,0 +1,534 @@
+"""The trainer: every mixing method through :class:`sagemix.MixStep`, on one device or under torchrun.
+
+It follows the CIFAR protocol of SAGE ("Saliency-Guided Mixup with Optimal Rearrangements", Ma et
+al., BMVC 2022, https://arxiv.org/abs/2211.00113, spec section 7): SGD with Nesterov momentum and a
+multi-step learning-rate schedule stepped once per epoch, clean test accuracy after every epoch, and
+the best, final and median-of-last-10 accuracies at the end.
+
+What it does and why:
+
+- The data set stays in memory as uint8 (on the GPU when it fits) and the loader from
+  :func:`sagemix.data.make_loader` flips and crops whole batches there, as airbench does; no worker
+  processes are needed.
+- Mixed precision (``amp="bf16"`` or ``"fp16"`` with a GradScaler), channels-last and
+  ``torch.compile`` are options for CUDA; MixStep keeps the saliency in float32.
+- The loss is checked for NaN/inf only every ``nan_check_every`` steps and at the end of each epoch,
+  on a running sum kept on the device: a non-finite step poisons the sum, so nothing is missed and
+  the GPU is not synchronised every step.
+- Every randomness source has its own generator: torch's global RNG (model initialisation), the
+  loader's (shuffle, flip, crop) and the mixer's (seeded ``seed + rank``). Their states are saved
+  with the checkpoint before each step, so ``--resume`` continues exactly where the run stopped,
+  after an epoch or after Ctrl-C in the middle of one.
+- Under ``torchrun`` the model is wrapped in DistributedDataParallel; each process mixes within its
+  own batch and only rank 0 writes files.
+
+Example:
+    >>> from sagemix.train import TrainConfig, Trainer  # doctest: +SKIP
+    >>> cfg = TrainConfig(method="sage", model="smallnet", dataset="offline", epochs=3, lr=0.05,
+    ...                   milestones=[2], out="runs/demo")  # doctest: +SKIP
+    >>> summary = Trainer(cfg).fit()  # doctest: +SKIP
+    >>> summary["best_acc"]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import __version__
+from ..losses import get_loss
+from ..mixers import create_mixer
+from ..models.protocol import unwrap_model
+from ..step import MixStep
+from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from .config import TrainConfig, config_hash
+from .distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, cleanup_distributed,
+                          setup_distributed)
+from .logging import RunLogger, git_commit, summarize
+
+__all__ = ["Trainer", "TrainingDiverged", "evaluate_accuracy", "train", "derive_seed"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A 63-bit seed for one randomness source, derived from the run seed and a purpose string.
+
+    Separate sources (``"loader"``, ``"mixer:<rank>"``) get unrelated streams from one ``--seed``.
+    """
+    digest = hashlib.sha256(f"sagemix:{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@torch.no_grad()
+def _eval_sums(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
+               autocast_dtype: torch.dtype | None = None) -> Tensor:
+    """``[correct, loss_sum, count]`` (float64, on the batches' device) of a clean evaluation."""
+    sums: Tensor | None = None
+    was_training = model.training
+    model.eval()
+    try:
+        for images, labels in loader:
+            if sums is None:
+                sums = torch.zeros(3, dtype=torch.float64, device=images.device)
+            if autocast_dtype is not None:
+                with torch.autocast(device_type=images.device.type, dtype=autocast_dtype):
+                    logits = model(images)
+            else:
+                logits = model(images)
+            logits = logits.float()
+            sums[0] += (logits.argmax(1) == labels).sum()
+            sums[1] += F.cross_entropy(logits, labels, reduction="sum").double()
+            sums[2] += labels.shape[0]
+    finally:
+        model.train(was_training)
+    return sums if sums is not None else torch.zeros(3, dtype=torch.float64)
+
+
+def evaluate_accuracy(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], *,
+                      autocast_dtype: torch.dtype | None = None) -> tuple[float, float]:
+    """Clean top-1 accuracy (percent) and mean cross-entropy of ``model`` over ``loader``.
+
+    Args:
+        model: a classifier returning (B, K) logits; it is put in eval mode and restored after.
+        loader: an iterable of normalised ``(images, int labels)`` batches (e.g.
+            ``sagemix.data.make_loader(data, batch_size=500, train=False, device=...)``).
+        autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` autocast for the forward.
+
+    Returns:
+        ``(accuracy in [0, 100], mean loss)``.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> batches = [(torch.randn(5, 3, 2, 2), torch.randint(0, 2, (5,)))]
+        >>> acc, loss = evaluate_accuracy(model, batches)
+        >>> 0.0 <= acc <= 100.0 and loss > 0
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    correct, loss_sum, count = (float(v) for v in _eval_sums(model, loader, autocast_dtype).tolist())
+    if count == 0:
+        raise ValueError("loader yielded no batches; cannot evaluate an empty data set")
+    return 100.0 * correct / count, loss_sum / count
+
+
+def _subset(data: Any, index: Tensor) -> Any:
+    """The same ImageData with only the images/labels at ``index``."""
+    return dataclasses.replace(data, images=data.images[index], labels=data.labels[index])
+
+
+def _random_subset(data: Any, limit: int | None, seed: int) -> Any:
+    n = int(data.labels.shape[0])
+    if limit is None or limit >= n:
+        return data
+    gen = torch.Generator().manual_seed(seed)
+    index = torch.randperm(n, generator=gen)[:limit].sort().values
+    return _subset(data, index)
+
+
+class _EpochSums:
+    """Running sums of one training epoch, kept on the device (no sync per step)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+        self.time_s = 0.0
+        self.steps = 0
+
+    def state(self) -> dict[str, Any]:
+        return {"loss": self.loss.cpu(), "correct": self.correct.cpu(), "count": self.count,
+                "time_s": self.time_s, "steps": self.steps}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.loss = state["loss"].to(self.loss.device)
+        self.correct = state["correct"].to(self.correct.device)
+        self.count, self.time_s, self.steps = int(state["count"]), float(state["time_s"]), int(state["steps"])
+
+
+class Trainer:
+    """Train one model with one mixing method, as configured.
+
+    Everything is set up in the constructor (distributed group, data, model, optimizer, mixer,
+    step); :meth:`fit` runs the epochs.
+
+    Args:
+        config: the run's settings.
+        train_data: an ``ImageData`` to train on instead of ``load_dataset(config.dataset)``.
+        test_data: an ``ImageData`` to evaluate on instead of the dataset's test split.
+        log: where progress lines go (``print`` on rank 0 by default; None silences them).
+    """
+
+    def __init__(self, config: TrainConfig, *, train_data: Any = None, test_data: Any = None,
+                 log: Callable[[str], None] | None = print) -> None:
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        self.config = cfg = config.validate()
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.dist, self.device = setup_distributed(cfg.device)
+        self._log = log if self.dist.is_main else None
+        self.run_dir = cfg.run_dir()
+        self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
+        if cfg.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError(f"config key 'amp' is 'fp16', which needs CUDA (device is {self.device}); "
+                             "use amp='bf16' or 'none' on CPU")
+        if cfg.compile and self.device.type != "cuda" and self._log:
+            self._log("note: compile=true on CPU needs a C++ compiler and compiles slowly")
+
+        # Data ---------------------------------------------------------------------------------
+        from ..data import load_dataset, make_loader
+
+        if train_data is None:
+            train_data = load_dataset(cfg.dataset, root=cfg.data_dir, train=True, download=cfg.download,
+                                      image_size=cfg.image_size, seed=cfg.seed, **cfg.dataset_kwargs)
+        if test_data is None:
+            test_data = load_dataset(cfg.dataset, root=cfg.data_dir, train=False, download=cfg.download,
+                                     image_size=cfg.image_size, seed=cfg.seed, **cfg.dataset_kwargs)
+        self.train_data = _random_subset(train_data, cfg.train_limit, derive_seed(cfg.seed, "train_limit"))
+        self.test_data = _random_subset(test_data, cfg.test_limit, derive_seed(cfg.seed, "test_limit"))
+        self.num_classes = int(self.train_data.num_classes)
+        if int(self.train_data.labels.numel()) == 0 or int(self.test_data.labels.numel()) == 0:
+            raise ValueError(f"dataset {cfg.dataset!r} has an empty train or test split")
+        # The loader generator is shared by all ranks' samplers (same shuffle, different shards).
+        self.loader_generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "loader"))
+        # Each epoch's shuffle/flip/crop derive from (base seed, epoch): set_epoch(e) replays epoch e.
+        shard = (self.dist.rank, self.dist.world_size) if self.dist.distributed else None
+        self.train_loader = make_loader(self.train_data, batch_size=cfg.batch_size, train=True, device=self.device,
+                                        generator=self.loader_generator, flip=cfg.flip,
+                                        crop_padding=cfg.crop_padding, drop_last=cfg.drop_last,
+                                        channels_last=cfg.channels_last, distributed=shard,
+                                        num_workers=cfg.workers)
+        # Evaluation: each rank scores every world_size-th test image; the sums are all-reduced.
+        self.test_loader = make_loader(self.test_data, batch_size=cfg.eval_batch_size, train=False,
+                                       device=self.device, generator=torch.Generator().manual_seed(0),
+                                       channels_last=cfg.channels_last, distributed=shard,
+                                       num_workers=cfg.workers)
+        steps = len(self.train_loader)
+        if cfg.max_steps_per_epoch is not None:
+            steps = min(steps, cfg.max_steps_per_epoch)
+        if self.dist.distributed:  # every rank must run the same number of DDP steps
+            t = torch.tensor([steps], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+            steps = int(t.item())
+        if steps < 1:
+            raise ValueError(f"no training step per epoch: {len(self.train_data.labels)} images with "
+                             f"batch_size={cfg.batch_size} and drop_last={cfg.drop_last}")
+        self.steps_per_epoch = steps
+
+        # Model, optimizer, schedule ------------------------------------------------------------
+        from ..models import create_model
+
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        model = create_model(cfg.model, num_classes=self.num_classes, **cfg.model_kwargs)
+        model = model.to(self.device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.raw_model: nn.Module = model
+        if self.dist.distributed:
+            ddp_kwargs: dict[str, Any] = {"device_ids": [self.device]} if self.device.type == "cuda" else {}
+            model = nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+        if cfg.compile:
+            model = torch.compile(model)
+        self.model = model
+        self.optimizer = torch.optim.SGD(self.raw_model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=cfg.milestones,
+                                                              gamma=cfg.gamma)
+        self.autocast_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
+
+        # Mixer and step: each rank mixes within its own batch with its own generator.
+        self.mixer_generator = torch.Generator().manual_seed(derive_seed(cfg.seed + self.dist.rank, "mixer"))
+        self.mixer = create_mixer(cfg.method, num_classes=self.num_classes, generator=self.mixer_generator,
+                                  **cfg.mixer_kwargs())
+        self.step = MixStep(self.model, self.mixer, get_loss(cfg.loss), num_classes=self.num_classes,
+                            autocast_dtype=self.autocast_dtype, scaler=self.scaler)
+
+        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=cfg.tensorboard)
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0  # completed epochs
+        self.step_in_epoch = 0  # completed steps of the current epoch
+        self._sums = _EpochSums(self.device)
+        self._rng_at_step: dict[str, Any] | None = None
+        self.stopped: str | None = None
+
+    # -- info ---------------------------------------------------------------------------------
+    def run_info(self) -> dict[str, Any]:
+        """config.json: the settings plus the version, commit and data facts."""
+        d = self.train_data
+        return {**self.config.to_dict(), "out": str(self.run_dir), "sagemix_version": __version__,
+                "git_commit": git_commit(), "torch_version": str(torch.__version__), "num_classes": self.num_classes,
+                "classes": list(d.classes), "mean": list(d.mean), "std": list(d.std),
+                "input_size": list(d.images.shape[-2:]), "world_size": self.dist.world_size,
+                "device_used": str(self.device)}
+
+    def _print(self, text: str) -> None:
+        if self._log is not None:
+            self._log(text)
+
+    # -- RNG states --------------------------------------------------------------------------
+    def _rng_state(self) -> dict[str, Any]:
+        return {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                "mixer": self.mixer_generator.get_state(),
+                "loader_base_seed": int(getattr(self.train_loader, "base_seed", 0))}
+
+    def _set_rng_state(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        if state.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+        self.mixer_generator.set_state(state["mixer"])
+        if hasattr(self.train_loader, "base_seed"):
+            self.train_loader.base_seed = int(state["loader_base_seed"])
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _checkpoint_state(self, rng: list[dict[str, Any]], partial: dict[str, Any] | None) -> dict[str, Any]:
+        return {"sagemix_version": __version__, "config": self.run_info(), "config_hash": config_hash(self.config),
+                "epoch": self.epoch, "step": self.step_in_epoch, "partial": partial,
+                "model": unwrap_model(self.raw_model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "rng": rng, "world_size": self.dist.world_size, "history": self.history}
+
+    def save_checkpoint(self, *, partial: bool = False) -> None:
+        """Write ``checkpoint.pt`` (collective under torchrun: every rank's RNG state is gathered).
+
+        Args:
+            partial: the checkpoint is taken in the middle of an epoch (Ctrl-C); the RNG states are
+                those from before the step in progress, and the epoch's running sums are kept.
+        """
+        rng_state = self._rng_at_step if (partial and self._rng_at_step is not None) else self._rng_state()
+        rngs = all_gather_objects(rng_state)
+        if self.dist.is_main:
+            save_checkpoint(self._checkpoint_state(rngs, self._sums.state() if partial else None),
+                            self.checkpoint_path)
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.checkpoint_path, map_location="cpu")
+        check_compatible(state, self.config, self.checkpoint_path)
+        try:
+            unwrap_model(self.raw_model).load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.scaler is not None and state.get("scaler") is not None:
+                self.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise ValueError(f"checkpoint {str(self.checkpoint_path)!r} does not fit this run: "
+                             f"{str(e).splitlines()[0]}") from None
+        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step"])
+        self.history = list(state["history"])
+        rngs = state["rng"]
+        if len(rngs) == self.dist.world_size:
+            self._set_rng_state(rngs[self.dist.rank])
+        else:  # another number of processes: shuffle as before, fresh per-rank mixer streams
+            self._print(f"note: checkpoint from {len(rngs)} process(es), resuming on {self.dist.world_size}: "
+                        "the mixer streams restart")
+            if hasattr(self.train_loader, "base_seed"):
+                self.train_loader.base_seed = int(rngs[0]["loader_base_seed"])
+            self.mixer_generator.manual_seed(derive_seed(self.config.seed + self.dist.rank, f"mixer@{self.epoch}"))
+        self._sums = _EpochSums(self.device)
+        if state.get("partial") is not None and self.step_in_epoch > 0:
+            self._sums.load(state["partial"])
+        where = f"epoch {self.epoch}" + (f", step {self.step_in_epoch}" if self.step_in_epoch else "")
+        self._print(f"resumed from {self.checkpoint_path} at {where}")
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _check_finite(self, epoch: int, step: int) -> None:
+        bad = (~torch.isfinite(self._sums.loss)).to(torch.float64).reshape(1)
+        if self.dist.distributed:
+            all_reduce_sum(bad)
+        if bool(bad.item()):
+            self.stopped = "nonfinite_loss"
+            last = f"the checkpoint of epoch {self.epoch}" if self.epoch else "no checkpoint (first epoch)"
+            raise TrainingDiverged(
+                f"the training loss became NaN/inf in epoch {epoch + 1} (checked at step {step}); stopping. "
+                f"Kept: {last}. Try a lower learning rate (lr={self.config.lr:g}), amp='none', or "
+                "another seed.")
+
+    def _train_epoch(self, epoch: int, pbar: Any) -> None:
+        cfg = self.config
+        self.train_loader.set_epoch(epoch)
+        it = iter(self.train_loader)
+        for _ in range(self.step_in_epoch):  # resuming inside an epoch: replay the loader's draws
+            next(it)
+        self.model.train()
+        sums = self._sums
+        t0 = time.perf_counter()
+        for i in range(self.step_in_epoch, self.steps_per_epoch):
+            self._rng_at_step = self._rng_state()
+            images, labels = next(it)
+            self.optimizer.zero_grad(set_to_none=True)
+            out = self.step(images, labels)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            b = labels.shape[0]
+            sums.loss += out.loss.detach().double() * b
+            sums.correct += (out.logits.argmax(1) == out.mix.targets.argmax(1)).sum()
+            sums.count += b
+            sums.steps += 1
+            self.step_in_epoch = i + 1
+            if pbar is not None:
+                pbar.update(1)
+            if (i + 1) % cfg.nan_check_every == 0:
+                self._check_finite(epoch, i + 1)
+                if pbar is not None:
+                    elapsed = sums.time_s + time.perf_counter() - t0
+                    pbar.set_postfix(loss=f"{sums.loss.item() / max(sums.count, 1):.3f}",
+                                     acc=f"{100 * sums.correct.item() / max(sums.count, 1):.1f}",
+                                     img_s=f"{sums.count * self.dist.world_size / max(elapsed, 1e-9):.0f}",
+                                     refresh=False)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        sums.time_s += time.perf_counter() - t0
+        self._rng_at_step = None
+        self._check_finite(epoch, self.steps_per_epoch)
+
+    def _end_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg = self.config
+        s = self._sums
+        totals = torch.stack([s.loss, s.correct, torch.tensor(float(s.count), dtype=torch.float64,
+                                                              device=self.device)])
+        all_reduce_sum(totals)
+        loss_sum, correct, count = totals.tolist()
+        lr = self.optimizer.param_groups[0]["lr"]
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": 100.0 * correct / count,
+                               "test_loss": None, "test_acc": None, "lr": lr, "epoch_time_s": s.time_s,
+                               "step_time_s": s.time_s / max(s.steps, 1), "images_per_s": count / max(s.time_s, 1e-9)}
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            sums = _eval_sums(unwrap_model(self.raw_model), self.test_loader, self.autocast_dtype).to(self.device)
+            all_reduce_sum(sums)
+            c, l, n = sums.tolist()
+            row["test_acc"], row["test_loss"] = 100.0 * c / n, l / n
+        return row
+
+    def summary(self) -> dict[str, Any]:
+        """The run's summary (what ``summary.json`` holds)."""
+        cfg = self.config
+        return {"method": cfg.method, "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed,
+                **summarize(self.history, epochs=cfg.epochs), "stopped": self.stopped,
+                "world_size": self.dist.world_size, "run_dir": str(self.run_dir)}
+
+    def fit(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Train until ``config.epochs``; returns the summary.
+
+        Args:
+            resume: continue from the run folder's checkpoint (refused if its config differs).
+            overwrite: start over even if the run folder already holds a checkpoint.
+
+        Raises:
+            TrainingDiverged: the loss became NaN/inf (the last epoch's checkpoint is kept).
+            KeyboardInterrupt: after saving a checkpoint of the exact position (single process).
+        """
+        cfg = self.config
+        try:
+            if resume:
+                self._restore()
+            elif self.checkpoint_path.exists() and not overwrite:
+                raise ValueError(f"run folder {str(self.run_dir)!r} already holds a checkpoint; pass resume=True "
+                                 "(--resume) to continue it, overwrite=True (--overwrite) to start over, or "
+                                 "choose another folder (--out)")
+            barrier()  # nobody starts writing before every rank has read the old checkpoint
+            self.logger.write_config(self.run_info())
+            self._print(f"training {cfg.method} on {cfg.dataset} with {cfg.model}: {len(self.train_data.labels)} "
+                        f"train / {len(self.test_data.labels)} test images, {self.steps_per_epoch} steps/epoch, "
+                        f"{cfg.epochs} epochs, device {self.device}, {self.dist.world_size} process(es) -> "
+                        f"{self.run_dir}")
+            if self.epoch >= cfg.epochs:
+                self._print(f"nothing to do: {self.epoch} of {cfg.epochs} epochs already done")
+                return self._finish()
+            return self._loop()
+        finally:
+            self.logger.close()
+
+    def _loop(self) -> dict[str, Any]:
+        cfg = self.config
+        pbar = None
+        if cfg.progress and self.dist.is_main:
+            from tqdm.auto import tqdm
+
+            total = (cfg.epochs - self.epoch) * self.steps_per_epoch - self.step_in_epoch
+            pbar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr, leave=False)
+        write = (pbar.write if pbar is not None else self._print) if self._log is not None else (lambda s: None)
+        try:
+            while self.epoch < cfg.epochs:
+                epoch = self.epoch
+                if pbar is not None:
+                    pbar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+                self._train_epoch(epoch, pbar)
+                row = self._end_epoch(epoch)
+                self.scheduler.step()
+                self.history.append(row)
+                self.epoch, self.step_in_epoch = epoch + 1, 0
+                self._sums = _EpochSums(self.device)
+                self.save_checkpoint()
+                self.logger.write_metrics(self.history)
+                self.logger.write_summary(self.summary())
+                test = (f" test_loss {row['test_loss']:.4f} test_acc {row['test_acc']:.2f}"
+                        if row["test_acc"] is not None else "")
+                write(f"epoch {epoch + 1}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
+                      f"train_acc {row['train_acc']:.2f}{test} lr {row['lr']:.4g} {row['epoch_time_s']:.1f}s "
+                      f"({row['images_per_s']:.0f} img/s)")
+        except KeyboardInterrupt:
+            self.stopped = "interrupted"
+            if pbar is not None:
+                pbar.close()
+                pbar = None
+            if not self.dist.distributed:
+                self.save_checkpoint(partial=self.step_in_epoch > 0)
+                self._print(f"interrupted: checkpoint saved at epoch {self.epoch}, step {self.step_in_epoch} "
+                            f"({self.checkpoint_path}); continue with --resume")
+            else:
+                self._print(f"interrupted: the checkpoint of epoch {self.epoch} remains ({self.checkpoint_path})")
+            self.logger.write_summary(self.summary())
+            raise
+        except TrainingDiverged:
+            if pbar is not None:
+                pbar.close()
+                pbar = None
+            self.logger.write_summary(self.summary())
+            raise
+        finally:
+            if pbar is not None:
+                pbar.close()
+        return self._finish()
+
+    def _finish(self) -> dict[str, Any]:
+        summary = self.summary()
+        self.logger.write_metrics(self.history)
+        self.logger.write_summary(summary)
+        if summary["best_acc"] is not None:
+            self._print(f"done: best {summary['best_acc']:.2f}% (epoch {summary['best_epoch']}), final "
+                        f"{summary['final_acc']:.2f}%, median of last 10 {summary['median_last10_acc']:.2f}%")
+        return summary
+
+    def close(self) -> None:
+        """Leave the process group (when this trainer created it)."""
+        cleanup_distributed(self.dist)
+
+
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+          log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Build a :class:`Trainer`, run :meth:`Trainer.fit`, leave the process group; returns the summary."""
+    trainer = Trainer(config, log=log)
+    try:
+        return trainer.fit(resume=resume, overwrite=overwrite)
+    finally:
+        trainer.close()

@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Collect run folders (a folder that is not a run is searched for runs) and write "
                     "report.md with: clean accuracy (best, final, median of the last 10 epochs; mean ± std "
                     "over seeds) per model and method; corruption accuracy per corruption and mean; "
-                    "adversarial (FGSM) accuracy; few-shot accuracy with 95%% CIs; time per epoch and per "
+                    "adversarial (FGSM) accuracy; few-shot accuracy with 95% CIs; time per epoch and per "
                     "step relative to vanilla; one CSV per table; accuracy-vs-cost and learning-curve plots. "
                     "Missing numbers (no evaluation run) are shown as '—', never invented.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)

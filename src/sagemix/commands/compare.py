@@ -1,0 +1,68 @@
+"""``sagemix compare --config FILE``: train a matrix of methods x seeds (x models), evaluate, report.
+
+Resumable: finished runs are skipped, interrupted ones resumed. See :mod:`sagemix.compare`.
+"""
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_parser", "run"]
+
+EXAMPLES = """examples:
+  sagemix compare --config configs/offline_comparison.json            # run (or continue) everything
+  sagemix compare --config configs/offline_comparison.json --dry-run  # the plan and each run's state
+  sagemix compare --config configs/offline_comparison.json --methods vanilla sage --seeds 0
+  sagemix compare --config configs/offline_comparison.json --no-eval --set device=cuda
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``compare`` subcommand."""
+    p = subparsers.add_parser(
+        "compare", help="train and evaluate a matrix of methods x seeds with one recipe, then report",
+        description="Train every (model, method, seed) of a comparison config with one recipe (in this "
+                    "process, through sagemix.train), evaluate each finished run with `sagemix eval` and the "
+                    "config's flags, and write the report (sagemix report). Running it again continues: runs "
+                    "whose summary.json says finished are not redone, interrupted ones are resumed from their "
+                    "checkpoint, evaluations whose files exist are skipped.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, metavar="FILE", help="the comparison JSON file")
+    p.add_argument("--methods", nargs="+", default=None, metavar="NAME", help="only these methods")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED", help="only these seeds")
+    p.add_argument("--models", nargs="+", default=None, metavar="NAME", help="only these models")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra config override for every run (repeatable), e.g. --set device=cuda")
+    p.add_argument("--out", default=None, metavar="DIR", help="override the config's output folder")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the state of each run")
+    ev = p.add_mutually_exclusive_group()
+    ev.add_argument("--no-eval", action="store_true", help="skip the evaluations")
+    ev.add_argument("--eval", action="store_true", help="evaluate even if the config does not ask for it")
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the comparison; exit status 1 when a run or an evaluation failed."""
+    from ..compare import load_comparison, run_comparison
+    from ..train.config import parse_overrides
+
+    cfg = load_comparison(args.config)
+    extra = parse_overrides(args.set)
+    for k in ("method", "model", "seed", "out"):
+        if k in extra:
+            raise ValueError(f"--set {k}=... is not allowed: the comparison matrix sets {k!r} "
+                             "(use --methods/--models/--seeds/--out)")
+    cfg.overrides.update(extra)
+    if args.out:
+        cfg.out = args.out
+        cfg.report_out = None
+    evaluate = False if args.no_eval else (True if args.eval else None)
+    only = {"methods": args.methods, "seeds": args.seeds, "models": args.models}
+    result = run_comparison(cfg, only=only, dry_run=args.dry_run, evaluate=evaluate, report=not args.no_report)
+    if args.dry_run:
+        return 0
+    print(f"trained {len(result['trained'])}, resumed {len(result['resumed'])}, skipped {len(result['skipped'])} "
+          f"(finished), evaluated {len(result['evaluated'])}, failed {len(result['failed'])}")
+    for name, err in result["failed"].items():
+        print(f"  failed: {name}: {err}")
+    return 1 if result["failed"] else 0

@@ -1,0 +1,166 @@
+"""``sagemix show``: pictures of the mixes (paper Figs. 1, 3 and 4) from a dataset or your own images.
+
+See :mod:`sagemix.viz` for the figures.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+FIGURES = ("mixes", "anatomy", "rearrangement")
+EXAMPLES = """examples:
+  sagemix show                                   # offline data, a quickly trained smallnet, all figures
+  sagemix show --checkpoint runs/sage-s0/checkpoint.pt --dataset cifar10 --data-dir ~/data --out figs
+  sagemix show --images ~/photos --image-size 96 --figures anatomy rearrangement
+  sagemix show --pairs 3 --seed 1 --methods mixup cutmix sage
+
+figures (PNG, in --out):
+  mixes.png          the pair, then one mix of it by Mixup, CutMix, SaliencyMix, Puzzle Mix, Co-Mixup, SAGE
+                     with each mix's label weights (paper Fig. 1)
+  sage_anatomy.png   the two images, their saliency, SAGE's mask, the SAGE mix and the Mixup mix (Fig. 3)
+  rearrangement.png  SAGE's objective over all shifts and the mix with and without rearrangement (Fig. 4)
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``show`` subcommand."""
+    p = subparsers.add_parser(
+        "show", help="figures of the mixes: every method on the same pair, SAGE's anatomy and rearrangement",
+        description="Draw the mixes of image pairs from a dataset (offline by default) or a folder of your "
+                    "own images, with the saliency of a checkpoint (--checkpoint) or of a small network "
+                    "trained for a few steps on the offline data. Saliency is the input gradient of the "
+                    "cross-entropy with the model in eval mode. Pictures are de-normalised and upscaled "
+                    "with nearest-neighbour sampling.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", default="offline", help="dataset to draw pairs from (default: offline)")
+    src.add_argument("--images", metavar="FOLDER", default=None,
+                     help="a folder of your own images instead (labels: the model's predictions)")
+    p.add_argument("--data-dir", default=None, help="dataset root (for cifar10/cifar100/imagefolder)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="resize to this side (default: the dataset's own size; 64 for --images)")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="a trained model (checkpoint.pt or its run folder); default: train smallnet briefly")
+    p.add_argument("--train-steps", type=int, default=150,
+                   help="SGD steps of the quickly trained smallnet (default: 150)")
+    p.add_argument("--figures", nargs="+", choices=FIGURES, default=list(FIGURES), help="which figures")
+    p.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                   help="methods of the mixes figure (default: mixup cutmix saliencymix puzzlemix comixup sage)")
+    p.add_argument("--pairs", type=int, default=2, help="pairs (rows) per figure (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pairs, the mixes and the quick model")
+    p.add_argument("--prior", type=float, default=0.5,
+                   help="SAGE's alpha in the anatomy and rearrangement figures (default: 0.5)")
+    p.add_argument("--cell", type=int, default=128, help="side of each picture in pixels (default: 128)")
+    p.add_argument("--device", default="cpu", help="device of the model (default: cpu)")
+    p.add_argument("--out", default="sagemix-figures", metavar="DIR", help="output folder (default: sagemix-figures)")
+    return p
+
+
+def _load_checkpoint(path: str, device: str) -> tuple[Any, dict]:
+    from ..train.checkpoint import load_model
+
+    ckpt = Path(path)
+    if ckpt.is_dir():
+        ckpt = ckpt / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"--checkpoint {path!r}: no such checkpoint file")
+    model, config = load_model(ckpt, map_location=device)
+    return model.to(device).eval(), dict(config or {})
+
+
+def _predict_pair_labels(model: Any, x: Any, n_pairs: int) -> tuple[Any, list[tuple[int, int]]]:
+    """Labels for unlabelled pictures: each image's top-1 class; image 2 of a pair takes its best class
+    other than image 1's, so that the pair's two labels differ."""
+    import torch
+
+    device = next(iter(model.parameters())).device
+    with torch.no_grad():
+        logits = model(x.to(device)).float().cpu()
+    n = min(n_pairs, x.shape[0] // 2)
+    labels = logits.argmax(1)
+    pairs = [(2 * r, 2 * r + 1) for r in range(n)]
+    for i, j in pairs:
+        if labels[j] == labels[i]:
+            lj = logits[j].clone()
+            lj[labels[i]] = float("-inf")
+            labels[j] = lj.argmax()
+    return labels, pairs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the pictures and a model, draw the figures."""
+    import torch
+
+    from .. import viz
+
+    if args.pairs < 1:
+        raise ValueError(f"--pairs must be >= 1, got {args.pairs}")
+    if args.cell < 16:
+        raise ValueError(f"--cell must be >= 16 pixels, got {args.cell}")
+    if not 0.0 <= args.prior <= 1.0:
+        raise ValueError(f"--prior must be in [0, 1], got {args.prior}")
+    if args.train_steps < 0:
+        raise ValueError(f"--train-steps must be >= 0, got {args.train_steps}")
+    out = Path(args.out)
+    model = None
+    classes = None
+    config: dict = {}
+    if args.checkpoint:
+        model, config = _load_checkpoint(args.checkpoint, args.device)
+
+    if args.images:
+        pics, names = viz.load_image_folder(args.images, size=args.image_size or 64)
+        if model is not None and config.get("mean") and config.get("std"):
+            mean, std = tuple(config["mean"]), tuple(config["std"])
+        else:  # the pictures' own statistics
+            f = pics.float() / 255.0
+            mean = tuple(f.mean(dim=(0, 2, 3)).tolist())
+            std = tuple(f.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+        x = viz.normalize_uint8(pics, mean, std)
+        labels, pairs = None, None
+    else:
+        from ..data import load_dataset
+
+        test = load_dataset(args.dataset, root=args.data_dir, train=False, image_size=args.image_size,
+                            seed=args.seed)
+        mean, std, classes = test.mean, test.std, list(test.classes)
+        x = viz.normalize_uint8(test.images, mean, std)
+        labels, pairs = test.labels, None
+
+    if model is None:
+        from ..data import load_dataset
+
+        train = load_dataset("offline" if args.images else args.dataset, root=None if args.images else args.data_dir,
+                             train=True, image_size=args.image_size or (64 if args.images else None), seed=args.seed)
+        print(f"training smallnet for {args.train_steps} steps on {train.name} for the saliency "
+              "(use --checkpoint for a trained model)")
+        model = viz.train_quick_model(train.images, train.labels, train.num_classes, mean=mean, std=std,
+                                      steps=args.train_steps, seed=args.seed, progress=True).to(args.device)
+        if args.images:
+            classes = list(train.classes)
+    if args.images:
+        labels, pairs = _predict_pair_labels(model, x, args.pairs)
+        if classes is None and config.get("classes"):
+            classes = list(config["classes"])
+
+    layout = viz.Layout(cell=args.cell)
+    written = []
+    common = dict(model=model, mean=mean, std=std, classes=classes, pairs=pairs, n_pairs=args.pairs,
+                  seed=args.seed)
+    with torch.random.fork_rng(devices=[]):
+        if "mixes" in args.figures:
+            written.append(viz.figure_mixes(x, labels, path=out / "mixes.png",
+                                            methods=tuple(args.methods or viz.FIG1_METHODS), layout=layout,
+                                            **common))
+        if "anatomy" in args.figures:
+            written.append(viz.figure_sage_anatomy(x, labels, path=out / "sage_anatomy.png", prior=args.prior,
+                                                   layout=layout, **common))
+        if "rearrangement" in args.figures:
+            written.append(viz.figure_rearrangement(x, labels, path=out / "rearrangement.png", prior=args.prior,
+                                                    layout=viz.Layout(cell=args.cell, foot=40), **common))
+    for pth in written:
+        print(f"wrote {pth}")
+    return 0

@@ -1,0 +1,309 @@
+"""Comparison runs: a matrix of methods x seeds (x models) trained with one recipe, evaluated, reported.
+
+This is how the SAGE paper ("Saliency-Guided Mixup with Optimal Rearrangements", Ma et al., BMVC 2022,
+https://arxiv.org/abs/2211.00113) compares methods: every method trained with the same recipe and
+budget on the same model, over several seeds, then tabulated (:mod:`sagemix.report`).
+
+A comparison is described by a JSON file (see ``configs/offline_comparison.json``)::
+
+    {
+      "description": "...",
+      "recipe": "offline",                      # a bundled recipe name or a recipe JSON file
+      "out": "runs/offline_comparison",         # runs go to <out>/<model>-<method>-s<seed>
+      "methods": ["vanilla", "mixup", "sage"],
+      "seeds": [0, 1, 2],
+      "models": ["smallnet"],                   # optional (default: the recipe's model)
+      "overrides": {"epochs": 8},               # applied to every run (dotted keys allowed)
+      "method_overrides": {"sage": {"method_kwargs.rand_pos": 0.01}},   # per method
+      "eval": {"enabled": true, "args": ["--adversarial", "fgsm"]},     # `sagemix eval RUN <args>`
+      "report": {"out": "runs/offline_comparison/report", "plots": true}
+    }
+
+The matrix is resumable: a run whose ``summary.json`` says ``finished: true`` is not trained again,
+a run with a checkpoint but no finished summary is resumed (``resume=True``), and an evaluation is
+skipped when every file it writes (``eval/clean.json`` and those its flags ask for) exists. Training
+runs in this process through :func:`sagemix.train.train`; evaluation runs ``python -m sagemix eval``
+in a subprocess. Runs are ordered seed by seed, so a partial comparison has every method at the
+first seeds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+__all__ = ["ComparisonConfig", "RunSpec", "load_comparison", "plan_runs", "run_state", "expected_eval_files",
+           "run_comparison"]
+
+_KEYS = {"description", "recipe", "out", "methods", "seeds", "models", "overrides", "method_overrides", "eval",
+         "report", "estimate"}
+
+
+@dataclass
+class ComparisonConfig:
+    """A comparison (see the module docstring for the JSON layout).
+
+    Attributes:
+        recipe: a bundled recipe name or a recipe JSON file.
+        out: folder of the runs and the report.
+        methods: registry names.
+        seeds: one run per seed (and method and model).
+        models: model names; None uses the recipe's.
+        overrides: config overrides for every run (``{"epochs": 8, "method_kwargs.x": 1}``).
+        method_overrides: per-method overrides on top of ``overrides``.
+        eval_enabled: run ``sagemix eval`` on each finished run.
+        eval_args: the extra arguments of ``sagemix eval``.
+        report_out: the report folder (default ``<out>/report``).
+        report_plots: draw the report's plots.
+        description: free text.
+    """
+
+    recipe: str
+    out: str
+    methods: list[str]
+    seeds: list[int]
+    models: list[str] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    eval_enabled: bool = False
+    eval_args: list[str] = field(default_factory=list)
+    report_out: str | None = None
+    report_plots: bool = True
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, base_dir: str | os.PathLike | None = None) -> "ComparisonConfig":
+        """Validate a parsed JSON comparison; errors name the key, the value and what was expected.
+
+        A relative recipe file path is resolved against ``base_dir`` (the comparison file's folder) when
+        it exists there; ``out`` stays relative to the working directory.
+        """
+        if not isinstance(d, Mapping):
+            raise TypeError(f"a comparison must be a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - _KEYS)
+        if unknown:
+            raise ValueError(f"unknown comparison key(s) {unknown}; expected some of {sorted(_KEYS)}")
+        for key in ("recipe", "out", "methods", "seeds"):
+            if key not in d:
+                raise ValueError(f"comparison key {key!r} is required")
+        recipe, out = d["recipe"], d["out"]
+        if not isinstance(recipe, str) or not recipe:
+            raise TypeError(f"comparison key 'recipe' must be a recipe name or JSON file, got {recipe!r}")
+        if base_dir is not None and recipe.endswith(".json") and not Path(recipe).is_absolute():
+            cand = Path(base_dir) / recipe
+            if cand.is_file():
+                recipe = str(cand)
+        if not isinstance(out, str) or not out:
+            raise TypeError(f"comparison key 'out' must be a folder path, got {out!r}")
+        methods = _str_list(d["methods"], "methods")
+        models = None if d.get("models") is None else _str_list(d["models"], "models")
+        seeds = d["seeds"]
+        if (not isinstance(seeds, list) or not seeds
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+            raise ValueError(f"comparison key 'seeds' must be a non-empty list of ints >= 0, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"comparison key 'seeds' has duplicates: {seeds!r}")
+        overrides = d.get("overrides", {}) or {}
+        if not isinstance(overrides, dict):
+            raise TypeError(f"comparison key 'overrides' must be an object of config overrides, got {overrides!r}")
+        for k in ("method", "model", "seed", "out"):
+            if k in overrides:
+                raise ValueError(f"comparison key 'overrides' must not set {k!r} (the matrix sets it), got "
+                                 f"{k}={overrides[k]!r}")
+        mo = d.get("method_overrides", {}) or {}
+        if not isinstance(mo, dict) or not all(isinstance(v, dict) for v in mo.values()):
+            raise TypeError(f"comparison key 'method_overrides' must map method names to override objects, got {mo!r}")
+        for m in mo:
+            if m not in methods:
+                raise ValueError(f"comparison key 'method_overrides' names {m!r}, which is not in methods {methods}")
+        ev = d.get("eval", {}) or {}
+        if not isinstance(ev, dict) or set(ev) - {"enabled", "args"}:
+            raise ValueError(f"comparison key 'eval' must be an object with 'enabled' and 'args', got {ev!r}")
+        enabled = ev.get("enabled", bool(ev))
+        if not isinstance(enabled, bool):
+            raise TypeError(f"comparison key 'eval.enabled' must be true or false, got {enabled!r}")
+        eval_args = ev.get("args", []) or []
+        if not isinstance(eval_args, list) or not all(isinstance(a, str) for a in eval_args):
+            raise TypeError(f"comparison key 'eval.args' must be a list of strings (sagemix eval flags), got {eval_args!r}")
+        rep = d.get("report", {}) or {}
+        if not isinstance(rep, dict) or set(rep) - {"out", "plots"}:
+            raise ValueError(f"comparison key 'report' must be an object with 'out' and 'plots', got {rep!r}")
+        desc = d.get("description", "")
+        if not isinstance(desc, str):
+            raise TypeError(f"comparison key 'description' must be a string, got {desc!r}")
+        return cls(recipe=recipe, out=out, methods=methods, seeds=list(seeds), models=models,
+                   overrides=dict(overrides), method_overrides={k: dict(v) for k, v in mo.items()},
+                   eval_enabled=enabled, eval_args=list(eval_args), report_out=rep.get("out"),
+                   report_plots=bool(rep.get("plots", True)), description=desc)
+
+
+def _str_list(v: Any, key: str) -> list[str]:
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        raise ValueError(f"comparison key {key!r} must be a non-empty list of names, got {v!r}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"comparison key {key!r} has duplicates: {v!r}")
+    return list(v)
+
+
+def load_comparison(path: str | os.PathLike) -> ComparisonConfig:
+    """Read and validate a comparison JSON file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"comparison config {str(p)!r} does not exist")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"comparison config {p} is not valid JSON ({e})") from None
+    return ComparisonConfig.from_dict(data, base_dir=p.parent)
+
+
+@dataclass
+class RunSpec:
+    """One cell of the matrix: its folder and its config overrides."""
+
+    method: str
+    model: str | None
+    seed: int
+    run_dir: Path
+    overrides: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+
+def plan_runs(cfg: ComparisonConfig) -> list[RunSpec]:
+    """The runs of the matrix, seed-major (all methods and models at seed 0 first)."""
+    from .train import load_config
+
+    base_model = load_config(cfg.recipe).model
+    specs = []
+    for seed in cfg.seeds:
+        for model in (cfg.models or [None]):
+            for method in cfg.methods:
+                ov = {**cfg.overrides, **cfg.method_overrides.get(method, {}), "method": method, "seed": seed}
+                if model is not None:
+                    ov["model"] = model
+                run_dir = Path(cfg.out) / f"{model or base_model}-{method}-s{seed}"
+                ov["out"] = str(run_dir)
+                specs.append(RunSpec(method, model or base_model, seed, run_dir, ov))
+    return specs
+
+
+def run_state(run_dir: str | os.PathLike) -> str:
+    """``"finished"`` (summary says so), ``"interrupted"`` (a checkpoint, not finished) or ``"new"``."""
+    d = Path(run_dir)
+    summary = d / "summary.json"
+    if summary.is_file():
+        try:
+            if json.loads(summary.read_text(encoding="utf-8")).get("finished") is True:
+                return "finished"
+        except (json.JSONDecodeError, OSError):
+            pass
+    return "interrupted" if (d / "checkpoint.pt").is_file() else "new"
+
+
+def expected_eval_files(eval_args: Sequence[str]) -> list[str]:
+    """The files in ``<run>/eval/`` that ``sagemix eval <eval_args>`` writes (so they can be skipped)."""
+    files = ["clean.json"]
+    flags = {a.split("=", 1)[0] for a in eval_args}
+    for flag, name in (("--corruptions", "corruptions.json"), ("--generate-corruptions", "corruptions.json"),
+                       ("--adversarial", "adversarial.json"), ("--fewshot", "fewshot.json")):
+        if flag in flags and name not in files:
+            files.append(name)
+    return files
+
+
+def _eval_done(run_dir: Path, eval_args: Sequence[str]) -> bool:
+    return all((run_dir / "eval" / f).is_file() for f in expected_eval_files(eval_args))
+
+
+def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] | None = None,
+                   dry_run: bool = False, evaluate: bool | None = None, report: bool = True,
+                   log: Callable[[str], None] = print,
+                   train_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Train (or resume) every run of the matrix, evaluate it, and write the report.
+
+    Args:
+        cfg: the comparison.
+        only: restrict to some ``{"methods": [...], "seeds": [...], "models": [...]}``.
+        dry_run: only log the plan and each run's state.
+        evaluate: override ``cfg.eval_enabled``.
+        report: write the report at the end (over every run of the matrix that has files).
+        log: where progress lines go.
+        train_fn: ``train_fn(config, resume=bool) -> summary``; default :func:`sagemix.train.train`.
+
+    Returns:
+        ``{"trained": [...], "resumed": [...], "skipped": [...], "evaluated": [...], "failed": {name: error},
+        "report": path or None}``.
+    """
+    from .train import load_config
+
+    if train_fn is None:
+        from .train import train as train_fn  # noqa: PLW0127
+    specs = plan_runs(cfg)
+    only = dict(only or {})
+    for key, attr in (("methods", "method"), ("seeds", "seed"), ("models", "model")):
+        if only.get(key):
+            wanted = list(only[key])
+            known = {getattr(s, attr) for s in specs}
+            bad = [w for w in wanted if w not in known]
+            if bad:
+                raise ValueError(f"--{key} {bad} not in the comparison's {key} {sorted(known, key=str)}")
+            specs = [s for s in specs if getattr(s, attr) in wanted]
+    do_eval = cfg.eval_enabled if evaluate is None else evaluate
+    result: dict[str, Any] = {"trained": [], "resumed": [], "skipped": [], "evaluated": [], "failed": {},
+                              "report": None}
+    n = len(specs)
+    for i, spec in enumerate(specs, 1):
+        state = run_state(spec.run_dir)
+        head = f"[{i}/{n}] {spec.name}"
+        if dry_run:
+            ev = "eval done" if _eval_done(spec.run_dir, cfg.eval_args) else "eval to do"
+            log(f"{head}: {state}" + (f", {ev}" if do_eval else ""))
+            continue
+        if state == "finished":
+            log(f"{head}: finished, not trained again")
+            result["skipped"].append(spec.name)
+        else:
+            log(f"{head}: {'resuming' if state == 'interrupted' else 'training'}")
+            t0 = time.perf_counter()
+            try:
+                config = load_config(cfg.recipe, overrides=spec.overrides)
+                train_fn(config, resume=state == "interrupted")
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one failed run must not lose the others; reported at the end
+                result["failed"][spec.name] = f"training: {type(e).__name__}: {e}"
+                log(f"{head}: training failed: {type(e).__name__}: {e}")
+                continue
+            result["resumed" if state == "interrupted" else "trained"].append(spec.name)
+            log(f"{head}: done in {time.perf_counter() - t0:.0f} s")
+        if do_eval:
+            if _eval_done(spec.run_dir, cfg.eval_args):
+                log(f"{head}: evaluation already done")
+                continue
+            cmd = [sys.executable, "-m", "sagemix", "eval", str(spec.run_dir), *cfg.eval_args]
+            log(f"{head}: evaluating: {' '.join(cmd[1:])}")
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                err = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+                result["failed"][spec.name] = f"evaluation exit {proc.returncode}: {err[0]}"
+                log(f"{head}: evaluation failed (exit {proc.returncode}): {err[0]}")
+            else:
+                result["evaluated"].append(spec.name)
+    if report and not dry_run:
+        from .report import collect_runs, write_report
+
+        dirs = [s.run_dir for s in plan_runs(cfg) if (s.run_dir / "summary.json").is_file()]
+        if dirs:
+            out = Path(cfg.report_out or Path(cfg.out) / "report")
+            written = write_report(collect_runs(dirs), out, plots=cfg.report_plots)
+            result["report"] = written["report"]
+            log(f"report: {written['report']}")
+    return result

@@ -191,3 +191,17 @@ def test_bad_input_errors(trained):
         pgd(model, x.float() / 255, y, steps=0, mean=MEAN, std=STD)
     with pytest.raises(ValueError, match="batch_size"):
         adversarial_accuracy(model, x, y, mean=MEAN, std=STD, batch_size=0)
+
+
+def test_clean_accuracy_uint8_and_loader_agree_with_naive_count(trained):
+    model, x, y = trained
+    x01 = x.float() / 255
+    xn = normalize(x01, MEAN, STD)
+    naive = sum(int(model(xn[i:i + 1]).argmax(1).item() == int(y[i])) for i in range(x.shape[0])) / x.shape[0] * 100
+    assert accuracy(model, x, y, mean=MEAN, std=STD, batch_size=41) == pytest.approx(naive)
+    loader = [(xn[i:i + 50], y[i:i + 50]) for i in range(0, x.shape[0], 50)]
+    assert accuracy(model, loader) == pytest.approx(naive)
+    with pytest.raises(ValueError, match="mean"):
+        accuracy(model, x, y)
+    with pytest.raises(ValueError, match="must be None"):
+        accuracy(model, loader, y)

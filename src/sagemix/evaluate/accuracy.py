@@ -168,16 +168,15 @@ def accuracy(model: nn.Module, images: Tensor | Iterable[tuple[Tensor, Tensor]],
         labels: int (N,) labels of uint8 ``images``.
         mean: per-channel mean on the 0-1 scale (required with uint8 images).
         std: per-channel std on the 0-1 scale (required with uint8 images).
-        device: where to run (``"auto"`` picks CUDA when available).
+        device: where to run (``"auto"`` picks CUDA when available); the model must already be there.
         batch_size: images per forward pass (uint8 input only).
 
     Returns:
-        The share of correctly classified images, in [0, 100].
+        The share of correctly classified images, in [0, 100], counted by the trainer's
+        :func:`sagemix.train.evaluate_accuracy` (the same code that logs ``test_acc``).
     """
     _check_common(model, batch_size)
     dev = resolve_device(device)
-    correct = 0
-    total = 0
     if isinstance(images, (Tensor,)) or type(images).__module__ == "numpy":
         x_all = as_nchw_uint8(images)
         if labels is None or mean is None or std is None:
@@ -195,11 +194,8 @@ def accuracy(model: nn.Module, images: Tensor | Iterable[tuple[Tensor, Tensor]],
             raise TypeError("images must be a uint8 tensor or an iterable of (images, labels) batches, "
                             f"got {type(images).__name__}")
         batches = ((x.to(dev), y.to(dev)) for x, y in images)
-    with eval_mode(model), torch.inference_mode():
-        for x, y in batches:
-            pred = model(x).argmax(dim=1)
-            correct += int((pred == y).sum())
-            total += int(y.numel())
-    if total == 0:
-        raise ValueError("images is empty: nothing to evaluate")
-    return 100.0 * correct / total
+    # One piece of code counts correct predictions for the whole project: the trainer's.
+    from ..train.trainer import evaluate_accuracy
+
+    acc, _ = evaluate_accuracy(model, batches)
+    return float(acc)

@@ -33,9 +33,8 @@ class Cutout(Mixer):
     Args:
         size: side of the square hole in pixels (>= 1); 16 for CIFAR-10, 8 for CIFAR-100.
         prob: probability of applying Cutout to a batch (1.0: every image, as in the paper).
-        per_sample: one hole position per image. The default (False) draws one position per batch,
-            the library's convention for the box methods; the paper's data-loader transform draws a
-            position per image, which ``per_sample=True`` reproduces.
+        per_sample: one hole position per image (the default, as the paper's data-loader transform
+            does); ``False`` draws one position for the whole batch.
         num_classes: K, needed when targets are integer labels.
         generator: optional CPU ``torch.Generator`` for every draw.
 
@@ -46,7 +45,7 @@ class Cutout(Mixer):
         ([1.0, 1.0, 1.0], True)
     """
 
-    def __init__(self, *, size: int = 16, prob: float = 1.0, per_sample: bool = False,
+    def __init__(self, *, size: int = 16, prob: float = 1.0, per_sample: bool = True,
                  num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:

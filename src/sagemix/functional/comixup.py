@@ -1,0 +1,534 @@
+"""Co-Mixup kernels: block saliency, compatibility, the joint labelling solver and the mix.
+
+Co-Mixup: Kim, Choo, Jeong & Song, "Co-Mixup: Saliency Guided Joint Mixup with Supermodular
+Diversity", ICLR 2021, https://arxiv.org/abs/2102.03065.
+
+A batch is cut into partitions of ``m`` inputs; each partition is solved on its own and yields
+``m`` outputs. Output ``j`` has a label map ``z_j`` over an ``n x n`` block grid; each block copies
+the same location of one input (or, from the second outer iteration on, blends two inputs half and
+half). With ``N = n^2`` blocks and ``c_i(p) = -s_i(p)`` (normalised block saliency) the labelling
+minimises (:func:`comixup_objective`)::
+
+    sum_j sum_p c_{z_j(p)}(p) - eta/N sum_j sum_p log w_{z_j(p)}
+      + beta/N sum_j sum_{p~q} d(z_j(p), z_j(q)) + gamma/N sum_{j != j'} o_j^T A o_j'
+
+with ``w ~ Dirichlet(alpha 1_m)``, ``o_j`` the block counts of each input in output ``j`` (a half
+block counts 1/2 for each parent), ``A`` the compatibility matrix (:func:`compatibility_matrix`)
+and ``d`` the Potts distance the graph cuts use: 0 for equal labels, 1/4 between a half-half label
+and either of its parents, 1 otherwise. A half block's cost and prior are the mean of its parents'.
+
+The solver (:func:`solve_labelling`) is block-coordinate descent over outputs: for output ``j`` the
+diversity term is linear in ``o_j`` given the other outputs; it is replaced by its thresholded
+modular approximation (``r = A sum_{j' != j} o_j'``, ``r_i <- r_i 1[r_i > tau N]``, ``2 gamma/N r_i``
+added to input ``i``'s unary) and one multi-label graph cut (alpha-beta swap, ``gco-wrapper``)
+labels the output. With ``thres = 0``, ``set_resolve = False``, ``half_bias = 0`` and
+``warm_start = True`` every cut solves the exact block subproblem starting from the current
+labelling, so the objective never increases; the defaults follow the paper and its code.
+
+The solver runs in NumPy float64 on the CPU (graph cuts are CPU-only); every random draw (the
+initial labelling; the Dirichlet prior is drawn by the caller) comes from a ``torch.Generator``.
+Nothing here imports from the rest of sagemix.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "block_index",
+    "block_saliency",
+    "saliency_peaks",
+    "compatibility_from_peaks",
+    "compatibility_matrix",
+    "comixup_objective",
+    "solve_labelling",
+    "LabellingResult",
+    "partition_bounds",
+    "comixup",
+    "ComixupResult",
+    "HALF_BIAS",
+]
+
+#: The research code's bonus for half-half labels (subtracted from their unary cost).
+HALF_BIAS = 5e-4
+_EXTRA_HINT = 'pip install "sagemix[comixup]"'
+# Integer resolution of the graph-cut energies: the largest energy term maps to this many units.
+_INT_SCALE = 1_000_000
+# Smooth costs are integers in gco: 4 units = distance 1, 1 unit = the half-half distance 1/4.
+_SMOOTH_UNITS = 4
+
+
+def _import_gco() -> Any:
+    """Import ``gco`` (gco-wrapper) or raise an ImportError naming the extra."""
+    try:
+        import gco  # noqa: PLC0415
+    except ImportError as e:
+        raise ImportError(f"Co-Mixup needs the graph-cut library gco-wrapper (import name gco): {_EXTRA_HINT}") from e
+    return gco
+
+
+# ---------------------------------------------------------------------------------------------
+# Saliency and compatibility
+# ---------------------------------------------------------------------------------------------
+def block_index(size: int, n: int, device: torch.device | str = "cpu") -> Tensor:
+    """Block row (or column) of each of ``size`` pixels on an ``n``-block axis: ``floor(y n / size)``.
+
+    This is nearest upsampling computed exactly in integers; it equals average pooling blocks when
+    ``size`` is a multiple of ``n`` and splits the remainder evenly otherwise.
+    """
+    return torch.arange(size, device=device) * n // size
+
+
+def _check_saliency(saliency: Any, name: str = "saliency") -> Tensor:
+    if not isinstance(saliency, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, H, W), got {type(saliency).__name__}")
+    if saliency.ndim == 4 and saliency.shape[1] == 1:
+        saliency = saliency[:, 0]
+    if saliency.ndim != 3:
+        raise ValueError(f"{name} must have shape (B, H, W) or (B, 1, H, W), got {tuple(saliency.shape)}")
+    if not saliency.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got dtype {saliency.dtype}")
+    if saliency.numel() and not bool(torch.isfinite(saliency).all()):
+        raise ValueError(f"{name} must be finite, got NaN or inf values")
+    if saliency.numel() and float(saliency.min()) < 0:
+        raise ValueError(f"{name} must be non-negative (e.g. sqrt(mean_c grad^2)), got min {float(saliency.min())}")
+    return saliency
+
+
+def _check_grid(block_num: Any, height: int, width: int) -> int:
+    if isinstance(block_num, bool) or not isinstance(block_num, int) or block_num < 1:
+        raise ValueError(f"block_num must be a positive int, got {block_num!r}")
+    if block_num > height or block_num > width:
+        raise ValueError(f"block_num={block_num} needs images of at least {block_num}x{block_num} pixels, "
+                         f"got {height}x{width}")
+    return block_num
+
+
+def block_saliency(saliency: Tensor, block_num: int) -> Tensor:
+    """Average the saliency over an ``n x n`` block grid and normalise each image's map to sum 1.
+
+    Args:
+        saliency: (B, H, W) (or (B, 1, H, W)) non-negative saliency.
+        block_num: n, the grid side; ``H, W >= n``.
+
+    Returns:
+        (B, n, n) float64; each map sums to 1 (uniform where an image's saliency is all zero).
+    """
+    saliency = _check_saliency(saliency)
+    b, h, w = saliency.shape
+    n = _check_grid(block_num, h, w)
+    dev = saliency.device
+    rows = F.one_hot(block_index(h, n, dev), n).to(torch.float64)  # (H, n)
+    cols = F.one_hot(block_index(w, n, dev), n).to(torch.float64)  # (W, n)
+    sums = torch.einsum("hp,bhw,wq->bpq", rows, saliency.to(torch.float64), cols)
+    area = rows.sum(0)[:, None] * cols.sum(0)[None, :]
+    pooled = sums / area
+    total = pooled.flatten(1).sum(1).reshape(b, 1, 1)
+    uniform = torch.full_like(pooled, 1.0 / (n * n))
+    return torch.where(total > 0, pooled / total.clamp_min(1e-300), uniform)
+
+
+def saliency_peaks(saliency: Tensor, pool_size: int = 8) -> Tensor:
+    """(row, col) of each image's saliency maximum after a ``pool_size`` stride-1 average pool.
+
+    The pool is clipped to the image (``min(pool_size, H)`` by ``min(pool_size, W)``); ties go to
+    the first maximum in row-major order.
+
+    Returns:
+        (B, 2) int64 locations on the pooled map.
+    """
+    saliency = _check_saliency(saliency)
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        raise ValueError(f"pool_size must be a positive int, got {pool_size!r}")
+    b, h, w = saliency.shape
+    kernel = (min(pool_size, h), min(pool_size, w))
+    pooled = F.avg_pool2d(saliency[:, None].float(), kernel, stride=1)[:, 0]
+    flat = pooled.flatten(1).argmax(1)
+    width = pooled.shape[-1]
+    return torch.stack([flat // width, flat % width], 1)
+
+
+def compatibility_from_peaks(peaks: Tensor, omega: float) -> Tensor:
+    """``A = (1 - omega) I + omega A^`` from the peak locations of one partition.
+
+    ``A^[i, i']`` is the L1 distance between the peaks of inputs ``i`` and ``i'``, rescaled so that
+    ``sum(A^) = m``; when all peaks coincide (or ``m = 1``) ``A^ = 0``.
+
+    Args:
+        peaks: (m, 2) integer locations (see :func:`saliency_peaks`).
+        omega: weight of the distance term, in [0, 1].
+
+    Returns:
+        (m, m) float64 symmetric matrix.
+    """
+    if not isinstance(peaks, Tensor) or peaks.ndim != 2 or peaks.shape[1] != 2:
+        raise ValueError(f"peaks must be an (m, 2) tensor, got {getattr(peaks, 'shape', type(peaks).__name__)}")
+    if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not 0.0 <= float(omega) <= 1.0:
+        raise ValueError(f"omega must be a number in [0, 1], got {omega!r}")
+    m = peaks.shape[0]
+    p = peaks.to(torch.float64)
+    dist = (p[:, None, :] - p[None, :, :]).abs().sum(-1)
+    total = dist.sum()
+    a_hat = dist * (m / total) if float(total) > 0 else torch.zeros_like(dist)
+    eye = torch.eye(m, dtype=torch.float64, device=peaks.device)
+    return (1.0 - float(omega)) * eye + float(omega) * a_hat
+
+
+def compatibility_matrix(saliency: Tensor, *, omega: float, pool_size: int = 8) -> Tensor:
+    """Compatibility matrix of one partition from its (B=m, H, W) saliency (see :func:`compatibility_from_peaks`)."""
+    return compatibility_from_peaks(saliency_peaks(saliency, pool_size), omega)
+
+
+# ---------------------------------------------------------------------------------------------
+# The labelling solver (NumPy float64, CPU)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class LabellingResult:
+    """What :func:`solve_labelling` returns for one partition.
+
+    Attributes:
+        masks: (m_out, n, n, m) float64; ``masks[j, p, q, i]`` is the share of input ``i`` in block
+            ``(p, q)`` of output ``j`` (1, or 1/2 for the two parents of a half-half block).
+        objective: the objective (:func:`comixup_objective`) after the random initialisation and
+            after each outer iteration that ran.
+        iterations: the number of outer iterations that ran (fewer than ``niter`` on early stop).
+    """
+
+    masks: np.ndarray
+    objective: list[float] = field(default_factory=list)
+    iterations: int = 0
+
+
+def _grid_edges(n: int) -> np.ndarray:
+    idx = np.arange(n * n).reshape(n, n)
+    vert = np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], 1)
+    horiz = np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], 1)
+    return np.concatenate([vert, horiz], 0).astype(np.int32)
+
+
+def _label_distance(vec_a: np.ndarray, vec_b: np.ndarray) -> np.ndarray:
+    """Potts distance between soft label vectors (..., m): 0 equal, 1/4 half-parent, else 1."""
+    equal = np.all(vec_a == vec_b, axis=-1)
+    dot = np.sum(vec_a * vec_b, axis=-1)
+    pure_a = vec_a.max(-1) == 1.0
+    pure_b = vec_b.max(-1) == 1.0
+    half_parent = (dot == 0.5) & (pure_a != pure_b)
+    return np.where(equal, 0.0, np.where(half_parent, 0.25, 1.0))
+
+
+def comixup_objective(masks: np.ndarray | Tensor, unary: np.ndarray | Tensor, compat: np.ndarray | Tensor, *,
+                      beta: float, gamma: float) -> float:
+    """The Co-Mixup objective of a labelling (module docstring), as a Python float.
+
+    Args:
+        masks: (m_out, n, n, m) soft labelling (see :class:`LabellingResult`).
+        unary: (m, n, n) cost including the prior, ``-s_i(p) - eta/N log w_i``.
+        compat: (m, m) compatibility matrix ``A``.
+        beta: smoothness weight (divided by N here).
+        gamma: diversity weight (divided by N here).
+    """
+    z = np.asarray(masks, dtype=np.float64)
+    u = np.asarray(unary, dtype=np.float64)
+    a = np.asarray(compat, dtype=np.float64)
+    n_out, n, _, m = z.shape
+    big_n = n * n
+    data = float(np.einsum("jpqi,ipq->", z, u))
+    smooth = float(_label_distance(z[:, 1:], z[:, :-1]).sum() + _label_distance(z[:, :, 1:], z[:, :, :-1]).sum())
+    counts = z.reshape(n_out, big_n, m).sum(1)
+    total = counts.sum(0)
+    div = float(total @ a @ total - np.einsum("ji,ik,jk->", counts, a, counts))
+    return data + beta / big_n * smooth + gamma / big_n * div
+
+
+def _cut(gco: Any, unary: np.ndarray, dist: np.ndarray, edges: np.ndarray, edge_weight: float,
+         init: np.ndarray | None) -> np.ndarray:
+    """Alpha-beta swap on integer energies; ``unary`` (N, L) float, ``dist`` (L, L) in {0, 1/4, 1}."""
+    n_sites, n_labels = unary.shape
+    shifted = unary - unary.min(1, keepdims=True)  # a per-site constant does not change the labelling
+    if n_labels == 1:
+        return np.zeros(n_sites, dtype=np.int64)
+    if edges.shape[0] == 0 or edge_weight <= 0:
+        return shifted.argmin(1)
+    largest = max(float(shifted.max()), edge_weight, 1e-300)
+    scale = _INT_SCALE / largest
+    # gco hands raw buffers to C: every array must be C-contiguous (a transposed view would be read
+    # as the wrong sites).
+    u_int = np.ascontiguousarray(np.rint(shifted * scale), dtype=np.int32)
+    w_int = max(int(round(edge_weight * scale / _SMOOTH_UNITS)), 0)
+    pair = np.ascontiguousarray(np.rint(dist * _SMOOTH_UNITS), dtype=np.int32)
+    weights = np.full(edges.shape[0], w_int, dtype=np.int32)
+    labels = gco.cut_general_graph(edges, weights, u_int, pair, algorithm="swap",
+                                   init_labels=None if init is None else np.ascontiguousarray(init, dtype=np.int32),
+                                   down_weight_factor=1)
+    return np.asarray(labels, dtype=np.int64)
+
+
+def _resolve_sets(counts: np.ndarray) -> np.ndarray:
+    """Unit costs that split outputs using exactly the same set (of >= 2 inputs) of inputs.
+
+    For each pair ``j1 < j2`` with identical sets, ``j1`` pays on the first input of the set and
+    ``j2`` on the second (inputs in index order).
+    """
+    used = counts > 0
+    same = np.all(used[:, None, :] == used[None, :, :], axis=-1)
+    same = np.triu(same, 1) & (used.sum(1) >= 2)[:, None]
+    add = np.zeros_like(counts)
+    rows = np.arange(counts.shape[0])
+    first = used.argmax(1)
+    second = (np.cumsum(used, 1) == 2).argmax(1)  # the second used input
+    as_first, as_second = same.any(1), same.any(0)
+    add[rows[as_first], first[as_first]] = 1.0
+    add[rows[as_second], second[as_second]] = 1.0
+    return add
+
+
+def solve_labelling(cost: np.ndarray | Tensor, compat: np.ndarray | Tensor, prior: np.ndarray | Tensor,
+                    init: np.ndarray | Tensor, *, beta: float = 0.32, gamma: float = 1.0, eta: float = 0.05,
+                    thres: float = 0.83, niter: int = 4, set_resolve: bool = True, warm_start: bool = False,
+                    half_bias: float = HALF_BIAS, tol: float = 1e-6,
+                    stop_before_resolve: bool = False) -> LabellingResult:
+    """Co-Mixup's block-coordinate descent for one partition (see the module docstring).
+
+    Args:
+        cost: (m, n, n) ``-s_i(p)``, the negative normalised block saliency.
+        compat: (m, m) compatibility matrix ``A``.
+        prior: (m,) Dirichlet weights ``w`` (positive, summing to 1).
+        init: (m_out, n, n) int initial labels in ``[0, m)`` (random in Co-Mixup).
+        beta: smoothness weight (the cut's edge weight is ``beta / N``).
+        gamma: diversity weight.
+        eta: prior weight.
+        thres: ``tau``; the modular penalty of input ``i`` is kept only where ``r_i > tau N`` (hard).
+        niter: outer iterations (sweeps over all outputs).
+        set_resolve: at iteration ``niter - 2``, give pairs of outputs that use the same input set a
+            unit cost (times ``gamma / N``) on one input each, used by the remaining iterations.
+        warm_start: start each swap from the output's current labelling (off in the research code,
+            which starts every cut from label 0); with it a cut never raises its block energy.
+        half_bias: bonus subtracted from the half-half labels' unary (research code: 5e-4).
+        tol: stop when the relative change of the objective is below ``tol``. The test is skipped
+            after the sweep that introduced non-zero set-resolution costs, so that they are used.
+        stop_before_resolve: option, off by default: the research code's order, where the
+            convergence test may stop right after the set resolution, before its costs act.
+
+    Returns:
+        LabellingResult with (m_out, n, n, m) masks and the objective history.
+    """
+    gco = _import_gco()
+    cost = np.asarray(cost.cpu() if isinstance(cost, Tensor) else cost, dtype=np.float64)
+    compat = np.asarray(compat.cpu() if isinstance(compat, Tensor) else compat, dtype=np.float64)
+    prior = np.asarray(prior.cpu() if isinstance(prior, Tensor) else prior, dtype=np.float64)
+    init = np.asarray(init.cpu() if isinstance(init, Tensor) else init).astype(np.int64)
+    m, n, _ = cost.shape
+    n_out = init.shape[0]
+    big_n = n * n
+    beta_n, gamma_n, eta_n, thr = beta / big_n, gamma / big_n, eta / big_n, thres * big_n
+
+    unary_img = cost - eta_n * np.log(prior + 1e-8).reshape(m, 1, 1)  # (m, n, n), prior included
+    unary = np.ascontiguousarray(unary_img.reshape(m, big_n).T)  # (N, m)
+    edges = _grid_edges(n)
+    eye = np.eye(m)
+    masks = eye[init.reshape(n_out, big_n)]  # (m_out, N, m)
+    counts = masks.sum(1)  # (m_out, m)
+    total = counts.sum(0)
+    history = [comixup_objective(masks.reshape(n_out, n, n, m), unary_img, compat, beta=beta, gamma=gamma)]
+    add_cost: np.ndarray | None = None
+    iterations = 0
+
+    for it in range(niter):
+        for j in range(n_out):
+            own = counts[j]
+            r = compat @ (total - own)
+            r = np.where(r > thr, r, 0.0)
+            u = unary + 2.0 * gamma_n * r[None, :]
+            if add_cost is not None:
+                u = u + gamma_n * add_cost[j][None, :]
+            # Half-half labels from the second iteration on, built from the inputs output j uses.
+            pairs: list[tuple[int, int]] = []
+            if it > 0:
+                used = np.flatnonzero(own > 0)
+                if used.size == 2:
+                    pairs = [(int(used[0]), int(used[1]))]
+                elif used.size >= 3:
+                    top = np.sort(np.argsort(-own, kind="stable")[:3])
+                    pairs = [(int(top[0]), int(top[1])), (int(top[0]), int(top[2])), (int(top[1]), int(top[2]))]
+            vectors = eye
+            dist = 1.0 - eye
+            if pairs:
+                a_idx = np.array([p[0] for p in pairs])
+                b_idx = np.array([p[1] for p in pairs])
+                u = np.concatenate([u, 0.5 * (u[:, a_idx] + u[:, b_idx]) - half_bias], 1)
+                halves = 0.5 * (eye[a_idx] + eye[b_idx])
+                vectors = np.concatenate([eye, halves], 0)
+                dist = _label_distance(vectors[:, None, :], vectors[None, :, :])
+            start = None
+            if warm_start:
+                start = _match_labels(masks[j], vectors, u)
+            labels = _cut(gco, u, dist, edges, beta_n, start)
+            masks[j] = vectors[labels]
+            new = masks[j].sum(0)
+            total = total - own + new
+            counts[j] = new
+        resolving = False
+        if set_resolve and it == niter - 2:
+            add_cost = _resolve_sets(counts)
+            resolving = bool(add_cost.any()) and not stop_before_resolve
+        iterations = it + 1
+        history.append(comixup_objective(masks.reshape(n_out, n, n, m), unary_img, compat, beta=beta, gamma=gamma))
+        # A fresh set resolution changes the problem: give it its sweep before testing convergence.
+        if not resolving and abs(history[-2] - history[-1]) / max(abs(history[-1]), 1e-300) < tol:
+            break
+    return LabellingResult(masks.reshape(n_out, n, n, m), history, iterations)
+
+
+def _match_labels(current: np.ndarray, vectors: np.ndarray, unary: np.ndarray) -> np.ndarray:
+    """Label (row of ``vectors``) of each site's current soft vector; a half-half block whose pair
+    is not in the new label set falls back to the cheaper parent."""
+    match = np.all(current[:, None, :] == vectors[None, :, :], axis=-1)  # (N, L)
+    found = match.any(1)
+    labels = match.argmax(1)
+    if not found.all():
+        m = current.shape[1]
+        parent_cost = np.where(current[:, :] > 0, unary[:, :m], np.inf)
+        labels = np.where(found, labels, parent_cost.argmin(1))
+    return labels
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole batch
+# ---------------------------------------------------------------------------------------------
+def partition_bounds(batch: int, m_part: int) -> list[tuple[int, int]]:
+    """Consecutive ``[start, end)`` slices of ``m_part`` inputs; the last may be shorter."""
+    if isinstance(m_part, bool) or not isinstance(m_part, int) or m_part < 1:
+        raise ValueError(f"m_part must be a positive int, got {m_part!r}")
+    return [(s, min(s + m_part, batch)) for s in range(0, batch, m_part)]
+
+
+@dataclass
+class ComixupResult:
+    """What :func:`comixup` returns.
+
+    Attributes:
+        images: (B, C, H, W) mixed images in the input dtype.
+        targets: (B, K) soft labels, area-weighted and normalised.
+        weights: (B, B) float32; ``weights[j, i]`` is the realised pixel share of input ``i`` in output
+            ``j`` (block diagonal over partitions, rows sum to 1).
+        masks: one (m, n, n, m) float tensor per partition (see :class:`LabellingResult`).
+        objectives: the objective history of each partition.
+        partitions: the ``[start, end)`` slice of each partition.
+    """
+
+    images: Tensor
+    targets: Tensor
+    weights: Tensor
+    masks: list[Tensor]
+    objectives: list[list[float]]
+    partitions: list[tuple[int, int]]
+
+
+def _solve_job(job: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]) -> LabellingResult:
+    cost, compat, prior, init, options = job
+    return solve_labelling(cost, compat, prior, init, **options)
+
+
+def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *, m_part: int = 20,
+            block_num: int = 4, beta: float = 0.32, gamma: float = 1.0, eta: float = 0.05, omega: float = 0.001,
+            thres: float = 0.83, niter: int = 4, set_resolve: bool = True, warm_start: bool = False,
+            half_bias: float = HALF_BIAS, stop_before_resolve: bool = False, pool_size: int = 8,
+            generator: torch.Generator | None = None, executor: Executor | None = None) -> ComixupResult:
+    """Co-Mixup of a whole batch: partition, solve each partition's labelling, mix.
+
+    Args:
+        images: (B, C, H, W) float images (any float dtype; mixed in float32 and cast back).
+        targets: (B, K) float soft labels.
+        saliency: (B, H, W) non-negative saliency.
+        prior: (B,) Dirichlet weights, one draw per partition laid end to end (each slice
+            ``prior[start:end]`` positive and summing to 1).
+        m_part: inputs per partition; the last partition holds ``B mod m_part`` inputs when that is
+            not 0 (a batch of 1 is one partition of 1, returned unmixed).
+        block_num: n, the label grid side.
+        beta, gamma, eta, thres, niter, set_resolve, warm_start, half_bias, stop_before_resolve: see
+            :func:`solve_labelling`.
+        omega: compatibility weight (:func:`compatibility_from_peaks`).
+        pool_size: the average pool before the saliency peaks are located (8 in Co-Mixup).
+        generator: draws the random initial labelling.
+        executor: an optional ``concurrent.futures`` executor to solve the partitions in parallel
+            (the result does not depend on it: all random draws happen here).
+
+    Returns:
+        ComixupResult.
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a floating (B, C, H, W) tensor, got "
+                         f"{getattr(images, 'shape', type(images).__name__)}")
+    b, c, h, w = images.shape
+    saliency = _check_saliency(saliency)
+    if tuple(saliency.shape) != (b, h, w):
+        raise ValueError(f"saliency must have shape {(b, h, w)} to match images {tuple(images.shape)}, "
+                         f"got {tuple(saliency.shape)}")
+    if not isinstance(targets, Tensor) or targets.ndim != 2 or targets.shape[0] != b:
+        raise ValueError(f"targets must be a ({b}, K) float tensor, got {getattr(targets, 'shape', type(targets).__name__)}")
+    if not isinstance(prior, Tensor) or prior.shape != (b,):
+        raise ValueError(f"prior must be a ({b},) tensor of Dirichlet weights, got {getattr(prior, 'shape', type(prior).__name__)}")
+    if isinstance(niter, bool) or not isinstance(niter, int) or niter < 1:
+        raise ValueError(f"niter must be a positive int, got {niter!r}")
+    n = _check_grid(block_num, h, w)
+    bounds = partition_bounds(b, m_part)
+    dev = images.device
+    gdev = generator.device if generator is not None else torch.device("cpu")
+
+    cost = (-block_saliency(saliency, n)).cpu().numpy()
+    peaks = saliency_peaks(saliency, pool_size).cpu()
+    prior_np = prior.detach().to("cpu", torch.float64).numpy()
+    options = dict(beta=beta, gamma=gamma, eta=eta, thres=thres, niter=niter, set_resolve=set_resolve,
+                   warm_start=warm_start, half_bias=half_bias, stop_before_resolve=stop_before_resolve)
+    jobs = []
+    for s, e in bounds:  # one job per partition (a handful per batch)
+        init = torch.randint(0, e - s, (e - s, n, n), generator=generator, device=gdev).cpu().numpy()
+        compat = compatibility_from_peaks(peaks[s:e], omega).numpy()
+        jobs.append((cost[s:e], compat, prior_np[s:e], init, options))
+    if executor is not None and len(jobs) > 1:
+        results = list(executor.map(_solve_job, jobs))
+    else:
+        results = [_solve_job(job) for job in jobs]
+
+    # Global block maps: for every output block its (up to) two sources and their shares.
+    big_n = n * n
+    src1 = torch.empty(b, big_n, dtype=torch.long)
+    src2 = torch.empty(b, big_n, dtype=torch.long)
+    share1 = torch.empty(b, big_n, dtype=torch.float64)
+    for (s, e), res in zip(bounds, results):
+        local = torch.from_numpy(res.masks).reshape(e - s, big_n, e - s)
+        top = local.topk(min(2, e - s), dim=-1)
+        src1[s:e] = top.indices[..., 0] + s
+        share1[s:e] = top.values[..., 0]
+        src2[s:e] = (top.indices[..., 1] if e - s > 1 else top.indices[..., 0]) + s
+    share1, src1, src2 = share1.to(dev), src1.to(dev), src2.to(dev)
+
+    rows = block_index(h, n, dev)
+    cols = block_index(w, n, dev)
+    pix_block = (rows[:, None] * n + cols[None, :]).reshape(-1)  # (H*W,) block of every pixel
+    s1 = src1[:, pix_block]  # (B, H*W)
+    s2 = src2[:, pix_block]
+    w1 = share1[:, pix_block].to(torch.float32)
+    flat = images.reshape(b, c, h * w).to(torch.float32)
+    pix = torch.arange(h * w, device=dev)
+    g1 = flat[s1, :, pix[None, :]]  # (B, H*W, C)
+    g2 = flat[s2, :, pix[None, :]]
+    mixed = w1[..., None] * g1 + (1.0 - w1)[..., None] * g2
+    mixed = mixed.permute(0, 2, 1).reshape(b, c, h, w).to(images.dtype)
+
+    # Realised pixel shares: block areas in pixels, split between the two sources.
+    area = (torch.bincount(pix_block, minlength=big_n).to(torch.float64) / (h * w))[None, :]
+    weights = torch.zeros(b, b, dtype=torch.float64, device=dev)
+    weights.scatter_add_(1, src1, share1 * area)
+    weights.scatter_add_(1, src2, (1.0 - share1) * area)
+    soft = weights.to(targets.dtype) @ targets
+    soft = soft / soft.sum(1, keepdim=True).clamp_min(1e-12)
+    return ComixupResult(mixed, soft, weights.to(torch.float32),
+                         [torch.from_numpy(r.masks).to(torch.float32) for r in results],
+                         [r.objective for r in results], bounds)

@@ -1,0 +1,177 @@
+"""Co-Mixup: saliency guided joint mixup with supermodular diversity.
+
+Kim, Choo, Jeong & Song, "Co-Mixup: Saliency Guided Joint Mixup with Supermodular Diversity",
+ICLR 2021, https://arxiv.org/abs/2102.03065.
+
+The batch is cut into partitions of ``m_part`` inputs (the last one may be smaller, down to a
+single input); each partition's ``m`` outputs are labelled jointly on an ``m_block_num`` square
+block grid by graph cuts (see :mod:`sagemix.functional.comixup`), and each output ``j`` mixes the
+inputs of its partition block by block. Output ``j`` corresponds to input ``j``: ``lam[j]`` is the
+realised pixel share of input ``j`` in output ``j`` and ``index[j]`` the other input with the
+largest share (``j`` itself when output ``j`` uses no other input). The soft labels are the
+area-weighted labels of the inputs used.
+
+Needs ``gco-wrapper``: ``pip install "sagemix[comixup]"``.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..functional.comixup import HALF_BIAS, _import_gco, comixup, partition_bounds
+from .base import MixOutput, Mixer, _gamma, check_nonnegative, check_positive, check_probability
+from .registry import register_mixer
+
+__all__ = ["CoMixup"]
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
+@register_mixer("comixup")
+class CoMixup(Mixer):
+    """Co-Mixup (Kim et al., ICLR 2021), the research code's defaults on CIFAR.
+
+    Args:
+        num_classes: K, needed when targets are integer labels.
+        generator: source of every random draw (Dirichlet prior, initial labelling).
+        m_part: inputs per partition (each solved independently; the last may be smaller).
+        m_block_num: n, the side of the label grid (``H, W >= n``).
+        alpha: Dirichlet concentration of the prior over inputs, ``w ~ Dirichlet(alpha 1_m)``.
+        beta: smoothness (Potts) weight, divided by ``N = n^2``.
+        gamma: diversity weight, divided by N.
+        eta: prior weight, divided by N.
+        omega: weight of the saliency-peak distance in the compatibility matrix.
+        thres: tau of the hard threshold on the modular diversity penalty (``r_i > tau N``).
+        niter: outer iterations of the block-coordinate descent.
+        set_resolve: at iteration ``niter - 2`` push apart outputs that use the same input set.
+        clean_lam: weight of the clean loss whose parameter gradients are kept.
+        num_workers: 0 solves the partitions in this process; ``> 0`` uses a process pool of that
+            many workers, created on first use and reused (call :meth:`close` to shut it down).
+        warm_start: option, off by default (the research code starts every cut from label 0):
+            start each graph cut from the output's current labelling, so a cut never raises its
+            block energy.
+        half_bias: bonus subtracted from the half-half labels' unary (5e-4 in the research code).
+        pool_size: average-pool size before locating the saliency peaks (8 in the research code).
+
+    Example:
+        >>> import torch
+        >>> mixer = CoMixup(num_classes=10, generator=torch.Generator().manual_seed(0))
+        >>> x, y = torch.randn(7, 3, 32, 32), torch.arange(7)
+        >>> out = mixer(x, y, saliency=torch.rand(7, 32, 32))
+        >>> out.targets.shape, bool(out.targets.sum(1).allclose(torch.ones(7)))
+        (torch.Size([7, 10]), True)
+    """
+
+    needs_gradient_saliency = True
+    saliency_train_mode = True
+    saliency_loss = "ce"
+
+    def __init__(self, *, num_classes: int | None = None, generator: torch.Generator | None = None,
+                 m_part: int = 20, m_block_num: int = 4, alpha: float = 2.0, beta: float = 0.32,
+                 gamma: float = 1.0, eta: float = 0.05, omega: float = 0.001, thres: float = 0.83,
+                 niter: int = 4, set_resolve: bool = True, clean_lam: float = 1.0, num_workers: int = 0,
+                 warm_start: bool = False, half_bias: float = HALF_BIAS, pool_size: int = 8) -> None:
+        super().__init__(num_classes=num_classes, generator=generator)
+        self.m_part = _check_int(m_part, "m_part", 1)
+        self.m_block_num = _check_int(m_block_num, "m_block_num", 1)
+        self.alpha = check_positive(alpha, "alpha")
+        self.beta = check_nonnegative(beta, "beta")
+        self.gamma = check_nonnegative(gamma, "gamma")
+        self.eta = check_nonnegative(eta, "eta")
+        self.omega = check_probability(omega, "omega")
+        self.thres = check_nonnegative(thres, "thres")
+        self.niter = _check_int(niter, "niter", 1)
+        self.set_resolve = _check_bool(set_resolve, "set_resolve")
+        self.clean_lam = check_nonnegative(clean_lam, "clean_lam")
+        self.num_workers = _check_int(num_workers, "num_workers", 0)
+        self.warm_start = _check_bool(warm_start, "warm_start")
+        self.half_bias = check_nonnegative(half_bias, "half_bias")
+        self.pool_size = _check_int(pool_size, "pool_size", 1)
+        self._executor: ProcessPoolExecutor | None = None
+
+    # -- the step protocol -------------------------------------------------------------------
+    def clean_weight(self, num_classes: int) -> float:
+        """Co-Mixup keeps the clean loss with weight ``clean_lam``."""
+        return self.clean_lam
+
+    def reduce_saliency(self, grad: Tensor) -> Tensor:
+        """``sqrt(mean_c grad^2)``: (B, C, H, W) -> (B, H, W)."""
+        return grad.pow(2).mean(1).sqrt()
+
+    # -- the process pool --------------------------------------------------------------------
+    def _pool(self) -> ProcessPoolExecutor | None:
+        if self.num_workers == 0:
+            return None
+        if self._executor is None:
+            # spawn: a forked child of a process that has run torch's thread pools can deadlock.
+            self._executor = ProcessPoolExecutor(self.num_workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._executor
+
+    def close(self) -> None:
+        """Shut down the worker pool (if any); a later call creates a new one."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __del__(self) -> None:
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_executor"] = None  # a pool cannot be pickled or copied; the copy makes its own
+        return state
+
+    # -- the mix -----------------------------------------------------------------------------
+    def _prior(self, batch: int) -> Tensor:
+        """One Dirichlet(alpha 1_m) draw per partition, laid end to end (float64, CPU)."""
+        prior = _gamma(self.alpha, batch, self.generator)
+        bounds = partition_bounds(batch, self.m_part)
+        sums = torch.stack([prior[s:e].sum() for s, e in bounds])
+        sizes = torch.tensor([e - s for s, e in bounds])
+        return prior / sums.repeat_interleave(sizes).clamp_min(1e-300)
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+        """Mix a batch; ``saliency`` is (B, H, W) or (B, 1, H, W), non-negative."""
+        _import_gco()
+        b, _, h, w = images.shape
+        if saliency is None:  # pragma: no cover - Mixer.__call__ checks this
+            raise ValueError("comixup needs saliency")
+        if saliency.ndim == 4 and saliency.shape[1] == 1:
+            saliency = saliency[:, 0]
+        if tuple(saliency.shape) != (b, h, w):
+            raise ValueError(f"saliency must have shape {(b, h, w)} (one map per image), got {tuple(saliency.shape)}")
+        if self.m_block_num > h or self.m_block_num > w:
+            raise ValueError(f"m_block_num={self.m_block_num} needs images of at least "
+                             f"{self.m_block_num}x{self.m_block_num} pixels, got {h}x{w}")
+        prior = self._prior(b)
+        res = comixup(images, targets, saliency.detach(), prior, m_part=self.m_part, block_num=self.m_block_num,
+                      beta=self.beta, gamma=self.gamma, eta=self.eta, omega=self.omega, thres=self.thres,
+                      niter=self.niter, set_resolve=self.set_resolve, warm_start=self.warm_start,
+                      half_bias=self.half_bias, pool_size=self.pool_size, generator=self.generator,
+                      executor=self._pool())
+        weights = res.weights
+        lam = weights.diagonal().clone()
+        others = weights.clone()
+        others.fill_diagonal_(-1.0)
+        best, index = others.max(1)
+        own = torch.arange(b, device=weights.device)
+        index = torch.where(best > 0, index, own)
+        return MixOutput(res.images, res.targets, lam, index,
+                         {"weights": weights, "masks": res.masks, "objective": res.objectives,
+                          "partitions": res.partitions, "prior": prior})

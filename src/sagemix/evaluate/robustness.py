@@ -63,9 +63,9 @@ def _accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, mean: to
               device: torch.device, batch_size: int) -> float:
     correct = 0
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device)
+        x = torch.from_numpy(np.array(images[i:i + batch_size])).to(device)  # copy: the file is memory-mapped
         x = x.permute(0, 3, 1, 2).float().div_(255.0).sub_(mean).div_(std)
-        y = torch.from_numpy(np.ascontiguousarray(labels[i:i + batch_size])).to(device)
+        y = torch.from_numpy(np.array(labels[i:i + batch_size])).to(device)
         logits = model(x)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
             raise ValueError("model must return (B, K) logits, got "

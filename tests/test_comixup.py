@@ -284,7 +284,7 @@ def test_half_half_labels_built_as_specified(monkeypatch):
             for i in range(m):
                 assert dist[m + e, i] == dist[i, m + e] == (0.25 if i in (a, b) else 1.0)
         np.testing.assert_array_equal(dist[m:, m:], 1 - np.eye(extra))
-    assert seen, "no output used two or more inputs"
+    assert seen == {1, 3}, seen  # both cases (2 inputs; 3 or more inputs) were exercised
 
 
 def _parents(unary: np.ndarray, dist: np.ndarray, label: int, m: int) -> list[int]:
@@ -522,6 +522,29 @@ def test_bad_inputs_raise_clear_errors():
         fc.block_saliency(sal, 0)
     with pytest.raises(ValueError, match="prior"):
         fc.comixup(x, F.one_hot(y, 5).float(), sal, torch.ones(3))
+
+
+def test_solver_rejects_bad_arrays():
+    cost, compat, prior, init, _ = _partition(4, 3, 0)
+    with pytest.raises(ValueError, match="compat"):
+        fc.solve_labelling(cost, compat[:3, :3], prior, init)
+    with pytest.raises(ValueError, match="init labels"):
+        fc.solve_labelling(cost, compat, prior, init + 4)
+    with pytest.raises(ValueError, match="prior"):
+        fc.solve_labelling(cost, compat, -prior, init)
+    with pytest.raises(ValueError, match="beta"):
+        fc.solve_labelling(cost, compat, prior, init, beta=-1.0)
+    with pytest.raises(ValueError, match="cost"):
+        fc.solve_labelling(cost[:, :2], compat, prior, init)
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import sagemix.mixers.comixup as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_missing_gco_names_the_extra(monkeypatch):

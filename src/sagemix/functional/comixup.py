@@ -322,8 +322,24 @@ def solve_labelling(cost: np.ndarray | Tensor, compat: np.ndarray | Tensor, prio
     cost = np.asarray(cost.cpu() if isinstance(cost, Tensor) else cost, dtype=np.float64)
     compat = np.asarray(compat.cpu() if isinstance(compat, Tensor) else compat, dtype=np.float64)
     prior = np.asarray(prior.cpu() if isinstance(prior, Tensor) else prior, dtype=np.float64)
-    init = np.asarray(init.cpu() if isinstance(init, Tensor) else init).astype(np.int64)
+    init = np.asarray(init.cpu() if isinstance(init, Tensor) else init)
+    if cost.ndim != 3 or cost.shape[1] != cost.shape[2] or cost.shape[0] < 1:
+        raise ValueError(f"cost must have shape (m, n, n), got {cost.shape}")
     m, n, _ = cost.shape
+    if compat.shape != (m, m):
+        raise ValueError(f"compat must have shape ({m}, {m}) for m={m} inputs, got {compat.shape}")
+    if prior.shape != (m,) or not np.all(prior > 0):
+        raise ValueError(f"prior must be ({m},) positive Dirichlet weights, got shape {prior.shape}")
+    if init.ndim != 3 or init.shape[1:] != (n, n) or not np.issubdtype(init.dtype, np.integer):
+        raise ValueError(f"init must be (m_out, {n}, {n}) integer labels, got shape {init.shape} dtype {init.dtype}")
+    if init.size and (init.min() < 0 or init.max() >= m):
+        raise ValueError(f"init labels must lie in [0, {m - 1}], got values in [{init.min()}, {init.max()}]")
+    for name, value in (("beta", beta), ("gamma", gamma), ("eta", eta), ("thres", thres), ("half_bias", half_bias)):
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if isinstance(niter, bool) or not isinstance(niter, int) or niter < 1:
+        raise ValueError(f"niter must be a positive int, got {niter!r}")
+    init = init.astype(np.int64)
     n_out = init.shape[0]
     big_n = n * n
     beta_n, gamma_n, eta_n, thr = beta / big_n, gamma / big_n, eta / big_n, thres * big_n
@@ -470,8 +486,9 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
     if tuple(saliency.shape) != (b, h, w):
         raise ValueError(f"saliency must have shape {(b, h, w)} to match images {tuple(images.shape)}, "
                          f"got {tuple(saliency.shape)}")
-    if not isinstance(targets, Tensor) or targets.ndim != 2 or targets.shape[0] != b:
-        raise ValueError(f"targets must be a ({b}, K) float tensor, got {getattr(targets, 'shape', type(targets).__name__)}")
+    if not isinstance(targets, Tensor) or targets.ndim != 2 or targets.shape[0] != b or not targets.is_floating_point():
+        raise ValueError(f"targets must be a ({b}, K) float tensor of soft labels, got "
+                         f"{getattr(targets, 'shape', type(targets).__name__)} {getattr(targets, 'dtype', '')}")
     if not isinstance(prior, Tensor) or prior.shape != (b,):
         raise ValueError(f"prior must be a ({b},) tensor of Dirichlet weights, got {getattr(prior, 'shape', type(prior).__name__)}")
     if isinstance(niter, bool) or not isinstance(niter, int) or niter < 1:

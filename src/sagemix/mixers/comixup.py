@@ -65,6 +65,10 @@ class CoMixup(Mixer):
             start each graph cut from the output's current labelling, so a cut never raises its
             block energy.
         half_bias: bonus subtracted from the half-half labels' unary (5e-4 in the research code).
+        stop_before_resolve: option, off by default: the research code's order, in which the
+            convergence test (relative change < 1e-6) may end the descent right after the set
+            resolution at iteration ``niter - 2``, before its costs are used. By default the sweep
+            after a non-empty resolution always runs, so that the outputs it targets can diverge.
         pool_size: average-pool size before locating the saliency peaks (8 in the research code).
 
     Example:
@@ -84,7 +88,8 @@ class CoMixup(Mixer):
                  m_part: int = 20, m_block_num: int = 4, alpha: float = 2.0, beta: float = 0.32,
                  gamma: float = 1.0, eta: float = 0.05, omega: float = 0.001, thres: float = 0.83,
                  niter: int = 4, set_resolve: bool = True, clean_lam: float = 1.0, num_workers: int = 0,
-                 warm_start: bool = False, half_bias: float = HALF_BIAS, pool_size: int = 8) -> None:
+                 warm_start: bool = False, half_bias: float = HALF_BIAS, stop_before_resolve: bool = False,
+                 pool_size: int = 8) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
         self.m_part = _check_int(m_part, "m_part", 1)
         self.m_block_num = _check_int(m_block_num, "m_block_num", 1)
@@ -100,6 +105,7 @@ class CoMixup(Mixer):
         self.num_workers = _check_int(num_workers, "num_workers", 0)
         self.warm_start = _check_bool(warm_start, "warm_start")
         self.half_bias = check_nonnegative(half_bias, "half_bias")
+        self.stop_before_resolve = _check_bool(stop_before_resolve, "stop_before_resolve")
         self.pool_size = _check_int(pool_size, "pool_size", 1)
         self._executor: ProcessPoolExecutor | None = None
 
@@ -163,7 +169,8 @@ class CoMixup(Mixer):
         res = comixup(images, targets, saliency.detach(), prior, m_part=self.m_part, block_num=self.m_block_num,
                       beta=self.beta, gamma=self.gamma, eta=self.eta, omega=self.omega, thres=self.thres,
                       niter=self.niter, set_resolve=self.set_resolve, warm_start=self.warm_start,
-                      half_bias=self.half_bias, pool_size=self.pool_size, generator=self.generator,
+                      half_bias=self.half_bias, stop_before_resolve=self.stop_before_resolve,
+                      pool_size=self.pool_size, generator=self.generator,
                       executor=self._pool())
         weights = res.weights
         lam = weights.diagonal().clone()

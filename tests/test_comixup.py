@@ -419,6 +419,13 @@ def test_batch_of_one_is_returned_unmixed():
     assert torch.allclose(out.targets, F.one_hot(y, 5).float())
 
 
+def test_partitions_of_one_leave_every_image_unmixed():
+    x, y, sal, g = random_case(3, 8, 8, 15)
+    out = CoMixup(num_classes=5, generator=g, m_part=1)(x, y, sal)
+    assert torch.equal(out.images, x)
+    assert torch.equal(out.lam, torch.ones(3)) and torch.equal(out.index, torch.arange(3))
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_images_keep_dtype(dtype):
     x, y, sal, g = random_case(6, 8, 8, 9)

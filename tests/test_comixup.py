@@ -258,14 +258,13 @@ def test_half_half_labels_built_as_specified(monkeypatch):
     for k, (unary, dist, _) in enumerate(calls[m:], start=m):
         j = k % m
         prev_labels = calls[k - m][2]
-        prev_unary = calls[k - m][0]
         # The inputs output j used: the parents of the labels chosen by its previous cut.
         counts = np.zeros(m)
         for lab in prev_labels:
             if lab < m:
                 counts[lab] += 1
             else:
-                for parent in _parents(prev_unary, calls[k - m][1], lab, m):
+                for parent in _parents(calls[k - m][1], lab, m):
                     counts[parent] += 0.5
         used = np.flatnonzero(counts > 0)
         extra = unary.shape[1] - m
@@ -287,7 +286,8 @@ def test_half_half_labels_built_as_specified(monkeypatch):
     assert seen == {1, 3}, seen  # both cases (2 inputs; 3 or more inputs) were exercised
 
 
-def _parents(unary: np.ndarray, dist: np.ndarray, label: int, m: int) -> list[int]:
+def _parents(dist: np.ndarray, label: int, m: int) -> list[int]:
+    """The inputs at distance 1/4 from a half-half label are its two parents."""
     return [i for i in range(m) if dist[label, i] == 0.25]
 
 

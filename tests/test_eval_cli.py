@@ -129,3 +129,27 @@ def test_help_lists_protocols():
     for flag in ("--corruptions", "--generate-corruptions", "--adversarial", "--fewshot", "--novel-classes",
                  "--classifier", "--episodes-dir"):
         assert flag in proc.stdout
+
+
+def test_mini_imagenet_backbone_and_fewshot(tmp_path):
+    """Train on the base classes of a fake mini-ImageNet copy, then few-shot on its test.csv classes."""
+    from test_mini_imagenet import make_fake_mini_imagenet
+
+    from sagemix.train import load_config, train
+
+    data = make_fake_mini_imagenet(tmp_path / "mini")
+    cfg = load_config("offline", overrides={
+        "epochs": 1, "out": str(tmp_path / "run"), "dataset": "mini_imagenet", "data_dir": str(data),
+        "dataset_kwargs": {"base_holdout": 2}, "batch_size": 8, "device": "cpu", "progress": False})
+    train(cfg)
+    assert main(["eval", str(tmp_path / "run"), "--device", "cpu", "--fewshot", "--ways", "3", "--shots", "1", "2",
+                 "--queries", "3", "--episodes", "5", "--classifier", "cosine",
+                 "--episodes-dir", str(tmp_path / "eps")]) == 0
+    ev = tmp_path / "run" / "eval"
+    clean = json.loads((ev / "clean.json").read_text())
+    assert clean["n"] == 8  # the held-out base-class images (2 per class x 4 classes)
+    few = json.loads((ev / "fewshot.json").read_text())
+    assert few["split"] == "test" and few["novel_class_names"] == ["n03000001", "n03000002", "n03000003"]
+    assert not set(few["novel_class_names"]) & set(few["base_class_names"])
+    assert [r["shots"] for r in few["results"]] == [1, 2]
+    assert all(len(json.loads(Path(r["episodes_file"]).read_text())["tasks"]) == 5 for r in few["results"])

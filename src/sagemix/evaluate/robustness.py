@@ -2,7 +2,7 @@
 
 Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common Corruptions and
 Perturbations", ICLR 2019, https://arxiv.org/abs/1903.12261. The SAGE paper (Ma et al., BMVC 2022,
-https://arxiv.org/abs/2210.00447) reports the mean accuracy over the 15 benchmark corruptions and 5
+https://arxiv.org/abs/2211.00113) reports the mean accuracy over the 15 benchmark corruptions and 5
 severities; this module computes that number (``mean_acc``) and its complement (``mean_error``).
 
 The "mCE" of the ImageNet-C paper divides each corruption's summed error by a *baseline model's*

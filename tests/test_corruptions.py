@@ -559,14 +559,15 @@ def test_frost_photographs_and_crops() -> None:
     # On a black image frost is floor(b * crop): find each result among all crops of the 5 textures.
     black = np.zeros((4, 32, 32, 3), np.uint8)
     out = corrupt(black, "frost", 3, rng=np.random.default_rng(2)).astype(np.int64)
+    scaled = [np.floor(0.4 * t.astype(np.float64)).astype(np.int64) for t in tex]
     for img in out:
-        found = False
-        for t in tex:
-            win = np.lib.stride_tricks.sliding_window_view(t, (32, 32), axis=(0, 1))  # (H-31, W-31, 3, 32, 32)
-            cand = np.floor(0.4 * win[:-1, :-1].astype(np.float64)).transpose(0, 1, 3, 4, 2)  # r0 <= H-33
-            if (cand == img).all(axis=(2, 3, 4)).any():
-                found = True
-        assert found
+        found = []
+        for k, ft in enumerate(scaled):
+            h, w = ft.shape[:2]
+            # Candidate corners (r0 <= H-33, c0 <= W-33) whose first pixel matches, then the full crop.
+            rs, cs = np.nonzero((ft[:h - 32, :w - 32] == img[0, 0]).all(-1))
+            found += [(k, r, c) for r, c in zip(rs, cs) if np.array_equal(ft[r:r + 32, c:c + 32], img)]
+        assert found, "a frost result is not floor(b * crop) of any frost texture"
 
 
 def test_frost_missing_wheel_message(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -648,6 +649,10 @@ def test_generate_many_classes_and_errors(tmp_path) -> None:
     generate_corrupted(imgs, [0, 300], tmp_path, corruptions=["brightness"], progress=False)
     lab = np.load(tmp_path / "labels.npy")
     assert lab.dtype == np.int64 and lab.tolist() == [0, 300] * 5
+    paths = generate_corrupted(imgs, [0, 1], tmp_path / "x", corruptions=["contrast"], include_extra=True,
+                               progress=False)
+    assert list(paths) == ["labels", "contrast", *EXTRA_CORRUPTIONS]
+    assert all(p.is_file() for p in paths.values())
     with pytest.raises(ValueError, match="labels"):
         generate_corrupted(imgs, [0], tmp_path / "b", corruptions=["brightness"], progress=False)
     with pytest.raises(ValueError, match="corruptions"):

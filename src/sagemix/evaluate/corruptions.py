@@ -1016,6 +1016,8 @@ def _check_names(corruptions: Iterable[str] | None, include_extra: bool) -> list
             raise ValueError(f"corruptions must hold names from {', '.join(ALL_CORRUPTIONS)}; got {nm!r}")
     if len(set(names)) != len(names):
         raise ValueError(f"corruptions must not repeat a name, got {names}")
+    if include_extra:  # as evaluate_corruptions does: the extras are added to an explicit list too
+        names += [nm for nm in EXTRA_CORRUPTIONS if nm not in names]
     return names
 
 
@@ -1035,9 +1037,8 @@ def generate_corrupted(images: Any, labels: Any, out_dir: str | os.PathLike, *,
         images: uint8 (N, 32, 32, 3), in the order of the test set (torchvision ``.data``).
         labels: (N,) class indices.
         out_dir: the output folder (created).
-        corruptions: names to generate; default the 15 benchmark ones (plus the 4 extras when
-            ``include_extra``).
-        include_extra: also generate :data:`EXTRA_CORRUPTIONS` when ``corruptions`` is None.
+        corruptions: names to generate; default the 15 benchmark ones.
+        include_extra: also generate the 4 :data:`EXTRA_CORRUPTIONS` (after ``corruptions``).
         seed: one generator per (corruption, severity) comes from it (:func:`corruption_rng`).
         progress: show a tqdm bar.
         frost_source: see :func:`corrupt`.

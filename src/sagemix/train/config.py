@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["TrainConfig", "load_config", "load_recipe", "list_recipes", "recipe_description",
-           "parse_overrides", "apply_overrides", "config_hash", "RUN_DEFINING_KEYS", "AMP_CHOICES",
+           "parse_overrides", "apply_overrides", "config_hash", "RUN_DEFINING_KEYS", "RUN_INFO_KEYS", "AMP_CHOICES",
            "LOSS_CHOICES"]
 
 AMP_CHOICES = ("none", "bf16", "fp16")
@@ -226,7 +226,7 @@ class TrainConfig:
         if not isinstance(data, Mapping):
             raise TypeError(f"a config must be a JSON object (dict), got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        info = set(_RUN_INFO_KEYS)
+        info = set(RUN_INFO_KEYS)
         unknown = [k for k in data if k not in names and k not in info]
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}; expected some of {sorted(names)}")
@@ -245,7 +245,7 @@ class TrainConfig:
 
 
 # Keys a run adds to config.json next to the settings.
-_RUN_INFO_KEYS = ("sagemix_version", "git_commit", "torch_version", "num_classes", "classes", "mean", "std",
+RUN_INFO_KEYS = ("sagemix_version", "git_commit", "torch_version", "num_classes", "classes", "mean", "std",
                   "input_size", "world_size", "device_used", "recipe", "created")
 
 

@@ -201,6 +201,9 @@ class Mixer:
         """Reduce an input gradient (B, C, H, W) to the saliency this method consumes."""
         raise NotImplementedError(f"{type(self).__name__} does not use gradient saliency")
 
+    def close(self) -> None:
+        """Release resources such as graph-cut worker processes; a no-op for most mixers."""
+
     # -- the call ----------------------------------------------------------------------------
     def __call__(self, images: Tensor, targets: Tensor, saliency: Tensor | None = None) -> MixOutput:
         """Mix a batch.

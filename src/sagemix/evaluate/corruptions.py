@@ -145,14 +145,6 @@ def _ndimage() -> Any:
     return ndimage
 
 
-def _skcolor() -> Any:
-    try:
-        import skimage.color as skcolor
-    except ImportError as e:  # pragma: no cover
-        raise ImportError(f"the corruptions need scikit-image: {_EXTRA_MSG}") from e
-    return skcolor
-
-
 def _pil_image() -> Any:
     try:
         from PIL import Image
@@ -191,7 +183,8 @@ def _as_rng(rng: Any) -> np.random.Generator:
         return rng
     if rng is None or isinstance(rng, torch.Generator):
         # Seed a NumPy generator from one torch draw (the global torch RNG when rng is None).
-        seed = int(torch.randint(0, 2**62, (1,), generator=rng).item())
+        device = rng.device if rng is not None else None
+        seed = int(torch.randint(0, 2**62, (1,), generator=rng, device=device).item())
         return np.random.default_rng(seed)
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         _check_seed(int(rng))

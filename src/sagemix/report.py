@@ -209,80 +209,67 @@ def _cost_numbers(run: Run) -> dict[str, float | None]:
             "step_s": float(st) if st is not None else mean_of("step_time_s")}
 
 
-# -- evaluation files. Their layout is the evaluation engineers'; these readers accept the documented
-# -- shapes and return None for anything they do not find (shown as "—").
+# -- evaluation files, as `sagemix eval` writes them (sagemix.commands.eval). A number these readers
+# -- do not find is None, shown as "—".
 def _acc_from(obj: Any) -> float | None:
     if isinstance(obj, (int, float)) and not isinstance(obj, bool):
         return float(obj)
     if isinstance(obj, dict):
-        for key in ("accuracy", "acc", "top1", "clean_acc", "mean"):
-            if isinstance(obj.get(key), (int, float)):
+        for key in ("accuracy", "acc", "mean_acc"):
+            if isinstance(obj.get(key), (int, float)) and not isinstance(obj.get(key), bool):
                 return float(obj[key])
     return None
 
 
 def corruption_numbers(run: Run) -> dict[str, float]:
-    """``{corruption: accuracy averaged over severities}`` plus ``"mean"`` from ``eval/corruptions.json``."""
+    """``{corruption: accuracy averaged over severities}`` plus ``"mean"`` from ``eval/corruptions.json``.
+
+    The file is :func:`sagemix.evaluate.robustness.evaluate_corruptions`'s dict: ``{"corruptions": {name:
+    {"acc": [5 severities], "mean_acc": ...}}, "mean_acc": ...}``; ``"mean"`` is its ``mean_acc`` (over
+    the benchmark corruptions evaluated).
+    """
     data = run.eval.get("corruptions")
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not isinstance(data.get("corruptions"), dict):
         return {}
-    per = data.get("corruptions", data.get("per_corruption", data))
     out: dict[str, float] = {}
-    if isinstance(per, list):  # rows: {"corruption": name, "severity": s, "accuracy": a}
-        groups: dict[str, list[float]] = {}
-        for row in per:
-            if isinstance(row, dict) and "corruption" in row and _acc_from(row) is not None:
-                groups.setdefault(str(row["corruption"]), []).append(_acc_from(row))  # type: ignore[arg-type]
-        out = {k: statistics.fmean(v) for k, v in groups.items()}
-    elif isinstance(per, dict):
-        for name, val in per.items():
-            if name in ("mean", "mean_acc", "clean", "clean_acc", "config", "meta", "severities"):
-                continue
-            if isinstance(val, dict) and _acc_from(val) is None:
-                sev = [float(v) for k, v in val.items() if str(k).isdigit() and isinstance(v, (int, float))]
-                if sev:
-                    out[name] = statistics.fmean(sev)
-            elif _acc_from(val) is not None:
-                out[name] = _acc_from(val)  # type: ignore[assignment]
-    if out:
-        m = data.get("mean", data.get("mean_acc"))
-        out["mean"] = float(m) if isinstance(m, (int, float)) else statistics.fmean(out.values())
+    for name, val in data["corruptions"].items():
+        if not isinstance(val, dict):
+            continue
+        if isinstance(val.get("mean_acc"), (int, float)):
+            out[name] = float(val["mean_acc"])
+        elif isinstance(val.get("acc"), list) and val["acc"]:
+            out[name] = statistics.fmean(float(a) for a in val["acc"])
+    if isinstance(data.get("mean_acc"), (int, float)):
+        out["mean"] = float(data["mean_acc"])
     return out
 
 
-def adversarial_numbers(run: Run) -> dict[str, float | None]:
-    """``{"attack", "eps", "accuracy"}`` from ``eval/adversarial.json`` (empty when absent)."""
+def adversarial_numbers(run: Run) -> dict[str, Any]:
+    """``{"attack", "eps", "accuracy"}`` from ``eval/adversarial.json`` (its primary attack; empty when absent)."""
     data = run.eval.get("adversarial")
     if not isinstance(data, dict):
         return {}
-    return {"attack": data.get("attack", "fgsm"), "eps": data.get("eps"), "accuracy": _acc_from(data)}
+    return {"attack": data.get("attack"), "eps": data.get("eps"), "accuracy": _acc_from(data)}
 
 
 def fewshot_numbers(run: Run) -> dict[int, tuple[float, float | None]]:
-    """``{shots: (mean accuracy, 95% CI half-width)}`` from ``eval/fewshot.json`` (empty when absent)."""
+    """``{shots: (mean accuracy, 95% CI half-width)}`` from ``eval/fewshot.json`` (empty when absent).
+
+    The file holds ``{"classifier": primary, "results": [{"shots", "classifier", "acc", "ci95", ...}]}``;
+    the primary classifier's rows are used.
+    """
     data = run.eval.get("fewshot")
-    rows: list[Any] = []
-    if isinstance(data, list):
-        rows = data
-    elif isinstance(data, dict):
-        inner = data.get("results", data.get("rows"))
-        if isinstance(inner, list):
-            rows = inner
-        else:
-            src = inner if isinstance(inner, dict) else data
-            for k, v in src.items():
-                key = str(k).replace("-shot", "").replace("shot", "").strip("_ ")
-                if key.isdigit() and isinstance(v, dict):
-                    rows.append({"shots": int(key), **v})
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        return {}
+    primary = data.get("classifier")
     out: dict[int, tuple[float, float | None]] = {}
-    for row in rows:
-        if not isinstance(row, dict) or "shots" not in row:
+    for row in data["results"]:
+        if not isinstance(row, dict) or "shots" not in row or _acc_from(row) is None:
             continue
-        acc = _acc_from(row)
-        if acc is None:
+        if primary is not None and row.get("classifier", primary) != primary:
             continue
-        ci = next((row[k] for k in ("ci95", "ci", "ci_95", "conf95") if isinstance(row.get(k), (int, float))), None)
-        out[int(row["shots"])] = (acc, float(ci) if ci is not None else None)
+        ci = row.get("ci95")
+        out[int(row["shots"])] = (_acc_from(row), float(ci) if isinstance(ci, (int, float)) else None)  # type: ignore[assignment]
     return out
 
 
@@ -483,7 +470,8 @@ def cost_table(runs: Sequence[Run]) -> Table:
                  ["model", "method", "epoch (s)", "epoch × vanilla", "step (s)", "step × vanilla"], rows, raw,
                  note="Measured by the trainer during these runs (summary.json mean_epoch_time_s and "
                       "mean_step_time_s); ratios are only comparable between runs made on the same machine "
-                      "under the same load.")
+                      "under the same load.",
+                 csv_columns=["model", "method", "epoch_s", "epoch_x_vanilla", "step_s", "step_x_vanilla"])
 
 
 def build_tables(runs: Sequence[Run]) -> list[Table]:

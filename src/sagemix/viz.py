@@ -224,14 +224,17 @@ def pick_pairs(labels: Tensor, n_pairs: int, *, generator: torch.Generator | Non
 
 
 def mix_pair(method: str, images: Tensor, labels: Tensor, num_classes: int, grad: Tensor | None, *,
-             seed: int = 0, tries: int = 200, min_weight: float = 0.2,
+             seed: int = 0, tries: int = 50, min_weight: float = 0.2, repeats: Sequence[int] = (1, 2, 4),
              mixer_kwargs: dict[str, Any] | None = None) -> tuple[Tensor, Tensor, int]:
-    """One mix of the pair ``images[0], images[1]`` by ``method``, as image 1's mix.
+    """One mix of the pair ``images[0], images[1]`` by ``method``.
 
-    The mixer draws its own randomness (permutation, lam, boxes, grid sizes); the first generator seed
-    from ``seed`` on whose draw pairs image 1 with image 2 and gives each of the two labels a weight of
-    at least ``min_weight`` is used (with a batch of two a random permutation keeps each image alone
-    half of the time, and SaliencyMix mixes only half of its batches).
+    The mixer draws its own randomness (permutation, lam, boxes, grid sizes, Co-Mixup's Dirichlet
+    weights). The batch holds only the pair (and, for the ``repeats`` values above 1, the pair repeated,
+    which a batch method such as Co-Mixup needs to have more outputs than distinct inputs), so any output
+    that gives each of the two labels a weight of at least ``min_weight`` is a mix of the pair. The first
+    such output is used, over the generator seeds ``seed, seed + 1, ...`` (with a batch of two a random
+    permutation keeps each image alone half of the time, and SaliencyMix mixes only half of its batches);
+    image 1's own output is preferred.
 
     Args:
         method: registry name.
@@ -240,35 +243,43 @@ def mix_pair(method: str, images: Tensor, labels: Tensor, num_classes: int, grad
         num_classes: K.
         grad: (2, C, H, W) input gradient, for the methods that need saliency.
         seed: first generator seed tried.
-        tries: how many seeds to try.
+        tries: how many seeds to try per batch layout.
         min_weight: the smaller label weight to accept.
+        repeats: batch layouts tried in turn: the pair repeated this many times.
         mixer_kwargs: options for the mixer.
 
     Returns:
         ``(mixed (C, H, W), soft target (K,), seed used)``.
 
     Raises:
-        RuntimeError: no acceptable draw within ``tries`` seeds.
+        RuntimeError: no acceptable draw.
     """
     from .mixers import create_mixer
 
     if images.shape[0] != 2 or labels.shape != (2,) or int(labels[0]) == int(labels[1]):
         raise ValueError(f"mix_pair needs 2 images with 2 different labels, got {tuple(images.shape)} and "
                          f"{labels.tolist()}")
-    sal = None
-    for s in range(seed, seed + tries):
-        mixer = create_mixer(method, num_classes=num_classes, generator=torch.Generator().manual_seed(s),
-                             **(mixer_kwargs or {}))
-        if sal is None and grad is not None:
-            sal = method_saliency(mixer, grad)
-        if getattr(mixer, "mixes_hidden", False):
-            raise ValueError(f"{method} mixes hidden states; it has no mixed image to show")
-        out = mixer(images, labels, sal)
-        w = out.targets[0, labels]
-        if int(out.index[0]) == 1 and float(w.min()) >= min_weight - 1e-6:
-            return out.images[0], out.targets[0], s
-    raise RuntimeError(f"{method}: no draw in seeds {seed}..{seed + tries - 1} mixed image 1 with image 2 with "
-                       f"label weights >= {min_weight}")
+    if not 0.0 <= min_weight <= 0.5:
+        raise ValueError(f"min_weight must be in [0, 0.5], got {min_weight!r}")
+    for rep in repeats:
+        x = images.repeat(rep, 1, 1, 1)
+        y = labels.repeat(rep)
+        g = None if grad is None else grad.repeat(rep, 1, 1, 1)
+        sal = None
+        for s in range(seed, seed + tries):
+            mixer = create_mixer(method, num_classes=num_classes, generator=torch.Generator().manual_seed(s),
+                                 **(mixer_kwargs or {}))
+            if getattr(mixer, "mixes_hidden", False):
+                raise ValueError(f"{method} mixes hidden states; it has no mixed image to show")
+            if sal is None and g is not None:
+                sal = method_saliency(mixer, g)
+            out = mixer(x, y, sal)
+            ok = out.targets[:, labels].min(dim=1).values >= min_weight - 1e-6  # (rep*2,)
+            if bool(ok.any()):
+                i = 0 if bool(ok[0]) else int(ok.nonzero()[0, 0])
+                return out.images[i], out.targets[i], s
+    raise RuntimeError(f"{method}: no draw in seeds {seed}..{seed + tries - 1} mixed the pair with both label "
+                       f"weights >= {min_weight}")
 
 
 # ---------------------------------------------------------------------------------------------------

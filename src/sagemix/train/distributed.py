@@ -11,6 +11,7 @@ no-op on a single process.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "setup_distributed", "cleanup_distributed", "all_reduce_sum", "all_gather_objects",
+__all__ = ["param_digest", "DistInfo", "setup_distributed", "cleanup_distributed", "all_reduce_sum", "all_gather_objects",
            "barrier", "resolve_device"]
 
 
@@ -136,3 +137,17 @@ def barrier() -> None:
     """Wait for every process; no-op on one process."""
     if _active():
         dist.barrier()
+
+
+def param_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's parameters (names, shapes, dtypes and exact bytes), to compare replicas.
+
+    Buffers (batch-norm running statistics) are left out: under DDP each replica updates them from
+    its own batch after the last broadcast.
+    """
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        t = p.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

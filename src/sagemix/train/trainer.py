@@ -51,7 +51,7 @@ from ..step import MixStep
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_hash
 from .distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, cleanup_distributed,
-                          setup_distributed)
+                          param_digest, setup_distributed)
 from .logging import RunLogger, git_commit, summarize
 
 __all__ = ["Trainer", "TrainingDiverged", "evaluate_accuracy", "train", "derive_seed"]
@@ -266,6 +266,7 @@ class Trainer:
         self._sums = _EpochSums(self.device)
         self._rng_at_step: dict[str, Any] | None = None
         self.stopped: str | None = None
+        self.replica_digests: list[str] | None = None
 
     # -- info ---------------------------------------------------------------------------------
     def run_info(self) -> dict[str, Any]:
@@ -422,9 +423,13 @@ class Trainer:
     def summary(self) -> dict[str, Any]:
         """The run's summary (what ``summary.json`` holds)."""
         cfg = self.config
-        return {"method": cfg.method, "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed,
-                **summarize(self.history, epochs=cfg.epochs), "stopped": self.stopped,
-                "world_size": self.dist.world_size, "run_dir": str(self.run_dir)}
+        out = {"method": cfg.method, "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed,
+               **summarize(self.history, epochs=cfg.epochs), "stopped": self.stopped,
+               "world_size": self.dist.world_size, "run_dir": str(self.run_dir)}
+        if self.replica_digests is not None:
+            out["replica_param_digests"] = self.replica_digests
+            out["replicas_in_sync"] = len(set(self.replica_digests)) == 1
+        return out
 
     def fit(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Train until ``config.epochs``; returns the summary.
@@ -511,6 +516,12 @@ class Trainer:
         return self._finish()
 
     def _finish(self) -> dict[str, Any]:
+        if self.dist.distributed:
+            # DDP keeps the replicas identical; check it once, cheaply, and record it.
+            digests = all_gather_objects(param_digest(unwrap_model(self.raw_model)))
+            self.replica_digests = digests
+            if len(set(digests)) != 1:
+                self._print(f"warning: the {len(digests)} replicas' parameters differ after training: {digests}")
         summary = self.summary()
         self.logger.write_metrics(self.history)
         self.logger.write_summary(summary)

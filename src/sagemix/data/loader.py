@@ -56,20 +56,26 @@ def flip_crop(images: Tensor, flip: Tensor | None, offsets: Tensor | None, paddi
     Returns:
         (B, C, H, W) new tensor in the input dtype.
     """
-    out = images
+    if flip is None and (offsets is None or padding == 0):
+        return images.clone()
+    b, c, h, w = images.shape
+    dev = images.device
+    p = padding if offsets is not None else 0
+    x = torch.nn.functional.pad(images, (p, p, p, p)) if p > 0 else images
+    # Two gathers (rows, then columns) instead of one 4-index advanced indexing: much faster on CPU.
+    # The flip is folded into the column index: flipping and then padding/cropping at column dx reads
+    # padded column (W - 1 + 2p - dx - j) of the unflipped image for output column j.
+    j = torch.arange(w, device=dev)
+    if p > 0:
+        dy, dx = offsets[:, 0:1], offsets[:, 1:2]  # type: ignore[index]
+        rows = (dy + torch.arange(h, device=dev)).view(b, 1, h, 1).expand(b, c, h, w + 2 * p)
+        x = torch.gather(x, 2, rows)
+    else:
+        dx = torch.zeros(b, 1, dtype=torch.long, device=dev)
+    cols = dx + j
     if flip is not None:
-        out = torch.where(flip.view(-1, 1, 1, 1), out.flip(3), out)
-    if offsets is not None and padding > 0:
-        b, c, h, w = out.shape
-        padded = torch.nn.functional.pad(out, (padding, padding, padding, padding))
-        dev = out.device
-        rows = offsets[:, 0:1] + torch.arange(h, device=dev)  # (B, H)
-        cols = offsets[:, 1:2] + torch.arange(w, device=dev)  # (B, W)
-        out = padded[torch.arange(b, device=dev).view(b, 1, 1, 1), torch.arange(c, device=dev).view(1, c, 1, 1),
-                     rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
-    elif out is images:
-        out = images.clone()
-    return out
+        cols = torch.where(flip.view(b, 1), (w - 1 + 2 * p) - cols, cols)
+    return torch.gather(x, 3, cols.view(b, 1, 1, w).expand(b, c, h, w))
 
 
 @dataclass

@@ -527,31 +527,52 @@ def _sage_kernels(images: Tensor, saliency: Tensor, perm: Tensor, g: torch.Gener
     from .functional import sage as F
 
     b, _, h, w = images.shape
-    every = F.all_shifts(h, w).to(images.device)
-    k = max(1, int(every.shape[0] * rand_pos))
-    subset = every[torch.randperm(every.shape[0], generator=g)[:k].to(images.device)]
-    sal = F.normalize_saliency(F.gaussian_smooth(saliency))
-    prior = 0.5
+    every = F.all_shifts(h, w, device=images.device)
+    subset = F.candidate_shifts(h, w, rand_pos=rand_pos, generator=g, device=images.device)
+    k = subset.shape[0]
+    sal = F.gaussian_smooth(saliency)
     return [
-        (f"sage_mix (K={k})", f"{k} random shifts of {every.shape[0]} (rand_pos={rand_pos})",
-         lambda: F.sage_mix(images, sal, perm, prior, subset)),
-        (f"sage_mix (exhaustive, K={every.shape[0]})", "every shift with overlap",
-         lambda: F.sage_mix(images, sal, perm, prior, every)),
+        (f"sage_mix (K={k})", f"{k} random shifts of {every.shape[0]} (rand_pos={rand_pos}), objective + mix",
+         lambda: F.sage_mix(images, sal, perm, 0.5, subset)),
+        (f"sage_mix (exhaustive, K={every.shape[0]})", "every shift with overlap, objective + mix",
+         lambda: F.sage_mix(images, sal, perm, 0.5, every)),
     ]
 
 
-def _mixer_kernel(name: str, images: Tensor, saliency: Tensor, labels: Tensor, num_classes: int,
-                  seed: int) -> list[tuple[str, str, Callable[[], Any]]]:
-    """A saliency mixer's whole mixing call (mask optimisation + mix) on a given saliency."""
+def _puzzlemix_kernels(images: Tensor, saliency: Tensor, perm: Tensor, labels: Tensor, num_classes: int,
+                       seed: int) -> list[tuple[str, str, Callable[[], Any]]]:
+    from .functional.puzzlemix import graphcut_mask
+    from .functional.graphcut import import_gco
     from .mixers import create_mixer
 
-    mixer = create_mixer(name, num_classes=num_classes, generator=torch.Generator().manual_seed(seed))
-    sal = saliency
-    with contextlib.suppress(NotImplementedError):
-        sal = mixer.reduce_saliency(saliency[:, None].expand_as(images).contiguous())
-    label = {"puzzlemix": "Puzzle Mix mask optimisation (graph cuts + transport) and mix",
-             "comixup": "Co-Mixup mask optimisation (graph cuts) and mix"}[name]
-    return [(f"{name} mixer", label + ", defaults", lambda: mixer(images, labels, sal))]
+    import_gco()  # a clear ImportError naming the extra when gco-wrapper is missing
+    h, w = images.shape[2:]
+    images01 = (images - images.amin()) / (images.amax() - images.amin())
+    jobs: list[tuple[str, str, Callable[[], Any]]] = []
+    for n in (2, 4, 8, 16):
+        if h % n or w % n:
+            continue
+        jobs.append((f"puzzlemix graphcut_mask (n={n})", f"{n}x{n} grid, {images.shape[0]} graph cuts (alpha-beta "
+                     "swap, 3 labels), in this process",
+                     lambda n=n: graphcut_mask(images01, saliency, perm, 0.5, grid_size=n)))
+    mixer = create_mixer("puzzlemix", num_classes=num_classes, generator=torch.Generator().manual_seed(seed))
+    fake_grad = saliency[:, None].expand_as(images).contiguous()
+    sal = mixer.reduce_saliency(fake_grad)
+    jobs.append(("puzzlemix mixer", "whole mixer call: random n in {2,4,8,16}, cuts, transport, mix; defaults",
+                 lambda: mixer(images, labels, sal)))
+    return jobs
+
+
+def _comixup_kernels(images: Tensor, saliency: Tensor, labels: Tensor, num_classes: int,
+                     seed: int) -> list[tuple[str, str, Callable[[], Any]]]:
+    from .mixers import create_mixer
+
+    mixer = create_mixer("comixup", num_classes=num_classes, generator=torch.Generator().manual_seed(seed))
+    fake_grad = saliency[:, None].expand_as(images).contiguous()
+    sal = mixer.reduce_saliency(fake_grad)
+    parts = -(-images.shape[0] // getattr(mixer, "m_part", 20))
+    return [("comixup mixer", f"whole mixer call: {parts} partition labellings (graph cuts, block-coordinate "
+             "descent) and the mix; defaults", lambda: mixer(images, labels, sal))]
 
 
 def bench_kernels(*, input_size: Any = 32, batch_size: int = 100, device: Any = "cpu", repeats: int = 5,
@@ -603,8 +624,10 @@ def bench_kernels(*, input_size: Any = 32, batch_size: int = 100, device: Any = 
         try:
             if k == "sage":
                 jobs += _sage_kernels(images, sal, perm, g, rand_pos)
+            elif k == "puzzlemix":
+                jobs += _puzzlemix_kernels(images, sal, perm, labels, num_classes, seed)
             else:
-                jobs += _mixer_kernel(k, images, sal, labels, num_classes, seed)
+                jobs += _comixup_kernels(images, sal, labels, num_classes, seed)
         except (ImportError, ValueError, AttributeError) as e:
             jobs.append(KernelResult(k, error=f"{type(e).__name__}: {e}"))
     out: list[KernelResult] = []

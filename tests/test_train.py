@@ -183,12 +183,14 @@ def test_other_methods_run(tmp_path, method):
     assert s["finished"] and 0.0 <= s["final_acc"] <= 100.0
 
 
-def test_eval_every_and_limits(tmp_path):
-    t = make_trainer(tmp_path, epochs=3, eval_every=2, train_limit=10, test_limit=7, max_steps_per_epoch=1)
+def test_eval_every_and_limits(tmp_path, capsys):
+    t = make_trainer(tmp_path, epochs=3, eval_every=2, train_limit=10, test_limit=7, max_steps_per_epoch=1,
+                     progress=True)
     assert len(t.train_data) == 10 and len(t.test_data) == 7 and t.steps_per_epoch == 1
     s = t.fit()
     assert [r["test_acc"] is None for r in t.history] == [True, False, False]  # epoch 2 and the last
     assert s["median_last10_acc"] is not None
+    assert "epoch 3/3" in capsys.readouterr().err  # the progress bar (on stderr)
 
 
 def test_config_errors_at_the_boundary(tmp_path):

@@ -205,3 +205,24 @@ def test_config_errors_at_the_boundary(tmp_path):
 def test_bf16_autocast_on_cpu_trains(tmp_path):
     s = make_trainer(tmp_path, amp="bf16", method="sage", epochs=1, max_steps_per_epoch=2).fit()
     assert s["finished"] and math.isfinite(s["final_acc"])
+
+
+def test_channels_last_matches_default_layout(tmp_path):
+    a = make_trainer(tmp_path, "a", epochs=1, max_steps_per_epoch=2)
+    a.fit()
+    b = make_trainer(tmp_path, "b", epochs=1, max_steps_per_epoch=2, channels_last=True)
+    b.fit()
+    assert b.history[0]["test_acc"] == a.history[0]["test_acc"]
+    for (name, p), q in zip(a.raw_model.named_parameters(), b.raw_model.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name
+
+
+def test_tensorboard_option(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"sagemix\[tensorboard\]"):
+            make_trainer(tmp_path, tensorboard=True)
+    else:
+        make_trainer(tmp_path, tensorboard=True, epochs=1, max_steps_per_epoch=1).fit()
+        assert any((tmp_path / "run" / "tb").iterdir())

@@ -126,3 +126,33 @@ def test_demo_quick(env, tmp_path):
     png = (out / "sage_mixes.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     assert "| sage |" in (out / "demo.md").read_text()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(env, tmp_path):
+    import signal
+
+    out = tmp_path / "int"
+    args = [sys.executable, "-m", "sagemix", "train", "offline", "--epochs", "200", "--out", str(out), *TINY]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(env, PYTHONUNBUFFERED="1"))
+    try:
+        for line in proc.stdout:  # wait for the first finished epoch, then press Ctrl-C
+            if line.startswith("epoch 1/200"):
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    assert "continue with --resume" in rest or "interrupted: checkpoint saved" in rest
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == "interrupted" and not summary["finished"] and summary["epochs_done"] >= 1
+    from sagemix.train import load_checkpoint
+
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["epoch"] >= 1
+    r = cli("train", "--resume", "--out", str(out), "--epochs", str(state["epoch"] + 1), "--no-progress", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["epochs_done"] == state["epoch"] + 1

@@ -39,6 +39,7 @@ def test_ratios_positive_and_vanilla_exactly_one(report: BenchReport) -> None:
         assert m.ratio == pytest.approx(m.step_ms / vanilla)
         assert m.mix_ms is not None and m.mix_ms > 0
         assert m.peak_mem_mb is not None and m.peak_mem_mb >= 0
+        assert m.cpu_ms is not None and m.cpu_ms > 0  # process CPU time on CPU
     sage = next(r for r in report.methods if r.method == "sage")
     mixup = next(r for r in report.methods if r.method == "mixup")
     assert sage.saliency_ms is not None and sage.saliency_ms > 0  # SAGE has a clean pass
@@ -49,7 +50,7 @@ def test_unrunnable_method_reported_not_raised(report: BenchReport) -> None:
     mm = next(r for r in report.methods if r.method == "manifold_mixup")
     assert mm.error and "stage protocol" in mm.error and mm.ratio is None
     md = report.to_markdown()
-    assert "| manifold_mixup | — | — | — | — | — |" in md
+    assert "| manifold_mixup | — | — | — | — | — | — | — |" in md
     assert "manifold_mixup: not measured" in md
     assert "| vanilla |" in md and "| 1.00 |" in md
 

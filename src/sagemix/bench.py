@@ -70,6 +70,9 @@ class MethodResult:
         saliency_ms: median time of the clean (saliency) pass alone, or None for methods without one.
         mix_ms: median time of the mixer call alone (given the saliency), milliseconds.
         peak_mem_mb: working memory of one step in MiB (see the module docstring for how it is measured).
+        cpu_ms: on CPU, the median process CPU time of one step (all threads), milliseconds: unlike
+            the wall time it barely changes when other processes load the machine, so its ratio to
+            vanilla's is the better cost estimate on a shared machine. None on CUDA.
         steps: number of timed steps.
         error: why the method could not be measured (missing extra, unsupported model), else None.
     """
@@ -81,6 +84,7 @@ class MethodResult:
     saliency_ms: float | None = None
     mix_ms: float | None = None
     peak_mem_mb: float | None = None
+    cpu_ms: float | None = None
     steps: int = 0
     error: str | None = None
 
@@ -146,16 +150,25 @@ class BenchReport:
         lines = [f"Model {self.model}, input {h}x{w}, batch {self.batch_size}, {self.num_classes} classes, "
                  f"device {self.device} ({self.device_name}), torch {self.torch_version}, "
                  f"{self.threads} CPU threads; median of {self.steps} interleaved steps after {self.warmup} "
-                 f"warm-up steps. Timing: {self.timing}. Memory: {self.memory}.", ""]
+                 f"warm-up steps. Timing: {self.timing}. Memory: {self.memory}."
+                 + (" CPU time: process CPU time of the step (all threads), robust to other load."
+                    if any(m.cpu_ms is not None for m in self.methods) else ""), ""]
         if self.methods:
-            lines += ["| method | step (ms) | × vanilla | saliency pass (ms) | mixer (ms) | step memory (MiB) |",
-                      "|---|---:|---:|---:|---:|---:|"]
+            cpu = any(m.cpu_ms is not None for m in self.methods)
+            base_cpu = next((m.cpu_ms for m in self.methods if m.method == "vanilla"), None)
+            extra = " CPU time (ms) | CPU × vanilla |" if cpu else ""
+            lines += ["| method | step (ms) | × vanilla | saliency pass (ms) | mixer (ms) | step memory (MiB) |" + extra,
+                      "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if cpu else "")]
             for m in self.methods:
                 if m.error:
-                    lines.append(f"| {m.method} | — | — | — | — | — |")
+                    lines.append(f"| {m.method} | — | — | — | — | — |" + (" — | — |" if cpu else ""))
                     continue
-                lines.append(f"| {m.method} | {_fmt(m.step_ms, 1)} | {_fmt(m.ratio, 2)} | "
-                             f"{_fmt(m.saliency_ms, 1)} | {_fmt(m.mix_ms, 2)} | {_fmt(m.peak_mem_mb, 1)} |")
+                row = (f"| {m.method} | {_fmt(m.step_ms, 1)} | {_fmt(m.ratio, 2)} | "
+                       f"{_fmt(m.saliency_ms, 1)} | {_fmt(m.mix_ms, 2)} | {_fmt(m.peak_mem_mb, 1)} |")
+                if cpu:
+                    cr = m.cpu_ms / base_cpu if m.cpu_ms is not None and base_cpu else None
+                    row += f" {_fmt(m.cpu_ms, 1)} | {_fmt(cr, 2)} |"
+                lines.append(row)
             errors = [m for m in self.methods if m.error]
             if errors:
                 lines.append("")
@@ -307,9 +320,11 @@ class _Clock:
             end.record()
             self._pending.append((key, start, end))
             return out
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = fn()
-        self.times.setdefault(key, []).append((time.perf_counter() - t0) * 1e3)
+        t1, c1 = time.perf_counter(), time.process_time()
+        self.times.setdefault(key, []).append((t1 - t0) * 1e3)
+        self.times.setdefault(key + ":cpu", []).append((c1 - c0) * 1e3)
         return out
 
     def flush(self) -> None:
@@ -469,6 +484,7 @@ def bench_methods(methods: Sequence[str] | None = None, *, model: Any = "preactr
     for n in runners:
         r = results[n]
         r.step_ms, r.step_ms_min, r.steps = clock.median(n), clock.min(n), steps
+        r.cpu_ms = clock.median(n + ":cpu")
         r.ratio = 1.0 if n == "vanilla" else (r.step_ms / base if base else None)
 
     if measure_parts:

@@ -21,6 +21,8 @@ What it does and why:
   after an epoch or after Ctrl-C in the middle of one.
 - Under ``torchrun`` the model is wrapped in DistributedDataParallel; each process mixes within its
   own batch and only rank 0 writes files.
+- ``train_acc`` in the metrics is the agreement of the predictions on the mixed batch with the
+  dominant label of each mixed target (for vanilla training, the plain training accuracy).
 
 Example:
     >>> from sagemix.train import TrainConfig, Trainer  # doctest: +SKIP
@@ -182,6 +184,14 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.dist, self.device = setup_distributed(cfg.device)
         self._log = log if self.dist.is_main else None
+        try:
+            self._setup(train_data, test_data)
+        except BaseException:
+            cleanup_distributed(self.dist)  # do not leave a process group behind a failed set-up
+            raise
+
+    def _setup(self, train_data: Any, test_data: Any) -> None:
+        cfg = self.config
         self.run_dir = cfg.run_dir()
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
         if cfg.amp == "fp16" and self.device.type != "cuda":
@@ -271,13 +281,14 @@ class Trainer:
         self._rng_at_step: dict[str, Any] | None = None
         self.stopped: str | None = None
         self.replica_digests: list[str] | None = None
+        self._git_commit = git_commit() if self.dist.is_main else None
 
     # -- info ---------------------------------------------------------------------------------
     def run_info(self) -> dict[str, Any]:
         """config.json: the settings plus the version, commit and data facts."""
         d = self.train_data
         return {**self.config.to_dict(), "out": str(self.run_dir), "sagemix_version": __version__,
-                "git_commit": git_commit(), "torch_version": str(torch.__version__), "num_classes": self.num_classes,
+                "git_commit": self._git_commit, "torch_version": str(torch.__version__), "num_classes": self.num_classes,
                 "classes": list(d.classes), "mean": list(d.mean), "std": list(d.std),
                 "input_size": list(d.images.shape[-2:]), "world_size": self.dist.world_size,
                 "device_used": str(self.device)}

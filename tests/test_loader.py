@@ -219,3 +219,17 @@ def test_bad_arguments() -> None:
     lo = make_loader(data, batch_size=2, train=True, device="cpu")
     with pytest.raises(ValueError, match="epoch"):
         lo.set_epoch(-1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("resident", [True, False])
+def test_cuda_matches_cpu(resident: bool) -> None:
+    data = _data(n=19)
+    cpu = make_loader(data, batch_size=4, train=True, device="cpu", generator=torch.Generator().manual_seed(2))
+    gpu = make_loader(data, batch_size=4, train=True, device="cuda", resident=resident,
+                      generator=torch.Generator().manual_seed(2))
+    assert gpu.resident is resident
+    for (xc, yc), (xg, yg) in zip(cpu, gpu, strict=True):
+        assert xg.device.type == "cuda" and yg.device.type == "cuda"
+        torch.testing.assert_close(xg.cpu(), xc, rtol=1e-6, atol=1e-6)
+        assert torch.equal(yg.cpu(), yc)

@@ -33,7 +33,7 @@ class ManifoldMixup(Mixer):
     Args:
         alpha: Beta(alpha, alpha) concentration of ``lam`` (> 0); 2.0 on CIFAR, 0.2 on 64 px data.
         layers: the layers to draw ``k`` from, uniformly (0 = input, k = output of residual stage k).
-            The model must support every one of them (``k <= model.mix_layers``).
+            The model must support every one of them (``k < model.mix_layers``: layer 0 is the input and counts).
         per_sample: one ``lam`` per sample instead of one per batch (off by default, as in the paper).
         num_classes: K, needed when targets are integer labels.
         generator: optional CPU ``torch.Generator`` for every draw.

@@ -16,6 +16,7 @@ A comparison is described by a JSON file (see ``configs/offline_comparison.json`
       "overrides": {"epochs": 8},               # applied to every run (dotted keys allowed)
       "method_overrides": {"sage": {"method_kwargs.rand_pos": 0.01}},   # per method
       "eval": {"enabled": true, "args": ["--adversarial", "fgsm"]},     # `sagemix eval RUN <args>`
+                                                # ({seed} {method} {model} {out} in args are filled in)
       "report": {"out": "runs/offline_comparison/report", "plots": true}
     }
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["ComparisonConfig", "RunSpec", "load_comparison", "plan_runs", "run_state", "expected_eval_files",
-           "run_comparison"]
+           "eval_args_for", "run_comparison"]
 
 _KEYS = {"description", "recipe", "out", "methods", "seeds", "models", "overrides", "method_overrides", "eval",
          "report", "estimate"}
@@ -219,6 +220,23 @@ def expected_eval_files(eval_args: Sequence[str]) -> list[str]:
     return files
 
 
+def eval_args_for(cfg: ComparisonConfig, spec: RunSpec) -> list[str]:
+    """The run's ``sagemix eval`` arguments: ``{seed}``, ``{method}``, ``{model}`` and ``{out}`` filled in.
+
+    E.g. ``--corruptions {out}/corrupted-s{seed}`` shares one generated corrupted test set between the
+    runs of a seed (the offline dataset is drawn from the run's seed, so each seed has its own test set).
+    """
+    fields = {"seed": spec.seed, "method": spec.method, "model": spec.model, "out": cfg.out}
+    out = []
+    for a in cfg.eval_args:
+        try:
+            out.append(a.format(**fields))
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"comparison eval argument {a!r} has an unknown placeholder ({e}); use {{seed}}, "
+                             "{method}, {model} or {out}") from None
+    return out
+
+
 def _eval_done(run_dir: Path, eval_args: Sequence[str]) -> bool:
     return all((run_dir / "eval" / f).is_file() for f in expected_eval_files(eval_args))
 
@@ -288,9 +306,13 @@ def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] |
             if _eval_done(spec.run_dir, cfg.eval_args):
                 log(f"{head}: evaluation already done")
                 continue
-            cmd = [sys.executable, "-m", "sagemix", "eval", str(spec.run_dir), *cfg.eval_args]
+            cmd = [sys.executable, "-m", "sagemix", "eval", str(spec.run_dir), *eval_args_for(cfg, spec)]
             log(f"{head}: evaluating: {' '.join(cmd[1:])}")
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            env = dict(os.environ)
+            threads = spec.overrides.get("threads")
+            if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
+                env["OMP_NUM_THREADS"] = str(threads)  # the evaluation uses the runs' thread count too
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 err = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
                 result["failed"][spec.name] = f"evaluation exit {proc.returncode}: {err[0]}"

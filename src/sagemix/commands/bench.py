@@ -40,6 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--steps", type=int, default=10, help="timed steps per method (default: 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps per method (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, batch and mixers (default: 0)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (torch.set_num_threads); 0 keeps torch's default. On a shared, "
+                        "loaded machine 1 thread can be many times faster than 2")
     p.add_argument("--mixer-kwargs", default=None, metavar="JSON",
                    help='per-method options as JSON, e.g. \'{"sage": {"rand_pos": 1.0}}\'')
     p.add_argument("--no-parts", action="store_true", help="skip timing the saliency pass and mixer alone")
@@ -68,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(mixer_kwargs, dict) or not all(isinstance(v, dict) for v in mixer_kwargs.values()):
             raise ValueError(f"--mixer-kwargs must map method names to option objects, got {args.mixer_kwargs!r}")
     progress = not args.no_progress
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.kernels_only:
         dev = _resolve_device(args.device)
         report = BenchReport(device=str(dev), device_name=_device_name(dev), model="(none)",

@@ -12,6 +12,7 @@ Usage:
     python benchmarks/bench_methods.py                      # CPU, every method, 10 steps each
     python benchmarks/bench_methods.py --device cuda --steps 50
     python benchmarks/bench_methods.py --methods vanilla sage puzzlemix --steps 5 --json out.json
+    python benchmarks/bench_methods.py --threads 1      # on a shared, loaded CPU machine
 """
 from __future__ import annotations
 
@@ -32,9 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
     p.add_argument("--no-kernels", action="store_true")
     p.add_argument("--json", default=None, help="also write the results as JSON here")
     args = p.parse_args(argv)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     report = bench_methods(args.methods, model=args.model, num_classes=args.num_classes,
                            input_size=args.input_size, batch_size=args.batch_size, device=args.device,
                            steps=args.steps, warmup=args.warmup)

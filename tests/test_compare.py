@@ -62,6 +62,18 @@ def test_states_decide_train_resume_skip(tmp_path: Path) -> None:
         run_comparison(cfg, only={"methods": ["sage"]}, train_fn=fake_train, report=False, log=lambda s: None)
 
 
+def test_eval_args_placeholders(tmp_path: Path) -> None:
+    from sagemix.compare import eval_args_for
+
+    cfg = ComparisonConfig.from_dict(_cfg(tmp_path, seeds=[2], eval={"enabled": True, "args": [
+        "--corruptions", "{out}/c-{model}-s{seed}", "--tag", "{method}"]}))
+    spec = plan_runs(cfg)[1]
+    assert eval_args_for(cfg, spec) == ["--corruptions", f"{cfg.out}/c-smallnet-s2", "--tag", "mixup"]
+    cfg.eval_args = ["{nope}"]
+    with pytest.raises(ValueError, match="unknown placeholder"):
+        eval_args_for(cfg, spec)
+
+
 def test_expected_eval_files() -> None:
     assert expected_eval_files([]) == ["clean.json"]
     assert expected_eval_files(["--adversarial", "fgsm", "--corruptions", "x", "--fewshot"]) == [

@@ -182,7 +182,8 @@ def _corruptions(args: argparse.Namespace, model: Any, test: Any, dataset: str, 
             raise ValueError(f"--corruptions: the CIFAR-C operations are defined for 32x32 images, but {dataset} "
                              f"test images are {h}x{w}")
         c_dir = (Path(args.corruptions).expanduser() if args.corruptions
-                 else out_dir / f"corrupted-{dataset}-seed{args.corruption_seed}")
+                 else out_dir / (f"corrupted-{dataset}-seed{args.corruption_seed}"
+                                 + (f"-n{len(test.labels)}" if args.limit else "")))
         print(f"generating the corrupted test set in {c_dir} (cached; seed {args.corruption_seed}) ...",
               file=sys.stderr)
         generate_corrupted(test.images.permute(0, 2, 3, 1).contiguous().numpy(), test.labels.numpy(), c_dir,

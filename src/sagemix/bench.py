@@ -52,7 +52,6 @@ from torch import Tensor, nn
 __all__ = ["MethodResult", "KernelResult", "BenchReport", "bench_methods", "bench_kernels",
            "parse_input_size", "memory_method"]
 
-ModelSpec = "str | nn.Module | Callable[[], nn.Module]"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -68,7 +67,8 @@ class MethodResult:
         step_ms_min: fastest timed step, milliseconds.
         ratio: ``step_ms / vanilla's step_ms`` measured in the same run (vanilla: exactly 1.0).
         saliency_ms: median time of the clean (saliency) pass alone, or None for methods without one.
-        mix_ms: median time of the mixer call alone (given the saliency), milliseconds.
+        mix_ms: median time of the mixer call alone (given the saliency), milliseconds. Manifold Mixup
+            mixes inside the model's forward, so its mixer call only draws the parameters.
         peak_mem_mb: working memory of one step in MiB (see the module docstring for how it is measured).
         cpu_ms: on CPU, the median process CPU time of one step (all threads), milliseconds: unlike
             the wall time it barely changes when other processes load the machine, so its ratio to
@@ -416,7 +416,9 @@ def bench_methods(methods: Sequence[str] | None = None, *, model: Any = "preactr
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
     available = list_mixers()
     if methods is None:
-        methods = available
+        from .report import METHOD_ORDER
+
+        methods = sorted(available, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
     if isinstance(methods, str) or not isinstance(methods, Iterable):
         raise TypeError(f"methods must be a list of mixer names, got {methods!r}")
     names: list[str] = []

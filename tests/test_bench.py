@@ -90,7 +90,7 @@ def test_kernels_graph_cuts() -> None:
     names = [k.name for k in res]
     assert "puzzlemix graphcut_mask (n=2)" in names and "puzzlemix graphcut_mask (n=8)" in names
     assert "puzzlemix graphcut_mask (n=16)" not in names  # 16 does not divide 8
-    assert "comixup mixer" in names
+    assert "comixup mixer" in names and "comixup solve_labelling (1 partition of 3)" in names
     assert all(k.error is None and k.ms > 0 for k in res), res
 
 

@@ -583,14 +583,29 @@ def _puzzlemix_kernels(images: Tensor, saliency: Tensor, perm: Tensor, labels: T
 
 def _comixup_kernels(images: Tensor, saliency: Tensor, labels: Tensor, num_classes: int,
                      seed: int) -> list[tuple[str, str, Callable[[], Any]]]:
+    from .functional.comixup import (block_saliency, compatibility_from_peaks, saliency_peaks,
+                                     solve_labelling)
     from .mixers import create_mixer
 
     mixer = create_mixer("comixup", num_classes=num_classes, generator=torch.Generator().manual_seed(seed))
     fake_grad = saliency[:, None].expand_as(images).contiguous()
     sal = mixer.reduce_saliency(fake_grad)
-    parts = -(-images.shape[0] // getattr(mixer, "m_part", 20))
-    return [("comixup mixer", f"whole mixer call: {parts} partition labellings (graph cuts, block-coordinate "
-             "descent) and the mix; defaults", lambda: mixer(images, labels, sal))]
+    m_part, n = int(mixer.m_part), int(mixer.m_block_num)
+    jobs: list[tuple[str, str, Callable[[], Any]]] = []
+    m = min(m_part, images.shape[0])
+    if m >= 2 and min(images.shape[2:]) >= n:
+        part = sal[:m].float()
+        cost = (-block_saliency(part, n)).cpu().numpy()
+        compat = compatibility_from_peaks(saliency_peaks(part, int(mixer.pool_size)).cpu(), mixer.omega).numpy()
+        prior = torch.full((m,), 1.0 / m, dtype=torch.float64).numpy()
+        init = torch.randint(0, m, (m, n, n), generator=torch.Generator().manual_seed(seed)).numpy()
+        jobs.append((f"comixup solve_labelling (1 partition of {m})",
+                     f"the mask optimisation of one partition: {mixer.niter} sweeps of graph cuts over {m} outputs "
+                     f"on a {n}x{n} grid", lambda: solve_labelling(cost, compat, prior, init)))
+    parts = -(-images.shape[0] // m_part)
+    jobs.append(("comixup mixer", f"whole mixer call: {parts} partition labellings and the mix; defaults",
+                 lambda: mixer(images, labels, sal)))
+    return jobs
 
 
 def bench_kernels(*, input_size: Any = 32, batch_size: int = 100, device: Any = "cpu", repeats: int = 5,

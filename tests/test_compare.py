@@ -62,6 +62,32 @@ def test_states_decide_train_resume_skip(tmp_path: Path) -> None:
         run_comparison(cfg, only={"methods": ["sage"]}, train_fn=fake_train, report=False, log=lambda s: None)
 
 
+def test_interrupted_run_is_resumed_by_the_next_invocation(tmp_path: Path) -> None:
+    """A real run interrupted after its first epoch (Ctrl-C) is resumed, not restarted, by the next call."""
+    from sagemix.train import train
+
+    cfg = ComparisonConfig.from_dict(_cfg(tmp_path, methods=["mixup"], overrides={**TINY, "epochs": 2}))
+    run_dir = plan_runs(cfg)[0].run_dir
+    raised = []
+
+    def log(line: str) -> None:
+        if line.startswith("epoch 1/2") and not raised:
+            raised.append(line)
+            raise KeyboardInterrupt  # as if Ctrl-C arrived right after epoch 1
+
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(cfg, train_fn=lambda c, resume: train(c, resume=resume, log=log), report=False,
+                       log=lambda s: None)
+    assert raised and run_state(run_dir) == "interrupted"
+    res = run_comparison(cfg, report=False, log=lambda s: None)  # the real trainer, resume=True
+    assert res["resumed"] == [run_dir.name] and not res["failed"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["finished"] is True and summary["epochs_done"] == 2
+    epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]  # epoch 1 was not trained again
+    assert run_comparison(cfg, report=False, log=lambda s: None)["skipped"] == [run_dir.name]
+
+
 def test_eval_args_placeholders(tmp_path: Path) -> None:
     from sagemix.compare import eval_args_for
 

@@ -147,12 +147,17 @@ class BenchReport:
     def to_markdown(self) -> str:
         """The results as Markdown tables, with the set-up in a heading line."""
         h, w = self.input_size
-        lines = [f"Model {self.model}, input {h}x{w}, batch {self.batch_size}, {self.num_classes} classes, "
-                 f"device {self.device} ({self.device_name}), torch {self.torch_version}, "
-                 f"{self.threads} CPU threads; median of {self.steps} interleaved steps after {self.warmup} "
-                 f"warm-up steps. Timing: {self.timing}. Memory: {self.memory}."
-                 + (" CPU time: process CPU time of the step (all threads), robust to other load."
-                    if any(m.cpu_ms is not None for m in self.methods) else ""), ""]
+        if self.methods:
+            lines = [f"Model {self.model}, input {h}x{w}, batch {self.batch_size}, {self.num_classes} classes, "
+                     f"device {self.device} ({self.device_name}), torch {self.torch_version}, "
+                     f"{self.threads} CPU threads; median of {self.steps} interleaved steps after {self.warmup} "
+                     f"warm-up steps. Timing: {self.timing}. Memory: {self.memory}."
+                     + (" CPU time: process CPU time of the step (all threads), robust to other load."
+                        if any(m.cpu_ms is not None for m in self.methods) else ""), ""]
+        else:
+            lines = [f"Kernels alone: input {h}x{w}, batch {self.batch_size}, device {self.device} "
+                     f"({self.device_name}), torch {self.torch_version}, {self.threads} CPU threads; median of "
+                     f"{self.steps} calls after {self.warmup} warm-up call. Timing: {self.timing}.", ""]
         if self.methods:
             cpu = any(m.cpu_ms is not None for m in self.methods)
             base_cpu = next((m.cpu_ms for m in self.methods if m.method == "vanilla"), None)

@@ -126,7 +126,7 @@ def test_bench_cli(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sagemix", "bench", "--model", "smallnet", "--methods", "mixup", "cutmix",
          "--batch-size", "3", "--input-size", "8", "--steps", "2", "--warmup", "0", "--no-kernels",
-         "--no-progress", "--out", str(out)], capture_output=True, text=True, timeout=180)
+         "--no-progress", "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "bench.json").read_text())
     ratios = {m["method"]: m["ratio"] for m in data["methods"]}

@@ -163,7 +163,7 @@ def test_show_cli_user_images_with_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "figs"
     proc = subprocess.run([sys.executable, "-m", "sagemix", "show", "--images", str(pics), "--image-size", "24",
                            "--checkpoint", str(run), "--methods", "mixup", "sage", "--pairs", "2",
-                           "--cell", "48", "--out", str(out)], capture_output=True, text=True, timeout=240)
+                           "--cell", "48", "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     lay = viz.Layout(cell=48)
     assert _png(out / "mixes.png")[0] == viz.grid_size(2, 4, lay)

@@ -367,7 +367,7 @@ def _make_model(model: Any, num_classes: int, seed: int) -> tuple[nn.Module, str
     raise TypeError(f"model must be a model name, an nn.Module or a factory returning one, got {type(model).__name__}")
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)

@@ -77,7 +77,7 @@ def grid_size(nrows: int, ncols: int, layout: Layout = Layout()) -> tuple[int, i
     return w, h
 
 
-def _pyplot():
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -97,7 +97,7 @@ class _Grid:
         self.w, self.h = grid_size(nrows, ncols, layout)
         self.fig = plt.figure(figsize=(self.w / layout.dpi, self.h / layout.dpi), dpi=layout.dpi)
 
-    def ax(self, row: int, col: int):
+    def ax(self, row: int, col: int) -> Any:
         L = self.layout
         x0 = L.margin + col * (L.cell + L.margin)
         top = L.margin + row * (L.title + L.cell + L.foot + L.margin) + L.title

@@ -182,6 +182,7 @@ def test_helpers_and_errors(tmp_path: Path) -> None:
 
 
 def test_report_cli_writes_tables_and_plots(runs_root: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
     out = tmp_path / "rep"
     proc = subprocess.run([sys.executable, "-m", "sagemix", "report", str(runs_root), "--out", str(out)],
                           capture_output=True, text=True, timeout=120)

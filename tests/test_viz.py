@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 pytest.importorskip("matplotlib")
-from PIL import Image  # noqa: E402
+Image = pytest.importorskip("PIL.Image")
 
 from sagemix import viz  # noqa: E402
 

@@ -36,10 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "with nearest-neighbour sampling.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--dataset", default="offline", help="dataset to draw pairs from (default: offline)")
+    src.add_argument("--dataset", default=None,
+                     help="dataset to draw pairs from (default: the checkpoint's dataset, else offline)")
     src.add_argument("--images", metavar="FOLDER", default=None,
                      help="a folder of your own images instead (labels: the model's predictions)")
-    p.add_argument("--data-dir", default=None, help="dataset root (for cifar10/cifar100/imagefolder)")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset root (for cifar10/cifar100/imagefolder; default: the checkpoint's)")
     p.add_argument("--image-size", type=int, default=None,
                    help="resize to this side (default: the dataset's own size; 64 for --images)")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
@@ -130,8 +132,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..data import load_dataset
 
-        test = load_dataset(args.dataset, root=args.data_dir, train=False, image_size=args.image_size,
-                            seed=args.seed)
+        dataset = args.dataset or config.get("dataset") or "offline"
+        same = dataset == config.get("dataset")
+        test = load_dataset(dataset, root=args.data_dir or (config.get("data_dir") if same else None), train=False,
+                            image_size=args.image_size or (config.get("image_size") if same else None),
+                            seed=int(config.get("seed", args.seed)) if same else args.seed)
         mean, std, classes = test.mean, test.std, list(test.classes)
         x = viz.normalize_uint8(test.images, mean, std)
         labels, pairs = test.labels, None
@@ -139,8 +144,9 @@ def run(args: argparse.Namespace) -> int:
     if model is None:
         from ..data import load_dataset
 
-        train = load_dataset("offline" if args.images else args.dataset, root=None if args.images else args.data_dir,
-                             train=True, image_size=args.image_size or (64 if args.images else None), seed=args.seed)
+        name = "offline" if args.images else (args.dataset or "offline")
+        train = load_dataset(name, root=None if args.images else args.data_dir, train=True,
+                             image_size=args.image_size or (64 if args.images else None), seed=args.seed)
         print(f"training smallnet for {args.train_steps} steps on {train.name} for the saliency "
               "(use --checkpoint for a trained model)")
         model = viz.train_quick_model(train.images, train.labels, train.num_classes, mean=mean, std=std,

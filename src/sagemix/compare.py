@@ -17,7 +17,8 @@ A comparison is described by a JSON file (see ``configs/offline_comparison.json`
       "method_overrides": {"sage": {"method_kwargs.rand_pos": 0.01}},   # per method
       "eval": {"enabled": true, "args": ["--adversarial", "fgsm"]},     # `sagemix eval RUN <args>`
                                                 # ({seed} {method} {model} {out} in args are filled in)
-      "report": {"out": "runs/offline_comparison/report", "plots": true}
+      "report": {"out": "runs/offline_comparison/report", "plots": true},
+      "estimate": {...}                         # optional free-form notes (how the budget was sized)
     }
 
 The matrix is resumable: a run whose ``summary.json`` says ``finished: true`` is not trained again,

@@ -226,3 +226,17 @@ def test_tensorboard_option(tmp_path):
     else:
         make_trainer(tmp_path, tensorboard=True, epochs=1, max_steps_per_epoch=1).fit()
         assert any((tmp_path / "run" / "tb").iterdir())
+
+
+def test_fit_in_turns_equals_one_fit(tmp_path):
+    straight = make_trainer(tmp_path, "a", method="sage", epochs=3)
+    straight.fit()
+    turns = make_trainer(tmp_path, "b", method="sage", epochs=3)
+    s1 = turns.fit(until_epoch=1)
+    assert s1["epochs_done"] == 1 and not s1["finished"]
+    assert turns.fit(until_epoch=1)["epochs_done"] == 1  # already there: nothing runs
+    s3 = turns.fit(until_epoch=9)  # capped at config.epochs
+    assert s3["epochs_done"] == 3 and s3["finished"]
+    assert params_equal(straight.raw_model, turns.raw_model)
+    with pytest.raises(ValueError, match="until_epoch"):
+        turns.fit(until_epoch=0)

@@ -116,19 +116,26 @@ def save_mix_figure(trainer: Any, path: Path, *, n: int = 8) -> dict[str, Any]:
     return {"file": path.name, "lam": lam, "index": [int(i) for i in out.index]}
 
 
-def _warm_up(budget: dict[str, Any]) -> None:
-    """A few untimed steps of a throwaway network, so the first method is not charged torch's start-up."""
+def _warm_up(budget: dict[str, Any], methods: list[str]) -> None:
+    """Untimed steps of throwaway copies of every method, so no run is charged torch's first-call costs."""
     import torch
 
+    from ..mixers import create_mixer
     from ..models import create_model
+    from ..step import MixStep
 
     size = budget.get("image_size") or 32
     gen = torch.Generator().manual_seed(0)
-    model = create_model("smallnet", num_classes=10, **budget["model_kwargs"])
     x = torch.randn(budget["batch_size"], 3, size, size, generator=gen)
     y = torch.randint(0, 10, (budget["batch_size"],), generator=gen)
-    for _ in range(3):
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+    for method in methods:
+        model = create_model("smallnet", num_classes=10, **budget["model_kwargs"])
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+        step = MixStep(model, create_mixer(method, num_classes=10, generator=torch.Generator().manual_seed(0)))
+        for _ in range(2):
+            opt.zero_grad(set_to_none=True)
+            step(x, y)
+            opt.step()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,21 +155,30 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     budget = QUICK if args.quick else FULL
     t_start = time.perf_counter()
-    _warm_up(budget)
-    rows: list[dict[str, Any]] = []
-    sage_trainer = None
+    _warm_up(budget, methods)
+    trainers = {}
     for method in methods:
         cfg = load_config("offline", overrides={**budget, "method": method, "seed": args.seed, "device": "cpu",
                                                  "out": str(out / "runs" / method), "progress": bool(args.progress)})
-        print(f"[{time.perf_counter() - t_start:5.0f}s] training {method} ({cfg.epochs} epochs x "
-              f"{cfg.train_limit} images, batch {cfg.batch_size}) ...", flush=True)
-        trainer = Trainer(cfg, log=None)
-        summary = trainer.fit(overwrite=True)
-        rows.append({"method": method, "test_acc": summary["final_acc"], "best_acc": summary["best_acc"],
-                     "step_time_s": summary["mean_step_time_s"], "epochs": cfg.epochs,
-                     "steps": trainer.steps_per_epoch * cfg.epochs})
-        if method == "sage":
-            sage_trainer = trainer
+        trainers[method] = Trainer(cfg, log=None)
+    first = trainers["vanilla"]
+    print(f"[{time.perf_counter() - t_start:4.0f}s] {', '.join(methods)}: {first.config.epochs} epochs x "
+          f"{len(first.train_data)} images, batch {first.config.batch_size}, seed {args.seed}", flush=True)
+    # The runs advance in turns, one epoch each, so that a change in the machine's load during the demo
+    # affects every method alike and the step-time ratios stay fair.
+    summaries: dict[str, dict[str, Any]] = {}
+    for epoch in range(1, first.config.epochs + 1):
+        for method, trainer in trainers.items():
+            summaries[method] = trainer.fit(overwrite=True, until_epoch=epoch)
+        accs = ", ".join(f"{m} {trainers[m].history[-1]['test_acc']:.1f}%" for m in methods)
+        print(f"[{time.perf_counter() - t_start:4.0f}s] epoch {epoch}: test accuracy {accs}", flush=True)
+    rows: list[dict[str, Any]] = []
+    for method, trainer in trainers.items():
+        s = summaries[method]
+        rows.append({"method": method, "test_acc": s["final_acc"], "best_acc": s["best_acc"],
+                     "step_time_s": s["mean_step_time_s"], "epochs": trainer.config.epochs,
+                     "steps": trainer.steps_per_epoch * trainer.config.epochs})
+    sage_trainer = trainers.get("sage")
     base = rows[0]["step_time_s"]
     for r in rows:
         r["relative_step_time"] = r["step_time_s"] / base

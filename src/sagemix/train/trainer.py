@@ -282,6 +282,7 @@ class Trainer:
         self.stopped: str | None = None
         self.replica_digests: list[str] | None = None
         self._git_commit = git_commit() if self.dist.is_main else None
+        self._started = False
 
     # -- info ---------------------------------------------------------------------------------
     def run_info(self) -> dict[str, Any]:
@@ -450,19 +451,26 @@ class Trainer:
             out["replicas_in_sync"] = len(set(self.replica_digests)) == 1
         return out
 
-    def fit(self, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-        """Train until ``config.epochs``; returns the summary.
+    def fit(self, *, resume: bool = False, overwrite: bool = False, until_epoch: int | None = None) -> dict[str, Any]:
+        """Train until ``config.epochs`` (or ``until_epoch``); returns the summary.
 
         Args:
             resume: continue from the run folder's checkpoint (refused if its config differs).
             overwrite: start over even if the run folder already holds a checkpoint.
+            until_epoch: stop after this many completed epochs (at most ``config.epochs``); a later
+                ``fit()`` call on the same trainer continues in memory (``resume`` and ``overwrite``
+                only matter on the first call). Used to interleave several runs epoch by epoch.
 
         Raises:
             TrainingDiverged: the loss became NaN/inf (the last epoch's checkpoint is kept).
             KeyboardInterrupt: after saving a checkpoint of the exact position (single process).
         """
         cfg = self.config
-        try:
+        if until_epoch is not None and (isinstance(until_epoch, bool) or not isinstance(until_epoch, int)
+                                        or until_epoch < 1):
+            raise ValueError(f"until_epoch must be a positive int or None, got {until_epoch!r}")
+        target = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
+        if not self._started:
             if resume:
                 self._restore()
             elif self.checkpoint_path.exists() and not overwrite:
@@ -475,24 +483,24 @@ class Trainer:
                         f"train / {len(self.test_data.labels)} test images, {self.steps_per_epoch} steps/epoch, "
                         f"{cfg.epochs} epochs, device {self.device}, {self.dist.world_size} process(es) -> "
                         f"{self.run_dir}")
+            self._started = True
             if self.epoch >= cfg.epochs:
                 self._print(f"nothing to do: {self.epoch} of {cfg.epochs} epochs already done")
-                return self._finish()
-            return self._loop()
-        finally:
-            self.logger.close()
+        if self.epoch >= target:
+            return self._finish() if self.epoch >= cfg.epochs else self.summary()
+        return self._loop(target)
 
-    def _loop(self) -> dict[str, Any]:
+    def _loop(self, target: int) -> dict[str, Any]:
         cfg = self.config
         pbar = None
         if cfg.progress and self.dist.is_main:
             from tqdm.auto import tqdm
 
-            total = (cfg.epochs - self.epoch) * self.steps_per_epoch - self.step_in_epoch
+            total = (target - self.epoch) * self.steps_per_epoch - self.step_in_epoch
             pbar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr, leave=False)
         write = (pbar.write if pbar is not None else self._print) if self._log is not None else (lambda s: None)
         try:
-            while self.epoch < cfg.epochs:
+            while self.epoch < target:
                 epoch = self.epoch
                 if pbar is not None:
                     pbar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
@@ -532,7 +540,7 @@ class Trainer:
         finally:
             if pbar is not None:
                 pbar.close()
-        return self._finish()
+        return self._finish() if self.epoch >= cfg.epochs else self.summary()
 
     def _finish(self) -> dict[str, Any]:
         if self.dist.distributed:
@@ -544,13 +552,15 @@ class Trainer:
         summary = self.summary()
         self.logger.write_metrics(self.history)
         self.logger.write_summary(summary)
+        self.logger.close()
         if summary["best_acc"] is not None:
             self._print(f"done: best {summary['best_acc']:.2f}% (epoch {summary['best_epoch']}), final "
                         f"{summary['final_acc']:.2f}%, median of last 10 {summary['median_last10_acc']:.2f}%")
         return summary
 
     def close(self) -> None:
-        """Leave the process group (when this trainer created it)."""
+        """Close the TensorBoard writer and leave the process group (when this trainer created it)."""
+        self.logger.close()
         cleanup_distributed(self.dist)
 
 

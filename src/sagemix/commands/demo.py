@@ -29,7 +29,7 @@ sage_mixes.png and one run folder per method under runs/.
 """
 
 # The budget: equal for every method. Chosen so the whole demo takes about 3 minutes on 2 CPU cores.
-FULL = {"train_limit": 3000, "test_limit": 1000, "epochs": 5, "batch_size": 64, "lr": 0.05, "milestones": [4],
+FULL = {"train_limit": 10000, "test_limit": 2000, "epochs": 6, "batch_size": 64, "lr": 0.05, "milestones": [5],
         "model_kwargs": {"width": 8}}
 QUICK = {"train_limit": 96, "test_limit": 64, "epochs": 1, "batch_size": 32, "lr": 0.05, "milestones": [1],
          "model_kwargs": {"width": 4}, "image_size": 16, "dataset_kwargs": {"n_train": 200, "n_test": 100}}

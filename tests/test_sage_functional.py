@@ -45,9 +45,11 @@ def test_sage_mix_matches_naive_reference(b, c, h, w, exhaustive):
 def test_grid_and_gather_paths_agree():
     images, sal, perm = _inputs(6, 3, 9, 11, seed=3)
     a, p = F._prepare(sal, perm, 0.6)
+    a[0, :3] = 0  # exact zeros: infinite reciprocals must give a zero harmonic term, not NaN
     shifts = F.all_shifts(9, 11)
-    grid = F._objective_grid(a, p).reshape(6, -1)
-    gathered = F._objective_gather(a, p, shifts)
+    grid = F._harmonic_grid(a.reciprocal(), p.reciprocal())
+    gathered = F._harmonic_gather(a.reciprocal(), p.reciprocal(), shifts)
+    assert torch.isfinite(grid).all()
     torch.testing.assert_close(grid, gathered, atol=2e-6, rtol=0)
 
 

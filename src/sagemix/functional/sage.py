@@ -11,12 +11,13 @@ How the objective is computed fast (section 3). With ``a`` the own map scaled by
 ``q = T_t(p)`` the shifted, ``(1 - alpha)``-scaled partner map, the objective
 ``J(t) = sum (a^2 + q^2) / max(a + q, eps)`` equals, pixel by pixel, ``a + q - 2 a q / (a + q)``.
 So ``J(t) = sum(a) + sum(q) - 2 sum a q / (a + q)``: the middle term is the partner's mass left in the
-frame (four look-ups in a 2-D cumulative sum), and the last term is non-zero only where the two
-maps overlap. For a few candidates we evaluate the formula directly on gathered windows
-(``B x K x H x W`` work); for many candidates (the exhaustive search) we evaluate the overlap term
-for every shift at once, one pair of overlapping image rows at a time, for all horizontal shifts
-together (``unfold``), which costs ``B x H^2 x (2W-1) x W`` instead of ``B x (2H-1)(2W-1) x H x W``
-and reads the values of the wanted candidates out of the full grid.
+frame (four look-ups in a 2-D cumulative sum), and the last term, computed as
+``1 / (1/a + 1/q)`` (one add and one reciprocal per element; 0 wherever either map is 0), is
+non-zero only where the two maps overlap. For a few candidates it is evaluated on gathered windows
+(``B x K x H x W`` work); for many candidates (the exhaustive search) it is evaluated for every
+shift at once, one pair of overlapping image rows at a time, for all horizontal shifts together
+(``unfold``), which costs ``B x H^2 x (2W-1) x W`` instead of ``B x (2H-1)(2W-1) x H x W``, and the
+wanted candidates are read out of that grid.
 """
 from __future__ import annotations
 
@@ -240,62 +241,70 @@ def _prepare(saliency: Tensor, perm: Tensor, prior: float | Tensor) -> tuple[Ten
     return a, p
 
 
-def _objective_gather(a: Tensor, p: Tensor, shifts: Tensor) -> Tensor:
-    """J for K given shifts by gathering shifted windows: (B, K), float32. Work B*K*H*W."""
-    b, h, w = a.shape
-    pp = F.pad(p, (w - 1, w - 1, h - 1, h - 1)).reshape(b, -1)  # zero-padded partner maps
+def _inframe_mass(p: Tensor, shifts: Tensor) -> Tensor:
+    """``sum_frame T_t(p)`` for each shift: the partner mass left in the frame, (B, K) float32.
+
+    Four look-ups per shift in a float64 2-D cumulative sum of ``p`` (the source rectangle).
+    """
+    b, h, w = p.shape
+    c = F.pad(p.double().cumsum(1).cumsum(2), (1, 0, 1, 0)).reshape(b, -1)  # (B, (H+1)(W+1))
+    dy, dx = shifts[:, 0], shifts[:, 1]
+    r0, r1 = (-dy).clamp_min(0), h - dy.clamp_min(0)  # source rows [r0, r1)
+    c0, c1 = (-dx).clamp_min(0), w - dx.clamp_min(0)
+    corners = torch.stack([r1 * (w + 1) + c1, r0 * (w + 1) + c1, r1 * (w + 1) + c0, r0 * (w + 1) + c0])
+    v = c.index_select(1, corners.reshape(-1)).view(b, 4, -1)
+    return (v[:, 0] - v[:, 1] - v[:, 2] + v[:, 3]).float()
+
+
+def _harmonic_gather(ra: Tensor, rp: Tensor, shifts: Tensor) -> Tensor:
+    """``sum_frame a q / (a + q)`` for K given shifts, (B, K). Work B*K*H*W.
+
+    Takes the reciprocals ``ra = 1/a`` and ``rp = 1/p`` (inf where a map is 0), since
+    ``a q / (a + q) = 1 / (1/a + 1/q)``: one gather, one add and one reciprocal per element, and
+    0 wherever either map is 0 (also outside the frame: the partner's padding is inf).
+    """
+    b, h, w = ra.shape
     wp = 3 * w - 2
-    i = torch.arange(h, device=a.device).view(1, h, 1)
-    j = torch.arange(w, device=a.device).view(1, 1, w)
-    sh = shifts.to(a.device)
+    padded = F.pad(rp, (w - 1, w - 1, h - 1, h - 1), value=float("inf")).reshape(b, -1)
+    i = torch.arange(h, device=ra.device).view(1, h, 1)
+    j = torch.arange(w, device=ra.device).view(1, 1, w)
+    ra = ra.reshape(b, 1, h * w)
     out = []
     step = max(1, _CHUNK_ELEMENTS // max(1, b * h * w))
-    a1 = a.unsqueeze(1)
-    a2 = a1 * a1
-    for k0 in range(0, sh.shape[0], step):  # memory-bounded chunks of candidates
-        s = sh[k0:k0 + step]
+    for k0 in range(0, shifts.shape[0], step):  # memory-bounded chunks of candidates
+        s = shifts[k0:k0 + step]
         idx = (i - s[:, 0].view(-1, 1, 1) + h - 1) * wp + (j - s[:, 1].view(-1, 1, 1) + w - 1)  # (k, H, W)
-        q = pp[:, idx.reshape(-1)].view(b, -1, h, w)
-        out.append(((a2 + q * q) / (a1 + q).clamp_min(EPS)).sum(dim=(2, 3)))
+        q = padded.index_select(1, idx.reshape(-1)).view(b, -1, h * w)
+        out.append(q.add_(ra).reciprocal_().sum(dim=2))
     return torch.cat(out, dim=1)
 
 
-def _objective_grid(a: Tensor, p: Tensor) -> Tensor:
-    """J for every shift of :func:`all_shifts`, as (B, 2H-1, 2W-1) float32. Work B*H^2*(2W-1)*W.
+def _harmonic_grid(ra: Tensor, rp: Tensor) -> Tensor:
+    """``sum_frame a q / (a + q)`` for every shift of :func:`all_shifts`, (B, (2H-1)(2W-1)).
 
-    ``J = sum(a) + inframe(p, t) - 2 * sum_overlap a q / (a + q)``; the overlap term is accumulated
-    over pairs of overlapping rows (own row r, partner row r - dy) with all 2W-1 horizontal shifts at
-    once through ``unfold``.
+    The term is non-zero only where the maps overlap, so it is accumulated over pairs of
+    overlapping rows (own row r, partner row r - dy), all 2W-1 horizontal shifts of a row pair at
+    once through ``unfold``: work B*H^2*(2W-1)*W instead of B*(2H-1)(2W-1)*H*W.
     """
-    b, h, w = a.shape
-    dev = a.device
-    # Pairs of overlapping rows for every vertical shift dy: own row r, partner row r - dy.
+    b, h, w = ra.shape
+    dev = ra.device
     dy = torch.arange(-(h - 1), h, device=dev)
     r = torch.arange(h, device=dev)
-    src = r.view(1, -1) - dy.view(-1, 1)  # (2H-1, H)
+    src = r.view(1, -1) - dy.view(-1, 1)  # (2H-1, H) partner row for own row r
     keep = (src >= 0) & (src < h)
     dy_idx = (dy.view(-1, 1) + (h - 1)).expand_as(src)[keep]  # (H^2,)
     own_row = r.view(1, -1).expand_as(src)[keep]
     part_row = src[keep]
-    ph = F.pad(p, (w - 1, w - 1))  # (B, H, 3W-2): zero columns on both sides
+    rows = F.pad(rp, (w - 1, w - 1), value=float("inf"))  # (B, H, 3W-2)
     harm = torch.zeros(b, 2 * h - 1, 2 * w - 1, device=dev, dtype=torch.float32)
     n = own_row.shape[0]
     step = max(1, _CHUNK_ELEMENTS // max(1, b * (2 * w - 1) * w))
     for r0 in range(0, n, step):  # memory-bounded chunks of row pairs
         sl = slice(r0, r0 + step)
-        av = a[:, own_row[sl]].unsqueeze(2)  # (B, r, 1, W)
-        q = ph[:, part_row[sl]].unfold(2, w, 1)  # (B, r, 2W-1, W); window u <-> dx = W-1-u
-        t = (av * q / (av + q).clamp_min(EPS)).sum(dim=3)  # (B, r, 2W-1)
-        harm.index_add_(1, dy_idx[sl], t)
-    harm = harm.flip(2)  # dx ascending
-    # Partner mass inside the frame after the shift: a box sum over the source rectangle.
-    c = F.pad(p.double().cumsum(1).cumsum(2), (1, 0, 1, 0))  # (B, H+1, W+1)
-    dys = torch.arange(-(h - 1), h, device=dev)
-    dxs = torch.arange(-(w - 1), w, device=dev)
-    r0 = (-dys).clamp_min(0); r1 = h - dys.clamp_min(0)  # source rows [r0, r1)
-    c0 = (-dxs).clamp_min(0); c1 = w - dxs.clamp_min(0)
-    inframe = (c[:, r1][:, :, c1] - c[:, r0][:, :, c1] - c[:, r1][:, :, c0] + c[:, r0][:, :, c0]).float()
-    return a.sum(dim=(1, 2)).view(b, 1, 1) + inframe - 2.0 * harm
+        av = ra.index_select(1, own_row[sl]).unsqueeze(2)  # (B, r, 1, W)
+        q = rows.index_select(1, part_row[sl]).unfold(2, w, 1)  # (B, r, 2W-1, W); window u <-> dx = W-1-u
+        harm.index_add_(1, dy_idx[sl], (q + av).reciprocal_().sum(dim=3))
+    return harm.flip(2).reshape(b, -1)  # dx ascending, dy-major like all_shifts
 
 
 def sage_objective(saliency: Tensor, perm: Tensor, prior: float | Tensor, shifts: Tensor) -> Tensor:
@@ -315,16 +324,22 @@ def sage_objective(saliency: Tensor, perm: Tensor, prior: float | Tensor, shifts
 
 
 def _objective(a: Tensor, p: Tensor, shifts: Tensor) -> Tensor:
-    """Dispatch to the gathered or the full-grid evaluation, whichever does less work."""
+    """``J = sum(a) + inframe(p, t) - 2 sum a q / (a + q)`` for K shifts, (B, K) float32.
+
+    The harmonic term is gathered for a few candidates, or read out of the full grid when there are
+    so many candidates that the grid is cheaper (it costs about as much as 2*H*W gathered ones).
+    """
     b, h, w = a.shape
+    shifts = shifts.to(a.device)
     if bool(((shifts[:, 0].abs() >= h) | (shifts[:, 1].abs() >= w)).any()):
         raise ValueError(f"every shift must satisfy |dy| < H={h} and |dx| < W={w} (at least one pixel of overlap)")
-    # The full-grid evaluation costs about as much as 2*H*W gathered candidates.
+    ra, rp = a.reciprocal(), p.reciprocal()
     if shifts.shape[0] > 2 * h * w:
-        grid = _objective_grid(a, p).reshape(b, -1)
         flat = (shifts[:, 0] + h - 1) * (2 * w - 1) + (shifts[:, 1] + w - 1)
-        return grid[:, flat.to(grid.device)]
-    return _objective_gather(a, p, shifts)
+        harm = _harmonic_grid(ra, rp).index_select(1, flat)
+    else:
+        harm = _harmonic_gather(ra, rp, shifts)
+    return a.sum(dim=(1, 2)).unsqueeze(1) + _inframe_mass(p, shifts) - 2.0 * harm
 
 
 def sage_mask(saliency: Tensor, perm: Tensor, prior: float | Tensor, chosen: Tensor) -> Tensor:

@@ -245,7 +245,7 @@ def _fewshot(args: argparse.Namespace, model: Any, config: dict[str, Any], datas
     else:
         split_name = "test"
         novel = load_dataset(dataset, root=data_dir, train=False, image_size=config.get("image_size"),
-                             download=False, seed=int(config.get("seed", 0)) if same else 0, **kwargs)
+                             download=False, seed=int(config.get("data_seed", 0)) if same else 0, **kwargs)
     names = list(novel.classes)
     base_idx = [i for i, n in enumerate(names) if n in set(base_names)]
     classes = parse_classes(args.novel_classes)
@@ -313,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
 
     kwargs = dict(config.get("dataset_kwargs") or {}) if same else {}
     test = load_dataset(dataset, root=data_dir, train=False, image_size=config.get("image_size"),
-                        seed=int(config.get("seed", 0)) if same else 0, **kwargs)
+                        seed=int(config.get("data_seed", 0)) if same else 0, **kwargs)
     test = _subset(test, args.limit)
     if mean is None:
         mean, std = test.mean, test.std

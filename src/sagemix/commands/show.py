@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         same = dataset == config.get("dataset")
         test = load_dataset(dataset, root=args.data_dir or (config.get("data_dir") if same else None), train=False,
                             image_size=args.image_size or (config.get("image_size") if same else None),
-                            seed=int(config.get("seed", args.seed)) if same else args.seed)
+                            seed=int(config.get("data_seed", 0)) if same else args.seed)
         mean, std, classes = test.mean, test.std, list(test.classes)
         x = viz.normalize_uint8(test.images, mean, std)
         labels, pairs = test.labels, None

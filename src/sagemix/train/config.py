@@ -41,7 +41,7 @@ LOSS_CHOICES = ("soft_ce", "bce_softmax")
 # (``epochs`` is not among them, so a run can be extended; nor are paths, devices and logging.)
 RUN_DEFINING_KEYS = ("method", "method_kwargs", "model", "model_kwargs", "dataset", "dataset_kwargs",
                      "image_size", "train_limit", "test_limit", "batch_size", "lr", "momentum", "nesterov",
-                     "weight_decay", "milestones", "gamma", "loss", "seed", "amp", "flip",
+                     "weight_decay", "milestones", "gamma", "loss", "seed", "data_seed", "amp", "flip",
                      "crop_padding", "drop_last", "max_steps_per_epoch")
 
 
@@ -75,6 +75,8 @@ class TrainConfig:
         gamma: the learning-rate decay factor.
         loss: ``"soft_ce"`` (soft-target cross-entropy) or ``"bce_softmax"`` (the research code's).
         seed: seeds the model initialisation, the loader and the mixer (per process: seed + rank).
+        data_seed: seeds what defines the data (the offline dataset's generation, the train/test limit
+            subsets), kept apart from ``seed`` so that runs with different seeds see the same images.
         amp: ``"none"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast + GradScaler, CUDA only).
         channels_last: channels-last memory format for the model and the batches.
         compile: wrap the model in ``torch.compile``.
@@ -117,6 +119,7 @@ class TrainConfig:
     gamma: float = 0.1
     loss: str = "soft_ce"
     seed: int = 0
+    data_seed: int = 0
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
@@ -172,6 +175,7 @@ class TrainConfig:
         _expect_int("eval_batch_size", self.eval_batch_size, minimum=1)
         _expect_int("nan_check_every", self.nan_check_every, minimum=1)
         _expect_int("seed", self.seed, minimum=0)
+        _expect_int("data_seed", self.data_seed, minimum=0)
         _expect_int("threads", self.threads, minimum=0)
         _expect_int("workers", self.workers, minimum=0)
         _expect_int("crop_padding", self.crop_padding, minimum=0)

@@ -209,12 +209,12 @@ class Trainer:
 
         if train_data is None:
             train_data = load_dataset(cfg.dataset, root=cfg.data_dir, train=True, download=cfg.download,
-                                      image_size=cfg.image_size, seed=cfg.seed, **cfg.dataset_kwargs)
+                                      image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
         if test_data is None:
             test_data = load_dataset(cfg.dataset, root=cfg.data_dir, train=False, download=cfg.download,
-                                     image_size=cfg.image_size, seed=cfg.seed, **cfg.dataset_kwargs)
-        self.train_data = _random_subset(train_data, cfg.train_limit, derive_seed(cfg.seed, "train_limit"))
-        self.test_data = _random_subset(test_data, cfg.test_limit, derive_seed(cfg.seed, "test_limit"))
+                                     image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
+        self.train_data = _random_subset(train_data, cfg.train_limit, derive_seed(cfg.data_seed, "train_limit"))
+        self.test_data = _random_subset(test_data, cfg.test_limit, derive_seed(cfg.data_seed, "test_limit"))
         self.num_classes = int(self.train_data.num_classes)
         if int(self.train_data.labels.numel()) == 0 or int(self.test_data.labels.numel()) == 0:
             raise ValueError(f"dataset {cfg.dataset!r} has an empty train or test split")

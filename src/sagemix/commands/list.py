@@ -46,7 +46,7 @@ def collect(kind: str) -> list[dict[str, str]]:
         rows = []
         for name in list_mixers():
             cls = get_mixer_class(name)
-            needs = "gradient" if cls.needs_gradient_saliency else ("hidden" if cls.mixes_hidden else "-")
+            needs = "gradient" if cls.needs_gradient_saliency else ("model stages" if cls.mixes_hidden else "-")
             rows.append({"name": name, "saliency": needs, "description": _first_line(cls)})
         return rows
     if kind == "models":
@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{kind} ({len(rows)}):")
         width = max((len(r["name"]) for r in rows), default=0)
         for r in rows:
-            extra = f"[saliency: {r['saliency']}] " if "saliency" in r and r["saliency"] != "-" else ""
+            extra = ({"gradient": "[needs gradient saliency] ", "model stages": "[needs the model's stages] "}
+                     .get(r.get("saliency", "-"), ""))
             desc = r["description"]
             if len(desc) > 100:
                 desc = desc[:97] + "..."

@@ -17,7 +17,7 @@ __all__ = ["SAGE"]
 
 @register_mixer("sage")
 class SAGE(Mixer):
-    """Saliency-guided mixup with optimal rearrangement.
+    """SAGE (Ma et al., BMVC 2022): saliency-guided mixup with optimal rearrangement.
 
     The partner of each sample is shifted to the candidate position that keeps the most saliency
     in the mix, then the two images are blended pixel by pixel in proportion to their saliency; the

@@ -10,7 +10,7 @@ from .registry import register_mixer
 
 @register_mixer("vanilla")
 class Vanilla(Mixer):
-    """Identity mixer: returns a copy of the batch with ``lam = 1`` and ``index = arange(B)``.
+    """No mixing, the baseline: a copy of the batch with ``lam = 1`` and ``index = arange(B)``.
 
     Example:
         >>> import torch

@@ -84,5 +84,5 @@ class ResNeXt(StagedNet):
 
 @register_model("resnext29_4_24")
 def resnext29_4_24(num_classes: int) -> ResNeXt:
-    """ResNeXt29 with cardinality 4 and base width 24 (~2.8M parameters for 10 classes)."""
+    """ResNeXt29 with cardinality 4 and base width 24 (~4.8M parameters for 10 classes)."""
     return ResNeXt(num_classes, depth=29, cardinality=4, base_width=24)

@@ -41,7 +41,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..utils import atomic_write
 from .registry import ImageData, register_dataset
 
 __all__ = ["OFFLINE_VERSION", "TRAIN_PHOTOS", "TEST_PHOTOS", "load_offline", "generate_offline",
@@ -233,23 +233,6 @@ def _cache_key(params: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _split_arrays(n: int, train: bool, seed: int, image_size: tuple[int, int], cache: bool,
                   root: str | os.PathLike | None, gen_kwargs: dict[str, Any]) -> tuple[dict[str, np.ndarray], Path | None]:
     params = {"version": OFFLINE_VERSION, "n": n, "train": train, "seed": seed, "image_size": list(image_size),
@@ -271,7 +254,7 @@ def _split_arrays(n: int, train: bool, seed: int, image_size: tuple[int, int], c
         arrays["mean"] = x.mean((0, 2, 3)).numpy()
         arrays["std"] = x.std((0, 2, 3)).numpy()
     if cache:
-        _atomic_savez(path, arrays)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
     return arrays, (path if cache else None)
 
 

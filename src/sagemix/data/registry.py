@@ -13,27 +13,25 @@ base classes of a few-shot split).
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from ..registry import Registry
+
 __all__ = ["ImageData", "register_dataset", "load_dataset", "list_datasets", "get_dataset_fn"]
 
 DatasetFn = Callable[..., "ImageData"]
 
-_REGISTRY: dict[str, DatasetFn] = {}
-# Modules that register datasets on import; imported lazily (they import this module). A module
-# that does not exist yet (written by another part of the project) is skipped.
-_MODULES = [
+# Modules that register datasets on import; imported lazily (they import this module).
+_DATASETS: Registry[DatasetFn] = Registry("dataset", [
     "sagemix.data.cifar",
     "sagemix.data.imagefolder",
     "sagemix.data.offline",
     "sagemix.data.mini_imagenet",
-]
-_loaded = False
+])
 
 
 def _check_stats(name: str, value: Any) -> tuple[float, float, float]:
@@ -140,45 +138,19 @@ def register_dataset(name: str, fn: DatasetFn) -> DatasetFn:
     and returns an :class:`ImageData`. Re-registering the same function is a no-op; another
     function under a taken name is an error.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"dataset name must be a non-empty str, got {name!r}")
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    key = name.lower().replace("-", "_")
-    if key in _REGISTRY and _REGISTRY[key] is not fn:
-        raise ValueError(f"a dataset named {name!r} is already registered")
-    _REGISTRY[key] = fn
-    return fn
-
-
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for mod in _MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a dataset module not written yet, not a missing dependency
-            if e.name != mod:
-                raise
-    _loaded = True
+    return _DATASETS.add(name, fn)
 
 
 def list_datasets() -> list[str]:
     """Names of all registered datasets, sorted."""
-    _load()
-    return sorted(_REGISTRY)
+    return _DATASETS.names()
 
 
 def get_dataset_fn(name: str) -> DatasetFn:
     """The loader function registered under ``name``; ValueError naming the choices otherwise."""
-    _load()
-    if not isinstance(name, str):
-        raise TypeError(f"dataset name must be a str, got {type(name).__name__}")
-    key = name.lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(_REGISTRY)}")
-    return _REGISTRY[key]
+    return _DATASETS.get(name)
 
 
 def load_dataset(name: str, *, root: str | None = None, train: bool = True, download: bool = False,

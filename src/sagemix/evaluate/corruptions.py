@@ -55,12 +55,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+
+from ..utils import atomic_write, atomic_write_json
 
 __all__ = [
     "CORRUPTIONS", "EXTRA_CORRUPTIONS", "ALL_CORRUPTIONS", "SEVERITIES", "IMAGE_SIZE",
@@ -960,22 +961,6 @@ def corrupt(images: Any, name: str, severity: int, *, rng: Any = None, frost_sou
 _META_FILE = "sagemix_corruptions.json"
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
     """Shape and dtype of a readable .npy file, or None when it is unreadable / truncated."""
     try:
@@ -1065,7 +1050,6 @@ def generate_corrupted(images: Any, labels: Any, out_dir: str | os.PathLike, *,
             raise ValueError(f"out_dir {str(out)!r} holds corruptions generated with a different "
                              f"{', '.join(diff)}; use a new folder or delete it")
     else:
-        from ..utils import atomic_write_json
         atomic_write_json(meta_path, meta)
 
     label_dtype = np.uint8 if (lab.size == 0 or lab.max() <= 255) else np.int64
@@ -1077,9 +1061,9 @@ def generate_corrupted(images: Any, labels: Any, out_dir: str | os.PathLike, *,
         except (OSError, ValueError, EOFError):
             old_labels = None
         if old_labels is None or not np.array_equal(old_labels, labels5):
-            _atomic_save_npy(out / "labels.npy", labels5)
+            atomic_write(out / "labels.npy", lambda f: np.save(f, labels5))
     else:
-        _atomic_save_npy(out / "labels.npy", labels5)
+        atomic_write(out / "labels.npy", lambda f: np.save(f, labels5))
 
     todo = []
     for nm in names:
@@ -1102,7 +1086,7 @@ def generate_corrupted(images: Any, labels: Any, out_dir: str | os.PathLike, *,
                 if bar is not None:
                     bar.set_postfix_str(f"{nm} s{s}")
                     bar.update(1)
-            _atomic_save_npy(paths[nm], result)
+            atomic_write(paths[nm], lambda f: np.save(f, result))
     finally:
         if bar is not None:
             bar.close()

@@ -18,25 +18,24 @@ https://arxiv.org/abs/2211.00113), itself taken from Puzzle Mix / Co-Mixup.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
+from ..registry import Registry
+
 __all__ = ["StagedNet", "register_model", "create_model", "list_models", "get_model_fn"]
 
 MixFn = Callable[[Tensor], Tensor]
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 # Modules that register models on import; imported lazily (they import this module).
-_MODULES = [
+_MODELS: Registry[Callable[..., nn.Module]] = Registry("model", [
     "sagemix.models.preact_resnet",
     "sagemix.models.wide_resnet",
     "sagemix.models.resnext",
     "sagemix.models.smallnet",
-]
-_loaded = False
+])
 
 
 class StagedNet(nn.Module):
@@ -141,38 +140,19 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     """Decorator registering a model constructor ``fn(num_classes, **kw) -> nn.Module`` under ``name``."""
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY and _REGISTRY[name] is not fn:
-            raise ValueError(f"a model named {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
+        return _MODELS.add(name, fn)
 
     return deco
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for mod in _MODULES:
-        importlib.import_module(mod)
-    _loaded = True
-
-
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""
-    _load()
-    return sorted(_REGISTRY)
+    return _MODELS.names()
 
 
 def get_model_fn(name: str) -> Callable[..., nn.Module]:
     """The constructor registered under ``name`` (case and ``-``/``_`` insensitive)."""
-    _load()
-    if not isinstance(name, str):
-        raise TypeError(f"model name must be a str, got {type(name).__name__}")
-    key = name.lower().replace("-", "_")
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(_REGISTRY)}")
-    return _REGISTRY[key]
+    return _MODELS.get(name)
 
 
 def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:

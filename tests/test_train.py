@@ -183,6 +183,20 @@ def test_other_methods_run(tmp_path, method):
     assert s["finished"] and 0.0 <= s["final_acc"] <= 100.0
 
 
+def test_pixel_methods_get_the_dataset_normalisation_and_are_closed(tmp_path, monkeypatch):
+    t = make_trainer(tmp_path, method="saliencymix", epochs=1, max_steps_per_epoch=1)
+    assert tuple(t.mixer.mean) == TRAIN.mean and tuple(t.mixer.std) == TRAIN.std
+    closed = []
+    monkeypatch.setattr(t.mixer, "close", lambda: closed.append(True))
+    t.close()
+    assert closed == [True]
+    # An explicit setting wins over the dataset's.
+    t = make_trainer(tmp_path, name="run2", method="saliencymix", method_kwargs={"mean": [0.1, 0.2, 0.3]})
+    assert tuple(t.mixer.mean) == (0.1, 0.2, 0.3) and tuple(t.mixer.std) == TRAIN.std
+    # A method without the options is created without them.
+    assert not hasattr(make_trainer(tmp_path, name="run3", method="cutmix").mixer, "mean")
+
+
 def test_eval_every_and_limits(tmp_path, capsys):
     t = make_trainer(tmp_path, epochs=3, eval_every=2, train_limit=10, test_limit=7, max_steps_per_epoch=1,
                      progress=True)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import math
 import sys
 import time
@@ -47,7 +48,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..losses import get_loss
-from ..mixers import create_mixer
+from ..mixers import create_mixer, get_mixer_class
 from ..models.protocol import unwrap_model
 from ..step import MixStep
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
@@ -268,8 +269,15 @@ class Trainer:
 
         # Mixer and step: each rank mixes within its own batch with its own generator.
         self.mixer_generator = torch.Generator().manual_seed(derive_seed(cfg.seed + self.dist.rank, "mixer"))
+        mixer_kwargs = cfg.mixer_kwargs()
+        # Methods that look at pixels (SaliencyMix's OpenCV saliency, Puzzle Mix's smoothness term) take the
+        # normalisation to undo; give them the dataset's unless the config sets it.
+        accepted = inspect.signature(get_mixer_class(cfg.method)).parameters
+        for key, value in (("mean", self.train_data.mean), ("std", self.train_data.std)):
+            if key in accepted and key not in mixer_kwargs:
+                mixer_kwargs[key] = tuple(value)
         self.mixer = create_mixer(cfg.method, num_classes=self.num_classes, generator=self.mixer_generator,
-                                  **cfg.mixer_kwargs())
+                                  **mixer_kwargs)
         self.step = MixStep(self.model, self.mixer, get_loss(cfg.loss), num_classes=self.num_classes,
                             autocast_dtype=self.autocast_dtype, scaler=self.scaler)
 
@@ -559,7 +567,9 @@ class Trainer:
         return summary
 
     def close(self) -> None:
-        """Close the TensorBoard writer and leave the process group (when this trainer created it)."""
+        """Stop the mixer's workers, close the TensorBoard writer and leave the process group (when this
+        trainer created it)."""
+        self.mixer.close()
         self.logger.close()
         cleanup_distributed(self.dist)
 

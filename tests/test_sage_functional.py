@@ -214,3 +214,14 @@ def test_bad_arguments_raise_clear_errors():
         F.candidate_shifts(6, 6, rand_pos=0)
     with pytest.raises(ValueError, match="blur_kernel_size"):
         F.gaussian_smooth(sal, kernel_size=4)
+
+
+def test_chunked_evaluation_equals_single_chunk(monkeypatch):
+    images, sal, perm = _inputs(5, 3, 7, 9, seed=8)
+    every = F.all_shifts(7, 9)
+    some = F.candidate_shifts(7, 9, rand_pos=0.3, generator=torch.Generator().manual_seed(0))
+    whole = [F.sage_objective(sal, perm, 0.45, s) for s in (every, some)]
+    monkeypatch.setattr(F, "_CHUNK_ELEMENTS", {"cpu": 700})  # a few rows / candidates per chunk
+    chunked = [F.sage_objective(sal, perm, 0.45, s) for s in (every, some)]
+    for a, b in zip(whole, chunked):
+        torch.testing.assert_close(a, b)

@@ -378,13 +378,15 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 # ---------------------------------------------------------------------------------------------------
 def bench_methods(methods: Sequence[str] | None = None, *, model: Any = "preactresnet18", num_classes: int = 10,
                   input_size: Any = 32, batch_size: int = 100, device: Any = "cpu", steps: int = 10,
-                  warmup: int = 2, seed: int = 0, lr: float = 0.1,
+                  warmup: int = 2, seed: int = 0, lr: float = 1e-3,
                   mixer_kwargs: dict[str, dict[str, Any]] | None = None, measure_parts: bool = True,
                   measure_memory: bool = True, progress: bool = True) -> BenchReport:
     """Time one training step of each method and its ratio to vanilla.
 
     Every method trains the same model (its weights move a little between steps, which does not
-    change the cost) with SGD on one fixed random batch. Warm-up steps run first for every method;
+    change the cost) with SGD on one fixed random batch; the small default learning rate keeps that
+    model from diverging on the batch over many rounds (a diverged model gives non-finite
+    saliency, which the graph-cut methods refuse). Warm-up steps run first for every method;
     then ``steps`` rounds each time one step of every method in turn.
 
     Args:

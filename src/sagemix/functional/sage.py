@@ -33,8 +33,14 @@ __all__ = [
 ]
 
 EPS = 1e-16
-# Elements per intermediate tensor before the objective is computed in chunks (float32: 64 MiB).
-_CHUNK_ELEMENTS = 1 << 24
+# Elements per intermediate tensor of the objective, by device type. On CPU, 8 MiB intermediates are
+# about 5x faster than 64 MiB ones for the exhaustive search (large buffers are returned to the OS
+# and page-faulted back in on every chunk); on a GPU, larger chunks mean fewer kernel launches.
+_CHUNK_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
+
+
+def _chunk(device: torch.device) -> int:
+    return _CHUNK_ELEMENTS.get(device.type, 1 << 24)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,7 +276,7 @@ def _harmonic_gather(ra: Tensor, rp: Tensor, shifts: Tensor) -> Tensor:
     j = torch.arange(w, device=ra.device).view(1, 1, w)
     ra = ra.reshape(b, 1, h * w)
     out = []
-    step = max(1, _CHUNK_ELEMENTS // max(1, b * h * w))
+    step = max(1, _chunk(ra.device) // max(1, b * h * w))
     for k0 in range(0, shifts.shape[0], step):  # memory-bounded chunks of candidates
         s = shifts[k0:k0 + step]
         idx = (i - s[:, 0].view(-1, 1, 1) + h - 1) * wp + (j - s[:, 1].view(-1, 1, 1) + w - 1)  # (k, H, W)
@@ -298,7 +304,7 @@ def _harmonic_grid(ra: Tensor, rp: Tensor) -> Tensor:
     rows = F.pad(rp, (w - 1, w - 1), value=float("inf"))  # (B, H, 3W-2)
     harm = torch.zeros(b, 2 * h - 1, 2 * w - 1, device=dev, dtype=torch.float32)
     n = own_row.shape[0]
-    step = max(1, _CHUNK_ELEMENTS // max(1, b * (2 * w - 1) * w))
+    step = max(1, _chunk(ra.device) // max(1, b * (2 * w - 1) * w))
     for r0 in range(0, n, step):  # memory-bounded chunks of row pairs
         sl = slice(r0, r0 + step)
         av = ra.index_select(1, own_row[sl]).unsqueeze(2)  # (B, r, 1, W)

@@ -13,8 +13,9 @@ How the objective is computed fast (section 3). With ``a`` the own map scaled by
 So ``J(t) = sum(a) + sum(q) - 2 sum a q / (a + q)``: the middle term is the partner's mass left in the
 frame (four look-ups in a 2-D cumulative sum), and the last term, computed as
 ``1 / (1/a + 1/q)`` (one add and one reciprocal per element; 0 wherever either map is 0), is
-non-zero only where the two maps overlap. For a few candidates it is evaluated on gathered windows
-(``B x K x H x W`` work); for many candidates (the exhaustive search) it is evaluated for every
+non-zero only where the two maps overlap. For a few candidates it is evaluated on the gathered
+overlapping pixels of each candidate (at most ``B x K x H x W`` work, a quarter of it on average);
+for many candidates (the exhaustive search) it is evaluated for every
 shift at once, one pair of overlapping image rows at a time, for all horizontal shifts together
 (``unfold``), which costs ``B x H^2 x (2W-1) x W`` instead of ``B x (2H-1)(2W-1) x H x W``, and the
 wanted candidates are read out of that grid.
@@ -263,26 +264,33 @@ def _inframe_mass(p: Tensor, shifts: Tensor) -> Tensor:
 
 
 def _harmonic_gather(ra: Tensor, rp: Tensor, shifts: Tensor) -> Tensor:
-    """``sum_frame a q / (a + q)`` for K given shifts, (B, K). Work B*K*H*W.
+    """``sum_frame a q / (a + q)`` for K given shifts, (B, K). Work B * (overlap pixels of the K shifts).
 
     Takes the reciprocals ``ra = 1/a`` and ``rp = 1/p`` (inf where a map is 0), since
-    ``a q / (a + q) = 1 / (1/a + 1/q)``: one gather, one add and one reciprocal per element, and
-    0 wherever either map is 0 (also outside the frame: the partner's padding is inf).
+    ``a q / (a + q) = 1 / (1/a + 1/q)``: per overlapping pixel one gather of each map, one add and
+    one reciprocal, and 0 wherever either map is 0. Only pixels where the shifted partner overlaps
+    the frame are visited (a quarter of the frame on average over random shifts), in a pixel-major
+    (pixels, B) layout so that every gathered index copies B contiguous values.
     """
     b, h, w = ra.shape
-    wp = 3 * w - 2
-    padded = F.pad(rp, (w - 1, w - 1, h - 1, h - 1), value=float("inf")).reshape(b, -1)
-    i = torch.arange(h, device=ra.device).view(1, h, 1)
-    j = torch.arange(w, device=ra.device).view(1, 1, w)
-    ra = ra.reshape(b, 1, h * w)
+    dev = ra.device
+    ra_t = ra.reshape(b, h * w).t().contiguous()  # (HW, B)
+    rp_t = rp.reshape(b, h * w).t().contiguous()
+    i = torch.arange(h, device=dev).view(1, h, 1)
+    j = torch.arange(w, device=dev).view(1, 1, w)
     out = []
-    step = max(1, _chunk(ra.device) // max(1, b * h * w))
+    step = max(1, _chunk(dev) // max(1, b * h * w))
     for k0 in range(0, shifts.shape[0], step):  # memory-bounded chunks of candidates
         s = shifts[k0:k0 + step]
-        idx = (i - s[:, 0].view(-1, 1, 1) + h - 1) * wp + (j - s[:, 1].view(-1, 1, 1) + w - 1)  # (k, H, W)
-        q = padded.index_select(1, idx.reshape(-1)).view(b, -1, h * w)
-        out.append(q.add_(ra).reciprocal_().sum(dim=2))
-    return torch.cat(out, dim=1)
+        k = s.shape[0]
+        si = (i - s[:, 0].view(-1, 1, 1)).expand(k, h, w)  # the partner pixel under own pixel (i, j)
+        sj = (j - s[:, 1].view(-1, 1, 1)).expand(k, h, w)
+        overlap = (si >= 0) & (si < h) & (sj >= 0) & (sj < w)  # (k, H, W)
+        cand, oi, oj = overlap.nonzero(as_tuple=True)
+        part = si[overlap] * w + sj[overlap]
+        t = rp_t.index_select(0, part).add_(ra_t.index_select(0, oi * w + oj)).reciprocal_()  # (N, B)
+        out.append(torch.zeros(k, b, device=dev, dtype=t.dtype).index_add_(0, cand, t))
+    return torch.cat(out, dim=0).t()
 
 
 def _harmonic_grid(ra: Tensor, rp: Tensor) -> Tensor:

@@ -108,6 +108,14 @@ def test_bad_options(kwargs, match):
         SAGE(**kwargs)
 
 
+def test_generator_must_be_on_cpu(monkeypatch):
+    class FakeCuda(torch.Generator):
+        device = torch.device("cuda")
+
+    with pytest.raises(ValueError, match="CPU torch.Generator"):
+        SAGE(generator=FakeCuda())
+
+
 def test_bad_calls():
     x, y, s = _batch()
     m = SAGE(num_classes=5)

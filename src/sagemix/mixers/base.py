@@ -185,6 +185,9 @@ class Mixer:
             raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(f"generator must be a CPU torch.Generator (mixers draw their few parameters on the "
+                             f"CPU and move them to the images' device), got one on {generator.device}")
         self.num_classes = num_classes
         self.generator = generator
 

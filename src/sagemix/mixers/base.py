@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["MixOutput", "Mixer", "to_soft_targets", "check_images", "check_probability",
-           "check_positive", "check_nonnegative", "sample_beta", "random_permutation", "mix_targets"]
+           "check_positive", "check_nonnegative", "check_bool", "sample_beta", "random_permutation", "mix_targets"]
 
 
 @dataclass
@@ -83,6 +83,13 @@ def to_soft_targets(targets: Any, num_classes: int | None, batch_size: int, *,
             raise ValueError(f"{name} has {targets.shape[1]} classes but num_classes={num_classes}")
         return targets.to(device=device, dtype=dtype)
     raise ValueError(f"{name} must have shape (B,) or (B, K), got shape {tuple(targets.shape)}")
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """A real bool (not 0/1 or a string)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
 
 
 def check_probability(value: Any, name: str) -> float:

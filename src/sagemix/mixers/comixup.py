@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..functional.comixup import HALF_BIAS, _import_gco, comixup, partition_bounds
-from .base import MixOutput, Mixer, _gamma, check_nonnegative, check_positive, check_probability
+from .base import MixOutput, Mixer, _gamma, check_bool, check_nonnegative, check_positive, check_probability
 from .registry import register_mixer
 
 __all__ = ["CoMixup"]
@@ -32,12 +32,6 @@ __all__ = ["CoMixup"]
 def _check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -100,12 +94,12 @@ class CoMixup(Mixer):
         self.omega = check_probability(omega, "omega")
         self.thres = check_nonnegative(thres, "thres")
         self.niter = _check_int(niter, "niter", 1)
-        self.set_resolve = _check_bool(set_resolve, "set_resolve")
+        self.set_resolve = check_bool(set_resolve, "set_resolve")
         self.clean_lam = check_nonnegative(clean_lam, "clean_lam")
         self.num_workers = _check_int(num_workers, "num_workers", 0)
-        self.warm_start = _check_bool(warm_start, "warm_start")
+        self.warm_start = check_bool(warm_start, "warm_start")
         self.half_bias = check_nonnegative(half_bias, "half_bias")
-        self.stop_before_resolve = _check_bool(stop_before_resolve, "stop_before_resolve")
+        self.stop_before_resolve = check_bool(stop_before_resolve, "stop_before_resolve")
         self.pool_size = _check_int(pool_size, "pool_size", 1)
         self._executor: ProcessPoolExecutor | None = None
 

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from ..functional.boxes import paste_boxes, rand_box
-from .base import Mixer, MixOutput, check_positive, check_probability, mix_targets, random_permutation, sample_beta
+from .base import (MixOutput, Mixer, check_bool, check_positive, check_probability, mix_targets,
+                   random_permutation, sample_beta)
 from .mixup import draw_apply, skip_mix
 from .registry import register_mixer
 
@@ -52,9 +53,7 @@ class CutMix(Mixer):
         super().__init__(num_classes=num_classes, generator=generator)
         self.alpha = check_positive(alpha, "alpha")
         self.prob = check_probability(prob, "prob")
-        if not isinstance(per_sample, bool):
-            raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
-        self.per_sample = per_sample
+        self.per_sample = check_bool(per_sample, "per_sample")
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
         b, _, h, w = images.shape

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..functional.boxes import box_areas, centered_boxes, erase_boxes
-from .base import Mixer, MixOutput, check_probability
+from .base import MixOutput, Mixer, check_bool, check_probability
 from .mixup import draw_apply, skip_mix
 from .registry import register_mixer
 
@@ -52,9 +52,7 @@ class Cutout(Mixer):
             raise ValueError(f"size must be a positive int (hole side in pixels), got {size!r}")
         self.size = size
         self.prob = check_probability(prob, "prob")
-        if not isinstance(per_sample, bool):
-            raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
-        self.per_sample = per_sample
+        self.per_sample = check_bool(per_sample, "per_sample")
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
         b, _, h, w = images.shape

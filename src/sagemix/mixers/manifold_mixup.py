@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..functional.mixup import mixup
-from .base import Mixer, MixOutput, check_positive, mix_targets, random_permutation, sample_beta
+from .base import MixOutput, Mixer, check_bool, check_positive, mix_targets, random_permutation, sample_beta
 from .registry import register_mixer
 
 __all__ = ["ManifoldMixup"]
@@ -60,9 +60,7 @@ class ManifoldMixup(Mixer):
                 isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in layers):
             raise ValueError(f"layers must be a non-empty sequence of ints >= 0 (0 = input), got {layers!r}")
         self.layers = tuple(int(k) for k in layers)
-        if not isinstance(per_sample, bool):
-            raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
-        self.per_sample = per_sample
+        self.per_sample = check_bool(per_sample, "per_sample")
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
         b = images.shape[0]

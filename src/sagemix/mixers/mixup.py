@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from ..functional.mixup import mixup
-from .base import Mixer, MixOutput, check_positive, check_probability, mix_targets, random_permutation, sample_beta
+from .base import (MixOutput, Mixer, check_bool, check_positive, check_probability, mix_targets,
+                   random_permutation, sample_beta)
 from .registry import register_mixer
 
 __all__ = ["Mixup", "skip_mix", "draw_apply"]
@@ -63,9 +64,7 @@ class Mixup(Mixer):
         super().__init__(num_classes=num_classes, generator=generator)
         self.alpha = check_positive(alpha, "alpha")
         self.prob = check_probability(prob, "prob")
-        if not isinstance(per_sample, bool):
-            raise TypeError(f"per_sample must be a bool, got {per_sample!r}")
-        self.per_sample = per_sample
+        self.per_sample = check_bool(per_sample, "per_sample")
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
         if not draw_apply(self.prob, self.generator):

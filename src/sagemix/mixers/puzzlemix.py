@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..functional.graphcut import GraphCutPool, import_gco
 from ..functional.puzzlemix import TRANSPORT_RESOLVE, fgsm_noise, puzzle_mix
-from .base import (MixOutput, Mixer, check_nonnegative, check_probability, mix_targets, random_permutation,
+from .base import (MixOutput, Mixer, check_bool, check_nonnegative, check_probability, mix_targets, random_permutation,
                    sample_beta)
 from .registry import register_mixer
 
@@ -113,9 +113,7 @@ class PuzzleMix(Mixer):
         self.gamma = check_nonnegative(gamma, "gamma")
         self.eta = check_nonnegative(eta, "eta")
         self.neigh_size = _check_int(neigh_size, "neigh_size", 1)
-        if not isinstance(transport, bool):
-            raise TypeError(f"transport must be a bool, got {transport!r}")
-        self.transport = transport
+        self.transport = check_bool(transport, "transport")
         self.t_eps = check_nonnegative(t_eps, "t_eps")
         self.t_size = _check_int(t_size, "t_size", 1)
         if isinstance(grid_sizes, (str, bytes)) or not isinstance(grid_sizes, Sequence) or len(grid_sizes) == 0:

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from ..functional.sage import candidate_shifts, gaussian_kernel1d, gaussian_smooth, reduce_saliency, sage_mask, sage_mix
-from .base import Mixer, MixOutput, check_nonnegative, check_probability, mix_targets, random_permutation, sample_beta
+from .base import (MixOutput, Mixer, check_bool, check_nonnegative, check_probability, mix_targets,
+                   random_permutation, sample_beta)
 from .registry import register_mixer
 
 __all__ = ["SAGE"]
@@ -65,9 +66,7 @@ class SAGE(Mixer):
                                      or not 0 < float(rand_pos) <= 1):
             raise ValueError(f"rand_pos must be a number in (0, 1] or None (exhaustive search), got {rand_pos!r}")
         self.rand_pos = None if rand_pos is None else float(rand_pos)
-        if not isinstance(force_zero_shift, bool):
-            raise TypeError(f"force_zero_shift must be a bool, got {force_zero_shift!r}")
-        self.force_zero_shift = force_zero_shift
+        self.force_zero_shift = check_bool(force_zero_shift, "force_zero_shift")
         self.update_ratio = check_probability(update_ratio, "update_ratio")
         if saliency_reduce not in ("l2", "mean_abs"):
             raise ValueError(f"saliency_reduce must be 'l2' or 'mean_abs', got {saliency_reduce!r}")

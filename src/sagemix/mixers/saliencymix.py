@@ -25,7 +25,8 @@ from torch import Tensor
 
 from ..functional.boxes import paste_boxes
 from ..functional.saliencymix import denormalize_to_uint8, opencv_saliency, saliency_boxes
-from .base import Mixer, MixOutput, check_positive, check_probability, mix_targets, random_permutation, sample_beta
+from .base import (MixOutput, Mixer, check_bool, check_positive, check_probability, mix_targets,
+                   random_permutation, sample_beta)
 from .mixup import draw_apply, skip_mix
 from .registry import register_mixer
 
@@ -88,9 +89,7 @@ class SaliencyMix(Mixer):
         super().__init__(num_classes=num_classes, generator=generator)
         self.alpha = check_positive(alpha, "alpha")
         self.prob = check_probability(prob, "prob")
-        if not isinstance(per_batch_box, bool):
-            raise TypeError(f"per_batch_box must be a bool, got {per_batch_box!r}")
-        self.per_batch_box = per_batch_box
+        self.per_batch_box = check_bool(per_batch_box, "per_batch_box")
         self.mean = _check_stats(mean, "mean", positive=False)
         self.std = _check_stats(std, "std", positive=True)
         if len(self.mean) != len(self.std):

@@ -174,11 +174,7 @@ class PuzzleMix(Mixer):
         if pool is not None:
             pool.close()
 
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
+    # No __del__ here: the GraphCutPool closes itself when it is garbage-collected with the mixer.
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

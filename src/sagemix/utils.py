@@ -1,15 +1,28 @@
-"""Small shared utilities: atomic file writes."""
+"""Small shared utilities: atomic file writes, the device rule, train/eval-mode switching, a timer and
+the pyplot import.
+
+Each of these has exactly one definition in the package:
+
+- :func:`resolve_device`: the one rule that turns a device setting into a ``torch.device``.
+- :func:`train_mode` / :func:`eval_mode`: set a module's mode for a block and restore it after.
+- :class:`Stopwatch`: wall-clock (``time.perf_counter``) and process-CPU time of a block.
+- :func:`pyplot`: ``matplotlib.pyplot`` on the non-interactive Agg backend, or a clear ImportError.
+"""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
+from torch import nn
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "resolve_device",
+           "train_mode", "eval_mode", "Stopwatch", "pyplot"]
 
 
 def _read_umask() -> int:
@@ -55,3 +68,131 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path``, atomically: a crash never leaves a half-written checkpoint."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def resolve_device(device: str | torch.device | None = "auto", local_rank: int = 0) -> torch.device:
+    """Turn a device setting into a ``torch.device``: the one rule of the package.
+
+    The rule: ``None`` and ``"auto"`` mean CUDA when it is available, else the CPU; ``"cuda"`` (and
+    ``"auto"`` on a CUDA machine) means ``cuda:<local_rank>`` (the process's GPU under ``torchrun``);
+    ``"cuda:N"`` must name a visible GPU; anything else goes through ``torch.device`` (``"cpu"``,
+    ``"mps"``, a ``torch.device``).
+
+    Args:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a ``torch.device`` or None.
+        local_rank: the index that a bare ``"cuda"`` picks.
+
+    Returns:
+        The torch.device.
+
+    Raises:
+        ValueError: a value torch does not understand, CUDA asked for but not available, or a GPU index
+            that does not exist.
+    """
+    if isinstance(local_rank, bool) or not isinstance(local_rank, int) or local_rank < 0:
+        raise ValueError(f"local_rank must be a non-negative int, got {local_rank!r}")
+    if device is None or device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from None
+    if dev.type != "cuda":
+        return dev
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available on this machine "
+                         "(use device='cpu' or 'auto')")
+    index = local_rank if dev.index is None else dev.index
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+    return torch.device("cuda", index)
+
+
+@contextlib.contextmanager
+def train_mode(model: nn.Module, mode: bool = True) -> Iterator[nn.Module]:
+    """Put ``model`` in train (``mode=True``) or eval mode for the block; restore its mode after.
+
+    Example:
+        >>> net = torch.nn.BatchNorm1d(2)
+        >>> with train_mode(net, False):
+        ...     net.training
+        False
+        >>> net.training
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    was = model.training
+    model.train(bool(mode))
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """``train_mode(model, False)``: eval mode for the block, the previous mode after."""
+    return train_mode(model, False)
+
+
+class Stopwatch:
+    """Wall-clock and process-CPU time of a block, in seconds.
+
+    Attributes:
+        wall_s: ``time.perf_counter`` time from entering to leaving the block (or to now, inside it).
+        cpu_s: ``time.process_time`` (all threads of the process) over the same span.
+
+    Example:
+        >>> with Stopwatch() as sw:
+        ...     _ = sum(range(1000))
+        >>> sw.wall_s >= 0.0 and sw.cpu_s >= 0.0
+        True
+    """
+
+    def __init__(self) -> None:
+        self._t0 = self._c0 = 0.0
+        self._t1: float | None = None
+        self._c1: float | None = None
+
+    def start(self) -> "Stopwatch":
+        """(Re)start the clocks; returns self."""
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
+        self._t1 = self._c1 = None
+        return self
+
+    def stop(self) -> "Stopwatch":
+        """Stop the clocks; returns self."""
+        self._t1, self._c1 = time.perf_counter(), time.process_time()
+        return self
+
+    @property
+    def wall_s(self) -> float:
+        """Elapsed wall-clock seconds."""
+        return (self._t1 if self._t1 is not None else time.perf_counter()) - self._t0
+
+    @property
+    def cpu_s(self) -> float:
+        """Elapsed process-CPU seconds."""
+        return (self._c1 if self._c1 is not None else time.process_time()) - self._c0
+
+    def __enter__(self) -> "Stopwatch":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only, no window).
+
+    Raises:
+        ImportError: matplotlib is not installed (it is the ``viz`` extra).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ImportError('the figures need matplotlib: pip install "sagemix[viz]"') from e
+    return plt

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..utils import resolve_device  # the one device rule, re-exported here for the trainer
+
 __all__ = ["param_digest", "DistInfo", "setup_distributed", "cleanup_distributed", "all_reduce_sum", "all_gather_objects",
            "barrier", "resolve_device"]
 
@@ -58,25 +60,6 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """Turn the config's ``device`` (``auto``/``cpu``/``cuda``/``cuda:N``) into a torch.device.
-
-    Under ``torchrun`` ``auto`` and ``cuda`` pick ``cuda:<local_rank>``.
-    """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was requested but CUDA is not available (use device='cpu' or 'auto')")
-        if device == "cuda":
-            return torch.device("cuda", local_rank)
-        index = int(device.split(":")[1])
-        if index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
-        return torch.device("cuda", index)
-    return torch.device("cpu")
 
 
 def setup_distributed(device: str = "auto", *, timeout_s: float = 1800.0) -> tuple[DistInfo, torch.device]:

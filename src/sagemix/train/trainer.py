@@ -33,13 +33,7 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import inspect
-import math
 import sys
-import time
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
@@ -47,15 +41,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import __version__
-from ..losses import get_loss
-from ..mixers import create_mixer, get_mixer_class
 from ..models.protocol import unwrap_model
-from ..step import MixStep
+from ..utils import Stopwatch
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_hash
-from .distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier, cleanup_distributed,
-                          param_digest, setup_distributed)
+from .distributed import all_gather_objects, all_reduce_sum, barrier, cleanup_distributed, param_digest, setup_distributed
 from .logging import RunLogger, git_commit, summarize
+from .setup import Setup, build_setup, derive_seed
 
 __all__ = ["Trainer", "TrainingDiverged", "evaluate_accuracy", "train", "derive_seed"]
 
@@ -64,15 +56,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """A 63-bit seed for one randomness source, derived from the run seed and a purpose string.
-
-    Separate sources (``"loader"``, ``"mixer:<rank>"``) get unrelated streams from one ``--seed``.
-    """
-    digest = hashlib.sha256(f"sagemix:{seed}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 @torch.no_grad()
@@ -129,20 +112,6 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
     return 100.0 * correct / count, loss_sum / count
 
 
-def _subset(data: Any, index: Tensor) -> Any:
-    """The same ImageData with only the images/labels at ``index``."""
-    return dataclasses.replace(data, images=data.images[index], labels=data.labels[index])
-
-
-def _random_subset(data: Any, limit: int | None, seed: int) -> Any:
-    n = int(data.labels.shape[0])
-    if limit is None or limit >= n:
-        return data
-    gen = torch.Generator().manual_seed(seed)
-    index = torch.randperm(n, generator=gen)[:limit].sort().values
-    return _subset(data, index)
-
-
 class _EpochSums:
     """Running sums of one training epoch, kept on the device (no sync per step)."""
 
@@ -166,8 +135,9 @@ class _EpochSums:
 class Trainer:
     """Train one model with one mixing method, as configured.
 
-    Everything is set up in the constructor (distributed group, data, model, optimizer, mixer,
-    step); :meth:`fit` runs the epochs.
+    The constructor joins the torchrun group (when there is one) and builds the set-up with
+    :func:`sagemix.train.setup.build_setup` (data, model, optimizer, mixer, step; kept as ``setup`` and
+    its parts as attributes); :meth:`fit` runs the epochs. This is the package's only training loop.
 
     Args:
         config: the run's settings.
@@ -192,94 +162,20 @@ class Trainer:
             raise
 
     def _setup(self, train_data: Any, test_data: Any) -> None:
+        setup = self.setup = build_setup(self.config, train_data=train_data, test_data=test_data, dist=self.dist,
+                                         device=self.device, log=self._log)
         cfg = self.config
         self.run_dir = cfg.run_dir()
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
-        if cfg.amp == "fp16" and self.device.type != "cuda":
-            raise ValueError(f"config key 'amp' is 'fp16', which needs CUDA (device is {self.device}); "
-                             "use amp='bf16' or 'none' on CPU")
-        if self.device.type == "cuda":
-            # Fixed shapes every step: let cuDNN pick its fastest kernels (at the cost of bitwise
-            # run-to-run reproducibility on the GPU; CPU runs stay bitwise reproducible).
-            torch.backends.cudnn.benchmark = True
-        if cfg.compile and self.device.type != "cuda" and self._log:
-            self._log("note: compile=true on CPU needs a C++ compiler and compiles slowly")
-
-        # Data ---------------------------------------------------------------------------------
-        from ..data import load_dataset, make_loader
-
-        if train_data is None:
-            train_data = load_dataset(cfg.dataset, root=cfg.data_dir, train=True, download=cfg.download,
-                                      image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
-        if test_data is None:
-            test_data = load_dataset(cfg.dataset, root=cfg.data_dir, train=False, download=cfg.download,
-                                     image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
-        self.train_data = _random_subset(train_data, cfg.train_limit, derive_seed(cfg.data_seed, "train_limit"))
-        self.test_data = _random_subset(test_data, cfg.test_limit, derive_seed(cfg.data_seed, "test_limit"))
-        self.num_classes = int(self.train_data.num_classes)
-        if int(self.train_data.labels.numel()) == 0 or int(self.test_data.labels.numel()) == 0:
-            raise ValueError(f"dataset {cfg.dataset!r} has an empty train or test split")
-        # The loader generator is shared by all ranks' samplers (same shuffle, different shards).
-        self.loader_generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "loader"))
-        # Each epoch's shuffle/flip/crop derive from (base seed, epoch): set_epoch(e) replays epoch e.
-        shard = (self.dist.rank, self.dist.world_size) if self.dist.distributed else None
-        self.train_loader = make_loader(self.train_data, batch_size=cfg.batch_size, train=True, device=self.device,
-                                        generator=self.loader_generator, flip=cfg.flip,
-                                        crop_padding=cfg.crop_padding, drop_last=cfg.drop_last,
-                                        channels_last=cfg.channels_last, distributed=shard,
-                                        num_workers=cfg.workers)
-        # Evaluation: each rank scores every world_size-th test image; the sums are all-reduced.
-        self.test_loader = make_loader(self.test_data, batch_size=cfg.eval_batch_size, train=False,
-                                       device=self.device, generator=torch.Generator().manual_seed(0),
-                                       channels_last=cfg.channels_last, distributed=shard,
-                                       num_workers=cfg.workers)
-        steps = len(self.train_loader)
-        if cfg.max_steps_per_epoch is not None:
-            steps = min(steps, cfg.max_steps_per_epoch)
-        if self.dist.distributed:  # every rank must run the same number of DDP steps
-            t = torch.tensor([steps], dtype=torch.float64, device=self.device)
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-            steps = int(t.item())
-        if steps < 1:
-            raise ValueError(f"no training step per epoch: {len(self.train_data.labels)} images with "
-                             f"batch_size={cfg.batch_size} and drop_last={cfg.drop_last}")
-        self.steps_per_epoch = steps
-
-        # Model, optimizer, schedule ------------------------------------------------------------
-        from ..models import create_model
-
-        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        model = create_model(cfg.model, num_classes=self.num_classes, **cfg.model_kwargs)
-        model = model.to(self.device)
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.raw_model: nn.Module = model
-        if self.dist.distributed:
-            ddp_kwargs: dict[str, Any] = {"device_ids": [self.device]} if self.device.type == "cuda" else {}
-            model = nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
-        if cfg.compile:
-            model = torch.compile(model)
-        self.model = model
-        self.optimizer = torch.optim.SGD(self.raw_model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=cfg.milestones,
-                                                              gamma=cfg.gamma)
-        self.autocast_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
-
-        # Mixer and step: each rank mixes within its own batch with its own generator.
-        self.mixer_generator = torch.Generator().manual_seed(derive_seed(cfg.seed + self.dist.rank, "mixer"))
-        mixer_kwargs = cfg.mixer_kwargs()
-        # Methods that look at pixels (SaliencyMix's OpenCV saliency, Puzzle Mix's smoothness term) take the
-        # normalisation to undo; give them the dataset's unless the config sets it.
-        accepted = inspect.signature(get_mixer_class(cfg.method)).parameters
-        for key, value in (("mean", self.train_data.mean), ("std", self.train_data.std)):
-            if key in accepted and key not in mixer_kwargs:
-                mixer_kwargs[key] = tuple(value)
-        self.mixer = create_mixer(cfg.method, num_classes=self.num_classes, generator=self.mixer_generator,
-                                  **mixer_kwargs)
-        self.step = MixStep(self.model, self.mixer, get_loss(cfg.loss), num_classes=self.num_classes,
-                            autocast_dtype=self.autocast_dtype, scaler=self.scaler)
+        # The set-up's parts, under the names the loop and the callers use.
+        self.train_data, self.test_data, self.num_classes = setup.train_data, setup.test_data, setup.num_classes
+        self.loader_generator, self.train_loader, self.test_loader = (setup.loader_generator, setup.train_loader,
+                                                                      setup.test_loader)
+        self.steps_per_epoch = setup.steps_per_epoch
+        self.raw_model, self.model = setup.raw_model, setup.model
+        self.optimizer, self.scheduler = setup.optimizer, setup.scheduler
+        self.autocast_dtype, self.scaler = setup.autocast_dtype, setup.scaler
+        self.mixer_generator, self.mixer, self.step = setup.mixer_generator, setup.mixer, setup.step
 
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=cfg.tensorboard)
         self.history: list[dict[str, Any]] = []
@@ -393,7 +289,7 @@ class Trainer:
             next(it)
         self.model.train()
         sums = self._sums
-        t0 = time.perf_counter()
+        watch = Stopwatch().start()
         for i in range(self.step_in_epoch, self.steps_per_epoch):
             self._rng_at_step = self._rng_state()
             images, labels = next(it)
@@ -415,14 +311,14 @@ class Trainer:
             if (i + 1) % cfg.nan_check_every == 0:
                 self._check_finite(epoch, i + 1)
                 if pbar is not None:
-                    elapsed = sums.time_s + time.perf_counter() - t0
+                    elapsed = sums.time_s + watch.wall_s
                     pbar.set_postfix(loss=f"{sums.loss.item() / max(sums.count, 1):.3f}",
                                      acc=f"{100 * sums.correct.item() / max(sums.count, 1):.1f}",
                                      img_s=f"{sums.count * self.dist.world_size / max(elapsed, 1e-9):.0f}",
                                      refresh=False)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        sums.time_s += time.perf_counter() - t0
+        sums.time_s += watch.stop().wall_s
         self._rng_at_step = None
         self._check_finite(epoch, self.steps_per_epoch)
         if pbar is not None:

@@ -1,0 +1,271 @@
+"""Building a training set-up from a config: the one place where data, model, optimizer, mixer and step are made.
+
+:func:`build_setup` turns a :class:`~sagemix.train.config.TrainConfig` into a :class:`Setup`: the data
+splits (optionally subsampled), the device-resident loaders, the model (raw, and wrapped in DDP /
+``torch.compile`` as configured), SGD with its multi-step schedule, the mixer with its own generator,
+and the :class:`sagemix.MixStep` that ties model, mixer and loss together. The :class:`Trainer
+<sagemix.train.trainer.Trainer>` runs its loop on a set-up; ``sagemix demo`` and ``sagemix show`` train
+through the Trainer, and ``sagemix bench`` builds each method's mixer and step with :func:`build_mixer`
+and :func:`build_step`, the two pieces :func:`build_setup` uses.
+
+Every randomness source has its own seed derived from the run seed (:func:`derive_seed`): torch's
+global RNG is seeded with ``config.seed`` right before the model is created (identical initial weights
+on every rank), the loader's generator with ``derive_seed(seed, "loader")`` and the mixer's with
+``derive_seed(seed + rank, "mixer")``.
+
+Example:
+    >>> from sagemix.train import TrainConfig                                   # doctest: +SKIP
+    >>> from sagemix.train.setup import build_setup                             # doctest: +SKIP
+    >>> s = build_setup(TrainConfig(method="sage", model="smallnet", dataset="offline"))  # doctest: +SKIP
+    >>> images, labels = next(iter(s.train_loader))                             # doctest: +SKIP
+    >>> s.optimizer.zero_grad(); out = s.step(images, labels); s.optimizer.step()  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..losses import get_loss
+from ..mixers import Mixer, create_mixer, get_mixer_class
+from ..step import MixStep
+from ..utils import resolve_device
+from .config import TrainConfig
+from .distributed import DistInfo
+
+__all__ = ["Setup", "build_setup", "build_mixer", "build_step", "derive_seed", "AUTOCAST_DTYPES"]
+
+#: The config's ``amp`` setting -> the autocast dtype of the forward passes.
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A 63-bit seed for one randomness source, derived from the run seed and a purpose string.
+
+    Separate sources (``"loader"``, ``"mixer:<rank>"``) get unrelated streams from one ``--seed``.
+    """
+    digest = hashlib.sha256(f"sagemix:{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@dataclass
+class Setup:
+    """Everything one training run is made of (see :func:`build_setup`).
+
+    Attributes:
+        config: the validated config.
+        dist: where this process stands in a (possibly single-process) run.
+        device: the device of the model and the batches.
+        train_data: the training ``ImageData`` (after ``train_limit``).
+        test_data: the test ``ImageData`` (after ``test_limit``).
+        num_classes: K.
+        mean: per-channel normalisation mean of the data (0-1 scale).
+        std: per-channel normalisation std of the data.
+        loader_generator: the training loader's generator (shuffle, flip, crop).
+        train_loader: the training batches (this rank's shard under torchrun).
+        test_loader: the clean evaluation batches.
+        steps_per_epoch: training steps per epoch (the same on every rank).
+        raw_model: the model itself (what is checkpointed and evaluated).
+        model: the model the step runs (DDP- and/or ``torch.compile``-wrapped as configured).
+        optimizer: SGD over ``raw_model``'s parameters.
+        scheduler: the multi-step learning-rate schedule (stepped once per epoch).
+        autocast_dtype: the forward passes' autocast dtype, or None.
+        scaler: the float16 GradScaler, or None.
+        mixer_generator: the mixer's generator.
+        mixer: the mixing method.
+        loss: ``loss(logits, soft_targets)``.
+        step: the :class:`sagemix.MixStep` of model, mixer and loss.
+    """
+
+    config: TrainConfig
+    dist: DistInfo
+    device: torch.device
+    train_data: Any
+    test_data: Any
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    loader_generator: torch.Generator
+    train_loader: Any
+    test_loader: Any
+    steps_per_epoch: int
+    raw_model: nn.Module
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    autocast_dtype: torch.dtype | None
+    scaler: Any
+    mixer_generator: torch.Generator
+    mixer: Mixer
+    loss: Callable[[Tensor, Tensor], Tensor]
+    step: MixStep
+
+
+def _subset(data: Any, index: Tensor) -> Any:
+    """The same ImageData with only the images/labels at ``index``."""
+    return dataclasses.replace(data, images=data.images[index], labels=data.labels[index])
+
+
+def _random_subset(data: Any, limit: int | None, seed: int) -> Any:
+    n = int(data.labels.shape[0])
+    if limit is None or limit >= n:
+        return data
+    gen = torch.Generator().manual_seed(seed)
+    index = torch.randperm(n, generator=gen)[:limit].sort().values
+    return _subset(data, index)
+
+
+def build_mixer(method: str, *, num_classes: int, generator: torch.Generator | None = None,
+                mixer_kwargs: dict[str, Any] | None = None, mean: Sequence[float] | None = None,
+                std: Sequence[float] | None = None) -> Mixer:
+    """The mixer of ``method``, given the data's normalisation where the method looks at pixels.
+
+    Methods that look at pixels (SaliencyMix's OpenCV saliency, Puzzle Mix's smoothness term) take the
+    normalisation to undo; they get ``mean``/``std`` unless ``mixer_kwargs`` sets them.
+
+    Args:
+        method: registry name.
+        num_classes: K.
+        generator: the mixer's generator.
+        mixer_kwargs: the method's options.
+        mean: the data's per-channel mean (None: the method's default).
+        std: the data's per-channel std (None: the method's default).
+    """
+    kwargs = dict(mixer_kwargs or {})
+    accepted = inspect.signature(get_mixer_class(method)).parameters
+    for key, value in (("mean", mean), ("std", std)):
+        if value is not None and key in accepted and key not in kwargs:
+            kwargs[key] = tuple(value)
+    return create_mixer(method, num_classes=num_classes, generator=generator, **kwargs)
+
+
+def build_step(model: nn.Module, mixer: Mixer, *, num_classes: int, loss: str = "soft_ce", amp: str = "none",
+               device: torch.device | str = "cpu") -> MixStep:
+    """The :class:`sagemix.MixStep` of ``model`` and ``mixer`` with the named loss and mixed precision.
+
+    Args:
+        model: the network the step runs (possibly wrapped).
+        mixer: the mixing method.
+        num_classes: K.
+        loss: a loss name for :func:`sagemix.losses.get_loss`.
+        amp: ``"none"``, ``"bf16"`` or ``"fp16"`` (fp16 gets a GradScaler and needs CUDA).
+        device: the device of the model (for the fp16 check).
+    """
+    if amp not in AUTOCAST_DTYPES:
+        raise ValueError(f"amp must be one of {sorted(AUTOCAST_DTYPES)}, got {amp!r}")
+    dev = torch.device(device)
+    if amp == "fp16" and dev.type != "cuda":
+        raise ValueError(f"config key 'amp' is 'fp16', which needs CUDA (device is {dev}); "
+                         "use amp='bf16' or 'none' on CPU")
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    return MixStep(model, mixer, get_loss(loss), num_classes=num_classes, autocast_dtype=AUTOCAST_DTYPES[amp],
+                   scaler=scaler)
+
+
+def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any = None, dist: DistInfo | None = None,
+                device: str | torch.device | None = None, log: Callable[[str], None] | None = None) -> Setup:
+    """Build the training set-up that ``config`` describes.
+
+    Args:
+        config: the run's settings (validated here).
+        train_data: an ``ImageData`` to train on instead of ``load_dataset(config.dataset)``.
+        test_data: an ``ImageData`` to evaluate on instead of the dataset's test split.
+        dist: the process's place in a torchrun group (from
+            :func:`sagemix.train.distributed.setup_distributed`); None: a single process.
+        device: the device (None: ``config.device`` through :func:`sagemix.utils.resolve_device`).
+        log: where notes go (None: nowhere).
+
+    Returns:
+        The :class:`Setup`.
+
+    Raises:
+        TypeError: ``config`` is not a TrainConfig.
+        ValueError: an empty split, no training step per epoch, fp16 without CUDA, bad config values.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    cfg = config.validate()
+    dist = dist if dist is not None else DistInfo()
+    if not isinstance(dist, DistInfo):
+        raise TypeError(f"dist must be a DistInfo or None, got {type(dist).__name__}")
+    dev = resolve_device(cfg.device if device is None else device, dist.local_rank)
+    if cfg.amp == "fp16" and dev.type != "cuda":
+        raise ValueError(f"config key 'amp' is 'fp16', which needs CUDA (device is {dev}); "
+                         "use amp='bf16' or 'none' on CPU")
+    if dev.type == "cuda":
+        # Fixed shapes every step: let cuDNN pick its fastest kernels (at the cost of bitwise
+        # run-to-run reproducibility on the GPU; CPU runs stay bitwise reproducible).
+        torch.backends.cudnn.benchmark = True
+    if cfg.compile and dev.type != "cuda" and log is not None:
+        log("note: compile=true on CPU needs a C++ compiler and compiles slowly")
+
+    # Data -------------------------------------------------------------------------------------
+    from ..data import load_dataset, make_loader
+
+    if train_data is None:
+        train_data = load_dataset(cfg.dataset, root=cfg.data_dir, train=True, download=cfg.download,
+                                  image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
+    if test_data is None:
+        test_data = load_dataset(cfg.dataset, root=cfg.data_dir, train=False, download=cfg.download,
+                                 image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
+    train_data = _random_subset(train_data, cfg.train_limit, derive_seed(cfg.data_seed, "train_limit"))
+    test_data = _random_subset(test_data, cfg.test_limit, derive_seed(cfg.data_seed, "test_limit"))
+    num_classes = int(train_data.num_classes)
+    if int(train_data.labels.numel()) == 0 or int(test_data.labels.numel()) == 0:
+        raise ValueError(f"dataset {cfg.dataset!r} has an empty train or test split")
+    # The loader generator is shared by all ranks' samplers (same shuffle, different shards).
+    loader_generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "loader"))
+    # Each epoch's shuffle/flip/crop derive from (base seed, epoch): set_epoch(e) replays epoch e.
+    shard = (dist.rank, dist.world_size) if dist.distributed else None
+    train_loader = make_loader(train_data, batch_size=cfg.batch_size, train=True, device=dev,
+                               generator=loader_generator, flip=cfg.flip, crop_padding=cfg.crop_padding,
+                               drop_last=cfg.drop_last, channels_last=cfg.channels_last, distributed=shard,
+                               num_workers=cfg.workers)
+    # Evaluation: each rank scores every world_size-th test image; the sums are all-reduced.
+    test_loader = make_loader(test_data, batch_size=cfg.eval_batch_size, train=False, device=dev,
+                              generator=torch.Generator().manual_seed(0), channels_last=cfg.channels_last,
+                              distributed=shard, num_workers=cfg.workers)
+    steps = len(train_loader)
+    if cfg.max_steps_per_epoch is not None:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    if dist.distributed:  # every rank must run the same number of DDP steps
+        t = torch.tensor([steps], dtype=torch.float64, device=dev)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        steps = int(t.item())
+    if steps < 1:
+        raise ValueError(f"no training step per epoch: {len(train_data.labels)} images with "
+                         f"batch_size={cfg.batch_size} and drop_last={cfg.drop_last}")
+
+    # Model, optimizer, schedule -----------------------------------------------------------------
+    from ..models import create_model
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    raw_model = create_model(cfg.model, num_classes=num_classes, **cfg.model_kwargs).to(dev)
+    if cfg.channels_last:
+        raw_model = raw_model.to(memory_format=torch.channels_last)
+    model: nn.Module = raw_model
+    if dist.distributed:
+        ddp_kwargs: dict[str, Any] = {"device_ids": [dev]} if dev.type == "cuda" else {}
+        model = nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+    if cfg.compile:
+        model = torch.compile(model)
+    optimizer = torch.optim.SGD(raw_model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
+
+    # Mixer and step: each rank mixes within its own batch with its own generator.
+    mixer_generator = torch.Generator().manual_seed(derive_seed(cfg.seed + dist.rank, "mixer"))
+    mixer = build_mixer(cfg.method, num_classes=num_classes, generator=mixer_generator,
+                        mixer_kwargs=cfg.mixer_kwargs(), mean=train_data.mean, std=train_data.std)
+    step = build_step(model, mixer, num_classes=num_classes, loss=cfg.loss, amp=cfg.amp, device=dev)
+    return Setup(config=cfg, dist=dist, device=dev, train_data=train_data, test_data=test_data,
+                 num_classes=num_classes, mean=tuple(train_data.mean), std=tuple(train_data.std),
+                 loader_generator=loader_generator, train_loader=train_loader, test_loader=test_loader,
+                 steps_per_epoch=steps, raw_model=raw_model, model=model, optimizer=optimizer, scheduler=scheduler,
+                 autocast_dtype=step.autocast_dtype, scaler=step.scaler, mixer_generator=mixer_generator,
+                 mixer=mixer, loss=step.loss, step=step)

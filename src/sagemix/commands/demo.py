@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write_json, atomic_write_text
+from ..utils import Stopwatch, atomic_write_json, atomic_write_text
 
 METHODS = ("vanilla", "mixup", "cutmix", "sage")
 
@@ -70,23 +69,23 @@ def save_mix_figure(trainer: Any, path: Path, *, n: int = 8) -> dict[str, Any]:
 
     from ..mixers.base import to_soft_targets
 
-    images, labels = next(iter(trainer.test_loader))
+    setup = trainer.setup
+    images, labels = next(iter(setup.test_loader))
     images, labels = images[:n], labels[:n]
     n = images.shape[0]
-    soft = to_soft_targets(labels, trainer.num_classes, n, device=images.device)
-    saliency, _, _ = trainer.step.clean_pass(images, soft)
-    trainer.raw_model.zero_grad(set_to_none=True)
-    out = trainer.mixer(images, soft, saliency)
-    mean = torch.tensor(trainer.test_data.mean).view(1, 3, 1, 1)
-    std = torch.tensor(trainer.test_data.std).view(1, 3, 1, 1)
+    soft = to_soft_targets(labels, setup.num_classes, n, device=images.device)
+    saliency, _, _ = setup.step.clean_pass(images, soft)
+    setup.raw_model.zero_grad(set_to_none=True)
+    out = setup.mixer(images, soft, saliency)
+    mean = torch.tensor(setup.test_data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(setup.test_data.std).view(1, 3, 1, 1)
     show = lambda x: (x.detach().float().cpu() * std + mean).clamp(0, 1)  # noqa: E731
     rows = [show(images), show(images[out.index]), show(out.images)]
     lam = [float(v) for v in out.lam]
-    try:
-        import matplotlib
+    from ..utils import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:
+        plt = pyplot()
     except ImportError:
         from torchvision.utils import save_image
 
@@ -117,25 +116,25 @@ def save_mix_figure(trainer: Any, path: Path, *, n: int = 8) -> dict[str, Any]:
 
 
 def _warm_up(budget: dict[str, Any], methods: list[str]) -> None:
-    """Untimed steps of throwaway copies of every method, so no run is charged torch's first-call costs."""
-    import torch
+    """Two untimed steps of a throwaway run of every method (through the Trainer, in a temporary folder), so
+    that no timed run is charged torch's first-call costs."""
+    import tempfile
 
-    from ..mixers import create_mixer
-    from ..models import create_model
-    from ..step import MixStep
+    from ..train.config import load_config
+    from ..train.trainer import Trainer
 
-    size = budget.get("image_size") or 32
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(budget["batch_size"], 3, size, size, generator=gen)
-    y = torch.randint(0, 10, (budget["batch_size"],), generator=gen)
-    for method in methods:
-        model = create_model("smallnet", num_classes=10, **budget["model_kwargs"])
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-        step = MixStep(model, create_mixer(method, num_classes=10, generator=torch.Generator().manual_seed(0)))
-        for _ in range(2):
-            opt.zero_grad(set_to_none=True)
-            step(x, y)
-            opt.step()
+    batch = budget["batch_size"]
+    with tempfile.TemporaryDirectory(prefix="sagemix-demo-warmup-") as tmp:
+        for method in methods:
+            cfg = load_config("offline", overrides={**budget, "method": method, "device": "cpu", "epochs": 1,
+                                                     "milestones": [], "train_limit": 2 * batch, "test_limit": batch,
+                                                     "max_steps_per_epoch": 2, "progress": False,
+                                                     "out": str(Path(tmp) / method)})
+            trainer = Trainer(cfg, log=None)
+            try:
+                trainer.fit(overwrite=True)
+            finally:
+                trainer.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     budget = QUICK if args.quick else FULL
-    t_start = time.perf_counter()
+    watch = Stopwatch().start()
     _warm_up(budget, methods)
     trainers = {}
     for method in methods:
@@ -162,8 +161,8 @@ def run(args: argparse.Namespace) -> int:
                                                  "out": str(out / "runs" / method), "progress": bool(args.progress)})
         trainers[method] = Trainer(cfg, log=None)
     first = trainers["vanilla"]
-    print(f"[{time.perf_counter() - t_start:4.0f}s] {', '.join(methods)}: {first.config.epochs} epochs x "
-          f"{len(first.train_data)} images, batch {first.config.batch_size}, seed {args.seed}", flush=True)
+    print(f"[{watch.wall_s:4.0f}s] {', '.join(methods)}: {first.config.epochs} epochs x "
+          f"{len(first.setup.train_data)} images, batch {first.config.batch_size}, seed {args.seed}", flush=True)
     # The runs advance in turns, one epoch each, so that a change in the machine's load during the demo
     # affects every method alike and the step-time ratios stay fair.
     summaries: dict[str, dict[str, Any]] = {}
@@ -171,13 +170,13 @@ def run(args: argparse.Namespace) -> int:
         for method, trainer in trainers.items():
             summaries[method] = trainer.fit(overwrite=True, until_epoch=epoch)
         accs = ", ".join(f"{m} {trainers[m].history[-1]['test_acc']:.1f}%" for m in methods)
-        print(f"[{time.perf_counter() - t_start:4.0f}s] epoch {epoch}: test accuracy {accs}", flush=True)
+        print(f"[{watch.wall_s:4.0f}s] epoch {epoch}: test accuracy {accs}", flush=True)
     rows: list[dict[str, Any]] = []
     for method, trainer in trainers.items():
         s = summaries[method]
         rows.append({"method": method, "test_acc": s["final_acc"], "best_acc": s["best_acc"],
                      "step_time_s": s["mean_step_time_s"], "epochs": trainer.config.epochs,
-                     "steps": trainer.steps_per_epoch * trainer.config.epochs})
+                     "steps": trainer.setup.steps_per_epoch * trainer.config.epochs})
     sage_trainer = trainers.get("sage")
     base = rows[0]["step_time_s"]
     for r in rows:
@@ -185,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     figure = None
     if sage_trainer is not None:
         figure = save_mix_figure(sage_trainer, out / "sage_mixes.png")
-    elapsed = time.perf_counter() - t_start
+    elapsed = watch.wall_s
     table = _table(rows)
     import torch
 

@@ -94,6 +94,41 @@ def _predict_pair_labels(model: Any, x: Any, n_pairs: int) -> tuple[Any, list[tu
     return labels, pairs
 
 
+def _train_quick_model(train: Any, *, mean: Any, std: Any, steps: int, seed: int, batch_size: int = 64,
+                       lr: float = 0.05) -> Any:
+    """A smallnet trained for about ``steps`` plain (vanilla) SGD steps through the Trainer, in eval mode.
+
+    The run is built by :func:`sagemix.train.setup.build_setup` and trained by
+    :class:`sagemix.train.Trainer` in a temporary folder (Nesterov momentum 0.9, constant ``lr``, weight
+    decay 5e-4, flips, no crop; scored on 256 of its own images), on ``train`` normalised with the figures' ``mean``/``std``, so its input
+    gradient is a meaningful saliency. ``steps = 0`` gives the untrained network.
+    """
+    import dataclasses
+    import math
+    import tempfile
+
+    from ..train.config import TrainConfig
+    from ..train.trainer import Trainer
+
+    data = dataclasses.replace(train, mean=tuple(mean), std=tuple(std))
+    n = int(data.labels.shape[0])
+    batch = min(batch_size, n)
+    per_epoch = max(1, n // batch)
+    epochs = max(1, math.ceil(steps / per_epoch))
+    with tempfile.TemporaryDirectory(prefix="sagemix-show-") as tmp:
+        cfg = TrainConfig(method="vanilla", model="smallnet", dataset=str(train.name), epochs=epochs, batch_size=batch,
+                          lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4, milestones=[], seed=seed,
+                          crop_padding=0, drop_last=True, device="cpu", progress=True, test_limit=256,
+                          max_steps_per_epoch=max(1, math.ceil(steps / epochs)), out=str(Path(tmp) / "run"))
+        trainer = Trainer(cfg, train_data=data, test_data=data, log=None)
+        try:
+            if steps > 0:
+                trainer.fit(overwrite=True)
+        finally:
+            trainer.close()
+    return trainer.setup.raw_model.eval()
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the pictures and a model, draw the figures."""
     import torch
@@ -149,8 +184,7 @@ def run(args: argparse.Namespace) -> int:
                              image_size=args.image_size or (64 if args.images else None), seed=args.seed)
         print(f"training smallnet for {args.train_steps} steps on {train.name} for the saliency "
               "(use --checkpoint for a trained model)")
-        model = viz.train_quick_model(train.images, train.labels, train.num_classes, mean=mean, std=std,
-                                      steps=args.train_steps, seed=args.seed, progress=True).to(args.device)
+        model = _train_quick_model(train, mean=mean, std=std, steps=args.train_steps, seed=args.seed).to(args.device)
         if args.images:
             classes = list(train.classes)
     if args.images:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from sagemix.bench import (BenchReport, _PeakMemory, bench_kernels, bench_methods, memory_method,
+from sagemix.bench import (BenchReport, PeakMemory, bench_kernels, bench_methods, memory_method,
                            parse_input_size)
 
 
@@ -67,12 +67,12 @@ def test_json_round_trip(report: BenchReport, tmp_path: Path) -> None:
 def test_peak_memory_sees_a_large_allocation() -> None:
     if memory_method("cpu").startswith("growth"):
         pytest.skip("no /proc/self/statm on this platform")
-    with _PeakMemory(torch.device("cpu")) as pm:
+    with PeakMemory(torch.device("cpu")) as pm:
         x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
         x += 1
         del x
     assert pm.peak >= 48 * 2**20
-    with _PeakMemory(torch.device("cpu")) as small:
+    with PeakMemory(torch.device("cpu")) as small:
         torch.ones(16)
     assert small.peak < 16 * 2**20
 

@@ -58,8 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the Markdown table, write the files."""
-    from ..bench import (BenchReport, _device_name, _resolve_device, _timing_method, bench_kernels,
-                         bench_methods, parse_input_size)
+    from ..bench import BenchReport, bench_kernels, bench_methods, device_name, parse_input_size, timing_method
+    from ..utils import resolve_device
 
     mixer_kwargs = None
     if args.mixer_kwargs:
@@ -78,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     if args.kernels_only:
-        dev = _resolve_device(args.device)
-        report = BenchReport(device=str(dev), device_name=_device_name(dev), model="(none)",
+        dev = resolve_device(args.device)
+        report = BenchReport(device=str(dev), device_name=device_name(dev), model="(none)",
                              input_size=parse_input_size(args.input_size), batch_size=args.batch_size,
                              num_classes=args.num_classes, steps=args.kernel_repeats, warmup=1,
-                             timing=_timing_method(dev), memory="not measured")
+                             timing=timing_method(dev), memory="not measured")
     else:
         report = bench_methods(args.methods, model=args.model, num_classes=args.num_classes,
                                input_size=args.input_size, batch_size=args.batch_size, device=args.device,

@@ -568,11 +568,11 @@ def test_process_pool_gives_the_same_result_and_is_reused():
     mixer = CoMixup(num_classes=5, generator=torch.Generator().manual_seed(2), m_part=4, num_workers=2)
     try:
         pooled = mixer(x, y, sal)
-        pool = mixer._executor
-        assert pool is not None
+        pool = mixer.pool
+        assert pool is not None and pool.started
         mixer(x, y, sal)
-        assert mixer._executor is pool
+        assert mixer.pool is pool and pool.started
     finally:
         mixer.close()
-    assert mixer._executor is None
+    assert not mixer.pool.started
     assert torch.equal(serial.images, pooled.images) and torch.equal(serial.targets, pooled.targets)

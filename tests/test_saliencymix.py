@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sagemix import create_mixer
-from sagemix.functional.saliencymix import denormalize_to_uint8, opencv_saliency, saliency_boxes, saliency_peaks
+from sagemix.functional.saliencymix import denormalize_to_uint8, opencv_saliency, saliency_argmax, saliency_boxes
 from sagemix.mixers.saliencymix import CIFAR10_MEAN, CIFAR10_STD, SaliencyMix
 
 MEAN = (0.4, 0.5, 0.6)
@@ -101,7 +101,7 @@ def test_boxes_match_naive_centring_for_given_lam():
         got = saliency_boxes(brightness(x), lam)
         ref = [_naive_box(int(r), int(c), lam, 13, 21) for r, c in peaks.tolist()]
         assert got.tolist() == ref
-    rows, cols = saliency_peaks(torch.tensor([[[0.0, 2.0], [2.0, 1.0]]]))  # ties: first in row-major
+    rows, cols = saliency_argmax(torch.tensor([[[0.0, 2.0], [2.0, 1.0]]]))  # ties: first in row-major
     assert (int(rows[0]), int(cols[0])) == (0, 1)
 
 

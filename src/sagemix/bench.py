@@ -590,8 +590,8 @@ def _puzzlemix_kernels(images: Tensor, saliency: Tensor, perm: Tensor, labels: T
 
 def _comixup_kernels(images: Tensor, saliency: Tensor, labels: Tensor, num_classes: int,
                      seed: int) -> list[tuple[str, str, Callable[[], Any]]]:
-    from .functional.comixup import (block_saliency, compatibility_from_peaks, saliency_peaks,
-                                     solve_labelling)
+    from .functional.comixup import (block_saliency, compatibility_from_peaks,
+                                     pooled_saliency_peaks as saliency_peaks, solve_labelling)
     from .mixers import create_mixer
 
     mixer = create_mixer("comixup", num_classes=num_classes, generator=torch.Generator().manual_seed(seed))

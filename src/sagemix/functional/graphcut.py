@@ -165,9 +165,10 @@ def cut_grid_batch(unary: np.ndarray, pairwise: np.ndarray, cost_v: np.ndarray, 
         >>> import numpy as np
         >>> u = np.zeros((2, 2, 2, 2), np.int32)
         >>> u[..., 1] = 5  # label 1 costs more everywhere
-        >>> cut_grid_batch(u, np.array([[0, 1], [1, 0]], np.int32), np.zeros((2, 1, 2), np.int32),
-        ...                np.zeros((2, 2, 1), np.int32)).sum()
-        0
+        >>> labels = cut_grid_batch(u, np.array([[0, 1], [1, 0]], np.int32), np.zeros((2, 1, 2), np.int32),
+        ...                         np.zeros((2, 2, 1), np.int32))
+        >>> labels.shape, int(labels.sum())
+        ((2, 2, 2), 0)
     """
     if pool is not None and not isinstance(pool, WorkerPool):
         raise TypeError(f"pool must be a sagemix.functional.pool.WorkerPool or None, got {type(pool).__name__}")

@@ -40,7 +40,7 @@ def main() -> None:
     mixer = CoMixup(num_classes=10, generator=torch.Generator().manual_seed(1), num_workers=args.num_workers)
     # The solver alone, with the inputs the mixer would give it.
     cost = (-fc.block_saliency(sal, mixer.m_block_num)).numpy()
-    peaks = fc.saliency_peaks(sal)
+    peaks = fc.pooled_saliency_peaks(sal)
     prior = mixer._prior(b).numpy()
     jobs = []
     for lo, hi in fc.partition_bounds(b, mixer.m_part):

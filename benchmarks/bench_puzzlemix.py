@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 from sagemix.functional import graphcut as gc
+from sagemix.functional.pool import WorkerPool
 from sagemix.functional import puzzlemix as pm
 from sagemix.mixers.puzzlemix import CIFAR10_MEAN, CIFAR10_STD
 
@@ -54,7 +55,7 @@ def main() -> None:
     index = torch.randperm(b, generator=g).to(args.device)
     mean = torch.tensor(CIFAR10_MEAN, device=args.device).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR10_STD, device=args.device).view(1, 3, 1, 1)
-    pool = gc.GraphCutPool(args.workers) if args.workers > 0 else None
+    pool = WorkerPool(args.workers) if args.workers > 0 else None
     print(f"B={b} {s}x{s} device={args.device} workers={args.workers} threads={torch.get_num_threads()}")
     print(f"{'n':>3} {'mask ms':>9} {'cuts ms':>9} {'transport ms':>13} {'total ms':>9}")
     try:

@@ -97,16 +97,6 @@ def test_half_precision_and_no_in_place(dtype):
     assert torch.equal(out.images.double(), _naive_erase(x, out.extras["boxes"], 0.0))
 
 
-def test_soft_targets_pass_through_and_determinism():
-    g = torch.Generator().manual_seed(2)
-    x = torch.randn(5, 3, 8, 8, generator=g)
-    soft = torch.softmax(torch.randn(5, 3, generator=g), 1)
-    a = Cutout(size=4, generator=torch.Generator().manual_seed(3))(x, soft)
-    b = Cutout(size=4, generator=torch.Generator().manual_seed(3))(x, soft)
-    torch.testing.assert_close(a.targets, soft)
-    assert torch.equal(a.images, b.images)
-
-
 def test_prob_and_bad_arguments():
     x = torch.rand(2, 3, 8, 8) + 0.5
     off = Cutout(prob=0.0, num_classes=2)(x, torch.tensor([0, 1]))

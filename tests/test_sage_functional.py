@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from sagemix.functional import sage as F
-from _sage_reference import sage_mix_naive, shift_map, smooth_naive
+from sagemix.functional import sage_objective as SO
+from sagemix.functional.sage_reference import sage_mix_naive, shift_map, smooth_naive
 
 
 def _inputs(b, c, h, w, seed=0, dtype=torch.float32):
@@ -44,11 +45,11 @@ def test_sage_mix_matches_naive_reference(b, c, h, w, exhaustive):
 
 def test_grid_and_gather_paths_agree():
     images, sal, perm = _inputs(6, 3, 9, 11, seed=3)
-    a, p = F._prepare(sal, perm, 0.6)
+    a, p = F.prepare_maps(sal, perm, 0.6)
     a[0, :3] = 0  # exact zeros: infinite reciprocals must give a zero harmonic term, not NaN
     shifts = F.all_shifts(9, 11)
-    grid = F._harmonic_grid(a.reciprocal(), p.reciprocal())
-    gathered = F._harmonic_gather(a.reciprocal(), p.reciprocal(), shifts)
+    grid = SO.harmonic_grid(a.reciprocal(), p.reciprocal())
+    gathered = SO.harmonic_gather(a.reciprocal(), p.reciprocal(), shifts)
     assert torch.isfinite(grid).all()
     torch.testing.assert_close(grid, gathered, atol=2e-6, rtol=0)
 
@@ -221,7 +222,7 @@ def test_chunked_evaluation_equals_single_chunk(monkeypatch):
     every = F.all_shifts(7, 9)
     some = F.candidate_shifts(7, 9, rand_pos=0.3, generator=torch.Generator().manual_seed(0))
     whole = [F.sage_objective(sal, perm, 0.45, s) for s in (every, some)]
-    monkeypatch.setattr(F, "_CHUNK_ELEMENTS", {"cpu": 700})  # a few rows / candidates per chunk
+    monkeypatch.setattr(SO, "_CHUNK_ELEMENTS", {"cpu": 700})  # a few rows / candidates per chunk
     chunked = [F.sage_objective(sal, perm, 0.45, s) for s in (every, some)]
     for a, b in zip(whole, chunked):
         torch.testing.assert_close(a, b)

@@ -2,7 +2,7 @@
 
 - :func:`soft_cross_entropy`: ``mean_b sum_k -y_bk log softmax(z)_bk``, the library default.
 - :func:`bce_softmax`: binary cross-entropy on softmax probabilities against soft targets, averaged
-  over B*K, the loss of the SAGE/Puzzle Mix/Co-Mixup research code (SAGE spec section 5).
+  over B*K, the loss of the SAGE/Puzzle Mix/Co-Mixup research code (docs/SAGE.md §5).
 """
 from __future__ import annotations
 

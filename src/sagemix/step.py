@@ -1,7 +1,7 @@
 """The two-pass training step: model + loss + mixer.
 
 Gradient saliency needs the model and the loss, which no common mixing API takes. :class:`MixStep`
-owns all three and runs one training step of any registered method (SAGE spec section 6)::
+owns all three and runs one training step of any registered method (docs/SAGE.md §6)::
 
     step = MixStep(model, create_mixer("sage", num_classes=10))
     for x, y in loader:

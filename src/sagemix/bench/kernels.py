@@ -58,7 +58,7 @@ def _puzzlemix_kernels(images: Tensor, saliency: Tensor, perm: Tensor, labels: T
 
 def _comixup_kernels(images: Tensor, saliency: Tensor, labels: Tensor, num_classes: int,
                      seed: int) -> list[tuple[str, str, Callable[[], Any]]]:
-    from ..functional.comixup import (block_saliency, compatibility_from_peaks, saliency_peaks,
+    from ..functional.comixup import (block_saliency, compatibility_from_peaks, pooled_saliency_peaks,
                                      solve_labelling)
     from ..mixers import create_mixer
 
@@ -71,7 +71,7 @@ def _comixup_kernels(images: Tensor, saliency: Tensor, labels: Tensor, num_class
     if m >= 2 and min(images.shape[2:]) >= n:
         part = sal[:m].float()
         cost = (-block_saliency(part, n)).cpu().numpy()
-        compat = compatibility_from_peaks(saliency_peaks(part, int(mixer.pool_size)).cpu(), mixer.omega).numpy()
+        compat = compatibility_from_peaks(pooled_saliency_peaks(part, int(mixer.pool_size)).cpu(), mixer.omega).numpy()
         prior = torch.full((m,), 1.0 / m, dtype=torch.float64).numpy()
         init = torch.randint(0, m, (m, n, n), generator=torch.Generator().manual_seed(seed)).numpy()
         jobs.append((f"comixup solve_labelling (1 partition of {m})",

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .mixup import _check_perm
+from .mixup import check_perm
 
 __all__ = ["box_sides", "centered_boxes", "rand_box", "box_masks", "box_areas", "paste_boxes", "erase_boxes"]
 
@@ -175,7 +175,7 @@ def paste_boxes(images: Tensor, perm: Tensor, boxes: Tensor) -> tuple[Tensor, Te
         raise ValueError(f"images must be a (B, C, H, W) tensor, got "
                          f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}")
     b, _, h, w = images.shape
-    perm = _check_perm(perm, b)
+    perm = check_perm(perm, b)
     boxes = _check_boxes(boxes, b).to(images.device)
     mask = box_masks(boxes, h, w).unsqueeze(1)  # (B or 1, 1, H, W)
     mixed = torch.where(mask, images[perm.to(images.device)], images)

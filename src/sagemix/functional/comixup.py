@@ -27,11 +27,10 @@ labelling, so the objective never increases; the defaults follow the paper and i
 
 The solver runs in NumPy float64 on the CPU (graph cuts are CPU-only); every random draw (the
 initial labelling; the Dirichlet prior is drawn by the caller) comes from a ``torch.Generator``.
-Nothing here imports from the rest of sagemix.
+Nothing here imports from the rest of sagemix outside :mod:`sagemix.functional`.
 """
 from __future__ import annotations
 
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .graphcut import import_gco
+from .pool import WorkerPool
+
 __all__ = [
     "block_index",
     "block_saliency",
-    "saliency_peaks",
+    "pooled_saliency_peaks",
     "compatibility_from_peaks",
     "compatibility_matrix",
     "comixup_objective",
@@ -57,20 +59,10 @@ __all__ = [
 
 #: The research code's bonus for half-half labels (subtracted from their unary cost).
 HALF_BIAS = 5e-4
-_EXTRA_HINT = 'pip install "sagemix[comixup]"'
 # Integer resolution of the graph-cut energies: the largest energy term maps to this many units.
 _INT_SCALE = 1_000_000
 # Smooth costs are integers in gco: 4 units = distance 1, 1 unit = the half-half distance 1/4.
 _SMOOTH_UNITS = 4
-
-
-def _import_gco() -> Any:
-    """Import ``gco`` (gco-wrapper) or raise an ImportError naming the extra."""
-    try:
-        import gco  # noqa: PLC0415
-    except ImportError as e:
-        raise ImportError(f"Co-Mixup needs the graph-cut library gco-wrapper (import name gco): {_EXTRA_HINT}") from e
-    return gco
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,7 +126,7 @@ def block_saliency(saliency: Tensor, block_num: int) -> Tensor:
     return torch.where(total > 0, pooled / total.clamp_min(1e-300), uniform)
 
 
-def saliency_peaks(saliency: Tensor, pool_size: int = 8) -> Tensor:
+def pooled_saliency_peaks(saliency: Tensor, pool_size: int = 8) -> Tensor:
     """(row, col) of each image's saliency maximum after a ``pool_size`` stride-1 average pool.
 
     The pool is clipped to the image (``min(pool_size, H)`` by ``min(pool_size, W)``); ties go to
@@ -161,7 +153,7 @@ def compatibility_from_peaks(peaks: Tensor, omega: float) -> Tensor:
     ``sum(A^) = m``; when all peaks coincide (or ``m = 1``) ``A^ = 0``.
 
     Args:
-        peaks: (m, 2) integer locations (see :func:`saliency_peaks`).
+        peaks: (m, 2) integer locations (see :func:`pooled_saliency_peaks`).
         omega: weight of the distance term, in [0, 1].
 
     Returns:
@@ -182,7 +174,7 @@ def compatibility_from_peaks(peaks: Tensor, omega: float) -> Tensor:
 
 def compatibility_matrix(saliency: Tensor, *, omega: float, pool_size: int = 8) -> Tensor:
     """Compatibility matrix of one partition from its (B=m, H, W) saliency (see :func:`compatibility_from_peaks`)."""
-    return compatibility_from_peaks(saliency_peaks(saliency, pool_size), omega)
+    return compatibility_from_peaks(pooled_saliency_peaks(saliency, pool_size), omega)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +310,7 @@ def solve_labelling(cost: np.ndarray | Tensor, compat: np.ndarray | Tensor, prio
     Returns:
         LabellingResult with (m_out, n, n, m) masks and the objective history.
     """
-    gco = _import_gco()
+    gco = import_gco("comixup")
     cost = np.asarray(cost.cpu() if isinstance(cost, Tensor) else cost, dtype=np.float64)
     compat = np.asarray(compat.cpu() if isinstance(compat, Tensor) else compat, dtype=np.float64)
     prior = np.asarray(prior.cpu() if isinstance(prior, Tensor) else prior, dtype=np.float64)
@@ -455,7 +447,7 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
             block_num: int = 4, beta: float = 0.32, gamma: float = 1.0, eta: float = 0.05, omega: float = 0.001,
             thres: float = 0.83, niter: int = 4, set_resolve: bool = True, warm_start: bool = False,
             half_bias: float = HALF_BIAS, stop_before_resolve: bool = False, pool_size: int = 8,
-            generator: torch.Generator | None = None, executor: Executor | None = None) -> ComixupResult:
+            generator: torch.Generator | None = None, pool: WorkerPool | None = None) -> ComixupResult:
     """Co-Mixup of a whole batch: partition, solve each partition's labelling, mix.
 
     Args:
@@ -472,8 +464,8 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
         omega: compatibility weight (:func:`compatibility_from_peaks`).
         pool_size: the average pool before the saliency peaks are located (8 in Co-Mixup).
         generator: draws the random initial labelling.
-        executor: an optional ``concurrent.futures`` executor to solve the partitions in parallel
-            (the result does not depend on it: all random draws happen here).
+        pool: an optional :class:`sagemix.functional.pool.WorkerPool` that solves the partitions in
+            parallel (the result does not depend on it: all random draws happen here).
 
     Returns:
         ComixupResult.
@@ -499,7 +491,7 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
     gdev = generator.device if generator is not None else torch.device("cpu")
 
     cost = (-block_saliency(saliency, n)).cpu().numpy()
-    peaks = saliency_peaks(saliency, pool_size).cpu()
+    peaks = pooled_saliency_peaks(saliency, pool_size).cpu()
     prior_np = prior.detach().to("cpu", torch.float64).numpy()
     options = dict(beta=beta, gamma=gamma, eta=eta, thres=thres, niter=niter, set_resolve=set_resolve,
                    warm_start=warm_start, half_bias=half_bias, stop_before_resolve=stop_before_resolve)
@@ -508,8 +500,8 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
         init = torch.randint(0, e - s, (e - s, n, n), generator=generator, device=gdev).cpu().numpy()
         compat = compatibility_from_peaks(peaks[s:e], omega).numpy()
         jobs.append((cost[s:e], compat, prior_np[s:e], init, options))
-    if executor is not None and len(jobs) > 1:
-        results = list(executor.map(_solve_job, jobs))
+    if pool is not None and len(jobs) > 1:
+        results = pool.map(_solve_job, jobs)
     else:
         results = [_solve_job(job) for job in jobs]
 

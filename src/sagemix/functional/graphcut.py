@@ -8,8 +8,8 @@ solved by alpha-beta swap (Boykov, Veksler & Zabih 2001) in the GCO library, wra
 - :func:`import_gco`: the optional import, with an ImportError naming the extra
   (``pip install "sagemix[puzzlemix]"``);
 - :func:`cut_grid`: one cut of an integer energy on an ``h x w`` 4-connected grid;
-- :func:`cut_grid_batch`: ``B`` independent cuts, in this process or in a :class:`GraphCutPool`;
-- :class:`GraphCutPool`: a process pool started lazily on first use and reused across batches;
+- :func:`cut_grid_batch`: ``B`` independent cuts, in this process or in a
+  :class:`sagemix.functional.pool.WorkerPool` (the one process pool of the CPU-bound mixers);
 - :func:`grid_energy`: the exact int64 energy of labellings (batched NumPy), for checks.
 
 The energy of a labelling ``l`` of an ``h x w`` grid is::
@@ -20,23 +20,27 @@ with ``w_pq = cost_v[i, j]`` for the vertical edge ``(i, j)-(i+1, j)`` and ``cos
 horizontal edge ``(i, j)-(i, j+1)``. All terms are int32, so GCO solves exactly this energy (with
 float terms ``gco`` rescales by powers of ten internally, which can overflow int32).
 
-Nothing here imports from the rest of sagemix.
+Nothing here imports from the rest of sagemix outside :mod:`sagemix.functional`.
 """
 from __future__ import annotations
 
-import multiprocessing
 from typing import Any
 
 import numpy as np
 
-__all__ = ["import_gco", "cut_grid", "cut_grid_batch", "grid_energy", "GraphCutPool"]
+from .pool import WorkerPool
 
-_EXTRA_HINT = 'pip install "sagemix[puzzlemix]"'
+__all__ = ["import_gco", "cut_grid", "cut_grid_batch", "grid_energy"]
+
 _ALGORITHMS = ("swap", "expansion")
 
 
-def import_gco() -> Any:
-    """Import and return the ``gco`` module (``gco-wrapper``).
+def import_gco(extra: str = "puzzlemix") -> Any:
+    """Import and return the ``gco`` module (``gco-wrapper``), the one optional import of the graph cuts.
+
+    Args:
+        extra: the sagemix extra named in the error message (``"puzzlemix"`` or ``"comixup"``; both
+            install ``gco-wrapper``).
 
     Raises:
         ImportError: when ``gco-wrapper`` is not installed, naming the extra to install.
@@ -45,7 +49,7 @@ def import_gco() -> Any:
         import gco  # noqa: PLC0415 (optional dependency, imported where used)
     except ImportError as e:  # pragma: no cover - exercised with a monkeypatched sys.modules
         raise ImportError("Puzzle Mix and Co-Mixup need the graph-cut library gco-wrapper (import name "
-                          f"`gco`), which is not installed: {_EXTRA_HINT}") from e
+                          f'`gco`), which is not installed: pip install "sagemix[{extra}]"') from e
     return gco
 
 
@@ -134,94 +138,17 @@ def _solve_chunk(unary: np.ndarray, pairwise: np.ndarray, cost_v: np.ndarray, co
     return out
 
 
-class GraphCutPool:
-    """A process pool for many independent grid cuts, started lazily and reused.
-
-    Creating processes costs far more than one cut (a few hundred microseconds for a 16 x 16 grid),
-    so the pool starts on the first :meth:`solve` and lives until :meth:`close` (or garbage
-    collection). Each call splits the batch into ``num_workers`` contiguous chunks, one task per
-    worker, so the inter-process traffic is one message per worker and batch.
-
-    Args:
-        num_workers: number of worker processes (>= 1).
-        start_method: ``multiprocessing`` start method (``"fork"``, ``"spawn"``, ``"forkserver"``);
-            None uses the platform default.
-
-    Example:
-        >>> import numpy as np
-        >>> with GraphCutPool(1) as pool:
-        ...     labels = pool.solve(np.zeros((2, 2, 2, 2), np.int32), np.array([[0, 1], [1, 0]], np.int32),
-        ...                         np.zeros((2, 1, 2), np.int32), np.zeros((2, 2, 1), np.int32))
-        >>> labels.shape
-        (2, 2, 2)
-    """
-
-    def __init__(self, num_workers: int, *, start_method: str | None = None) -> None:
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-            raise ValueError(f"num_workers must be an int >= 1, got {num_workers!r}")
-        methods = multiprocessing.get_all_start_methods()
-        if start_method is not None and start_method not in methods:
-            raise ValueError(f"start_method must be None or one of {methods}, got {start_method!r}")
-        self.num_workers = num_workers
-        self.start_method = start_method
-        self._pool: Any = None
-
-    @property
-    def started(self) -> bool:
-        """Whether the worker processes are running."""
-        return self._pool is not None
-
-    def _ensure(self) -> Any:
-        if self._pool is None:
-            import_gco()  # fail here, with the extra's name, rather than inside a worker
-            ctx = multiprocessing.get_context(self.start_method)
-            self._pool = ctx.Pool(self.num_workers)
-        return self._pool
-
-    def solve(self, unary: np.ndarray, pairwise: np.ndarray, cost_v: np.ndarray, cost_h: np.ndarray, *,
-              algorithm: str = "swap") -> np.ndarray:
-        """Solve ``B`` cuts; arguments as :func:`cut_grid_batch`. Returns (B, h, w) int64 labels."""
-        algorithm = _check_algorithm(algorithm)
-        unary, pairwise, cost_v, cost_h = _check_terms(unary, pairwise, cost_v, cost_h, batched=True)
-        b = unary.shape[0]
-        if b == 0:
-            return np.empty(unary.shape[:3], dtype=np.int64)
-        pool = self._ensure()
-        bounds = np.linspace(0, b, min(self.num_workers, b) + 1).round().astype(int)
-        tasks = [(unary[s:e], pairwise, cost_v[s:e], cost_h[s:e], algorithm)
-                 for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
-        return np.concatenate(pool.starmap(_solve_chunk, tasks), axis=0)
-
-    def close(self) -> None:
-        """Stop the worker processes (idempotent); a later :meth:`solve` starts new ones."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-
-    def __enter__(self) -> "GraphCutPool":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
-            pass
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A pool cannot be pickled (copy.deepcopy, spawn-based DataLoader workers): drop it; the
-        # copy starts its own on first use.
-        state = self.__dict__.copy()
-        state["_pool"] = None
-        return state
+def _solve_task(task: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]) -> np.ndarray:
+    """One worker task of :func:`cut_grid_batch`: a contiguous chunk of the batch (picklable)."""
+    return _solve_chunk(*task)
 
 
 def cut_grid_batch(unary: np.ndarray, pairwise: np.ndarray, cost_v: np.ndarray, cost_h: np.ndarray, *,
-                   algorithm: str = "swap", pool: GraphCutPool | None = None) -> np.ndarray:
+                   algorithm: str = "swap", pool: WorkerPool | None = None) -> np.ndarray:
     """Solve ``B`` independent grid cuts that share one label distance.
+
+    With a pool the batch is split into ``pool.num_workers`` contiguous chunks, one task per worker,
+    so the inter-process traffic is one message per worker and batch.
 
     Args:
         unary: (B, h, w, m) int32.
@@ -229,18 +156,32 @@ def cut_grid_batch(unary: np.ndarray, pairwise: np.ndarray, cost_v: np.ndarray, 
         cost_v: (B, h-1, w) int32 vertical edge weights.
         cost_h: (B, h, w-1) int32 horizontal edge weights.
         algorithm: ``"swap"`` or ``"expansion"``.
-        pool: an optional :class:`GraphCutPool`; None solves in this process.
+        pool: an optional :class:`sagemix.functional.pool.WorkerPool`; None solves in this process.
 
     Returns:
         (B, h, w) int64 labels (the same with or without a pool: each cut is deterministic).
+
+    Example:
+        >>> import numpy as np
+        >>> u = np.zeros((2, 2, 2, 2), np.int32)
+        >>> u[..., 1] = 5  # label 1 costs more everywhere
+        >>> labels = cut_grid_batch(u, np.array([[0, 1], [1, 0]], np.int32), np.zeros((2, 1, 2), np.int32),
+        ...                         np.zeros((2, 2, 1), np.int32))
+        >>> labels.shape, int(labels.sum())
+        ((2, 2, 2), 0)
     """
-    if pool is not None:
-        if not isinstance(pool, GraphCutPool):
-            raise TypeError(f"pool must be a GraphCutPool or None, got {type(pool).__name__}")
-        return pool.solve(unary, pairwise, cost_v, cost_h, algorithm=algorithm)
+    if pool is not None and not isinstance(pool, WorkerPool):
+        raise TypeError(f"pool must be a sagemix.functional.pool.WorkerPool or None, got {type(pool).__name__}")
     algorithm = _check_algorithm(algorithm)
     unary, pairwise, cost_v, cost_h = _check_terms(unary, pairwise, cost_v, cost_h, batched=True)
-    return _solve_chunk(unary, pairwise, cost_v, cost_h, algorithm)
+    b = unary.shape[0]
+    if pool is None or b == 0:
+        return _solve_chunk(unary, pairwise, cost_v, cost_h, algorithm)
+    import_gco()  # fail here, with the extra's name, rather than inside a worker
+    bounds = np.linspace(0, b, min(pool.num_workers, b) + 1).round().astype(int)
+    tasks = [(unary[s:e], pairwise, cost_v[s:e], cost_h[s:e], algorithm)
+             for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
+    return np.concatenate(pool.map(_solve_task, tasks), axis=0)
 
 
 def grid_energy(labels: np.ndarray, unary: np.ndarray, pairwise: np.ndarray, cost_v: np.ndarray,

@@ -15,10 +15,29 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["mixup"]
+__all__ = ["mixup", "check_perm"]
 
 
-def _check_perm(perm: Any, batch: int, name: str = "perm") -> Tensor:
+def check_perm(perm: Any, batch: int, name: str = "perm") -> Tensor:
+    """Validate a (batch,) integer tensor of partner indices (the permutation of a mix).
+
+    Args:
+        perm: the tensor to check.
+        batch: the batch size B it must match.
+        name: the argument name used in error messages.
+
+    Returns:
+        ``perm`` itself.
+
+    Raises:
+        TypeError: not an integer tensor.
+        ValueError: wrong shape.
+
+    Example:
+        >>> import torch
+        >>> check_perm(torch.tensor([1, 0]), 2).tolist()
+        [1, 0]
+    """
     if not isinstance(perm, Tensor):
         raise TypeError(f"{name} must be an int64 torch.Tensor of shape ({batch},), got {type(perm).__name__}")
     if perm.dtype not in (torch.int64, torch.int32):
@@ -56,7 +75,7 @@ def mixup(images: Tensor, perm: Tensor, lam: float | Tensor) -> Tensor:
         raise ValueError(f"images must be a floating tensor of shape (B, ...), got dtype {images.dtype} "
                          f"and shape {tuple(images.shape)}")
     b = images.shape[0]
-    perm = _check_perm(perm, b)
+    perm = check_perm(perm, b)
     compute = torch.float32 if images.dtype in (torch.float16, torch.bfloat16) else images.dtype
     x = images.to(compute)
     if isinstance(lam, Tensor):

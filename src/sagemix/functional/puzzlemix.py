@@ -1,8 +1,8 @@
 """Puzzle Mix kernels: saliency unaries, data smoothness, the graph-cut mask, greedy transport, the mix.
 
 Puzzle Mix: Exploiting Saliency and Local Statistics for Optimal Mixup (Kim, Choo & Song, ICML 2020),
-https://arxiv.org/abs/2009.06962. This module follows ``/work/shared/spec/baselines.md`` ("Puzzle
-Mix"); everything except the per-sample graph cut is batched tensor code.
+https://arxiv.org/abs/2009.06962. This module follows the paper and its research code (the steps
+below); everything except the per-sample graph cut is batched tensor code.
 
 For a batch ``x`` (B, C, H, W) with partners ``index`` (image 1 = ``x``, image 2 = ``x[index]``)
 and an ``n x n`` block grid (blocks of ``H/n x W/n`` pixels):
@@ -27,14 +27,14 @@ and an ``n x n`` block grid (blocks of ``H/n x W/n`` pixels):
    matmul.
 7. :func:`puzzle_mix`: everything together; ``rho = mean(z)`` weights the own label.
 
-Conventions beyond the spec (documented, they do not change the default CIFAR behaviour):
+Conventions beyond the paper (documented, they do not change the default CIFAR behaviour):
 
 - Non-square images use an ``n x n`` grid of rectangular blocks; ``n`` must divide ``H`` and ``W``.
 - ``neigh`` (and the transport cell ``t``) is the largest divisor of the block side that is at most
   ``neigh_size`` (``t_size``): equal to ``min(neigh_size, block)`` whenever that divides the block, as
   for every power-of-two size.
 - A rectangular transport grid ``Th x Tw`` normalises squared distances by ``(max(Th, Tw) - 1)^2``
-  and runs ``max(Th, Tw)`` rounds (``(N-1)^2`` and ``N`` on square grids, as in the spec).
+  and runs ``max(Th, Tw)`` rounds (``(N-1)^2`` and ``N`` on square grids, as in the research code).
 - An all-zero saliency map normalises to the uniform map (the research code divides by zero).
 """
 from __future__ import annotations
@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .graphcut import GraphCutPool, cut_grid_batch
+from .graphcut import cut_grid_batch
+from .pool import WorkerPool
 
 __all__ = ["largest_divisor_at_most", "block_unary", "boundary_differences", "smoothness_terms",
            "label_prior", "label_unary", "quantise_energy", "graphcut_mask", "transport_cost_matrix",
@@ -56,7 +57,7 @@ __all__ = ["largest_divisor_at_most", "block_unary", "boundary_differences", "sm
            "PuzzleMixResult", "puzzle_mix", "TRANSPORT_RESOLVE"]
 
 #: How a target claimed by several source blocks is resolved in one transport round:
-#: ``"cheapest"`` (default, the spec): the claimant with the lowest cost wins.
+#: ``"cheapest"`` (default): the claimant with the lowest cost wins.
 #: ``"research"``: the research code's ``argmin(plan * cost)``, which also counts the non-claimants'
 #: zeros, so a target whose claimants all have a positive cost gets no winner that round.
 TRANSPORT_RESOLVE = ("cheapest", "research")
@@ -259,7 +260,7 @@ def quantise_energy(unary: Tensor, edge_v: Tensor, edge_h: Tensor, *, grid_size:
 # -- 5. the mask -----------------------------------------------------------------------------------
 def graphcut_mask(images01: Tensor, saliency: Tensor, index: Tensor, lam: float | Tensor, *, grid_size: int,
                   n_labels: int = 3, beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2,
-                  neigh_size: int = 4, pool: GraphCutPool | None = None) -> tuple[Tensor, Tensor]:
+                  neigh_size: int = 4, pool: WorkerPool | None = None) -> tuple[Tensor, Tensor]:
     """The Puzzle Mix mask of every sample on the ``n x n`` grid (steps 1-5).
 
     Args:
@@ -269,7 +270,7 @@ def graphcut_mask(images01: Tensor, saliency: Tensor, index: Tensor, lam: float 
         lam: prior weight of image 1, a float or (B,) tensor in [0, 1].
         grid_size: n (must divide H and W).
         n_labels, beta, gamma, eta, neigh_size: the Puzzle Mix options.
-        pool: an optional :class:`GraphCutPool` for the per-sample cuts.
+        pool: an optional :class:`sagemix.functional.pool.WorkerPool` for the per-sample cuts.
 
     Returns:
         ``(z, s1)``: ``z`` (B, n, n) float32 mask values in ``{1 - l/(m-1)}`` (1 = image 1) on the
@@ -462,8 +463,8 @@ def puzzle_mix(images: Tensor, saliency: Tensor, index: Tensor, lam: float | Ten
                beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4,
                transport: bool = True, t_eps: float = 0.8, t_size: int = 4,
                transport_resolve: str = "cheapest", noise1: Tensor | None = None, noise2: Tensor | None = None,
-               pool: GraphCutPool | None = None) -> PuzzleMixResult:
-    """Puzzle Mix of a batch with its partners (spec steps 3-7).
+               pool: WorkerPool | None = None) -> PuzzleMixResult:
+    """Puzzle Mix of a batch with its partners (steps 3-7 of the module docstring).
 
     Args:
         images: (B, C, H, W) normalised images.
@@ -476,7 +477,7 @@ def puzzle_mix(images: Tensor, saliency: Tensor, index: Tensor, lam: float | Ten
         transport, t_eps, t_size, transport_resolve: the transport options.
         noise1, noise2: optional (B, C, H, W) 0-1-scale noise added (then clipped to [0, 1]) to image 1
             and image 2 after the cut, before transport (the adversarial option).
-        pool: optional :class:`GraphCutPool`.
+        pool: optional :class:`sagemix.functional.pool.WorkerPool`.
 
     Returns:
         :class:`PuzzleMixResult`.

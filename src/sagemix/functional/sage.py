@@ -1,24 +1,17 @@
-"""SAGE kernels: saliency, translation, candidate shifts and the saliency-guided mix.
+"""SAGE, the plain method: saliency, translation, candidate shifts, the mask and the mix.
 
 SAGE: "Saliency-Guided Mixup with Optimal Rearrangements", Ma et al., BMVC 2022,
-https://arxiv.org/abs/2211.00113. The formulas are those of ``shared/spec/SAGE.md``; section numbers
-below refer to it.
+https://arxiv.org/abs/2211.00113. The method as this project implements it is written down in
+docs/SAGE.md, whose sections the docstrings cite as "docs/SAGE.md §N". Read in this order: :func:`reduce_saliency` and
+:func:`gaussian_smooth` (docs/SAGE.md §1), :func:`normalize_saliency` and the priors (docs/SAGE.md §2),
+:func:`translate` and :func:`candidate_shifts` (docs/SAGE.md §3), :func:`sage_mix` (docs/SAGE.md §3-§4).
+
+The rearrangement objective is computed fast, without loops, in
+:mod:`sagemix.functional.sage_objective` (re-exported here as :func:`sage_objective`);
+:mod:`sagemix.functional.sage_reference` is the same method as slow, plain float64 loops.
 
 Everything here is a pure, batched tensor function: no Python loop over images or over candidate
-shifts (the exhaustive search works through the candidates in memory-bounded chunks).
-
-How the objective is computed fast (section 3). With ``a`` the own map scaled by ``alpha`` and
-``q = T_t(p)`` the shifted, ``(1 - alpha)``-scaled partner map, the objective
-``J(t) = sum (a^2 + q^2) / max(a + q, eps)`` equals, pixel by pixel, ``a + q - 2 a q / (a + q)``.
-So ``J(t) = sum(a) + sum(q) - 2 sum a q / (a + q)``: the middle term is the partner's mass left in the
-frame (four look-ups in a 2-D cumulative sum), and the last term, computed as
-``1 / (1/a + 1/q)`` (one add and one reciprocal per element; 0 wherever either map is 0), is
-non-zero only where the two maps overlap. For a few candidates it is evaluated on the gathered
-overlapping pixels of each candidate (at most ``B x K x H x W`` work, a quarter of it on average);
-for many candidates (the exhaustive search) it is evaluated for every
-shift at once, one pair of overlapping image rows at a time, for all horizontal shifts together
-(``unfold``), which costs ``B x H^2 x (2W-1) x W`` instead of ``B x (2H-1)(2W-1) x H x W``, and the
-wanted candidates are read out of that grid.
+shifts.
 """
 from __future__ import annotations
 
@@ -28,24 +21,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .sage_objective import objective_from_maps
+
 __all__ = [
     "EPS", "reduce_saliency", "gaussian_kernel1d", "gaussian_smooth", "normalize_saliency", "translate",
-    "all_shifts", "candidate_shifts", "sage_objective", "sage_mask", "sage_mix",
+    "all_shifts", "candidate_shifts", "prepare_maps", "sage_objective", "sage_mask", "sage_mix",
 ]
 
 EPS = 1e-16
-# Elements per intermediate tensor of the objective, by device type. On CPU, 8 MiB intermediates are
-# about 5x faster than 64 MiB ones for the exhaustive search (large buffers are returned to the OS
-# and page-faulted back in on every chunk); on a GPU, larger chunks mean fewer kernel launches.
-_CHUNK_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
-
-
-def _chunk(device: torch.device) -> int:
-    return _CHUNK_ELEMENTS.get(device.type, 1 << 24)
-
-
 # ----------------------------------------------------------------------------------------------
-# Saliency (section 1)
+# Saliency (docs/SAGE.md §1)
 # ----------------------------------------------------------------------------------------------
 def reduce_saliency(grad: Tensor, mode: str = "l2") -> Tensor:
     """Reduce an input gradient over channels.
@@ -125,7 +110,7 @@ def normalize_saliency(saliency: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# Translation and candidate shifts (section 3)
+# Translation and candidate shifts (docs/SAGE.md §3)
 # ----------------------------------------------------------------------------------------------
 def _check_shifts(shifts: Tensor, name: str = "shifts") -> Tensor:
     if not isinstance(shifts, Tensor) or shifts.ndim != 2 or shifts.shape[1] != 2:
@@ -177,7 +162,7 @@ def all_shifts(height: int, width: int, *, device: torch.device | str | None = N
 
 def candidate_shifts(height: int, width: int, *, rand_pos: float | None = 0.01, force_zero_shift: bool = False,
                      generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
-    """Candidate shifts for one batch (section 3).
+    """Candidate shifts for one batch (docs/SAGE.md §3).
 
     Args:
         height, width: image size.
@@ -211,7 +196,7 @@ def candidate_shifts(height: int, width: int, *, rand_pos: float | None = 0.01, 
 
 
 # ----------------------------------------------------------------------------------------------
-# The objective and the mix (sections 2-4)
+# The objective and the mix (docs/SAGE.md §2-§4)
 # ----------------------------------------------------------------------------------------------
 def _check_prior(prior: float | Tensor, b: int, device: torch.device) -> Tensor:
     if isinstance(prior, Tensor):
@@ -227,8 +212,17 @@ def _check_prior(prior: float | Tensor, b: int, device: torch.device) -> Tensor:
     return p.expand(b) if p.numel() == 1 else p
 
 
-def _prepare(saliency: Tensor, perm: Tensor, prior: float | Tensor) -> tuple[Tensor, Tensor]:
-    """Validate and return the scaled maps ``a`` (own) and ``p`` (partner), (B, H, W) float32."""
+def prepare_maps(saliency: Tensor, perm: Tensor, prior: float | Tensor) -> tuple[Tensor, Tensor]:
+    """The scaled maps of docs/SAGE.md §2: ``a`` (own, times alpha) and ``p`` (partner, times 1 - alpha).
+
+    Args:
+        saliency: (B, H, W) non-negative saliency (a NaN map counts as uniform).
+        perm: (B,) int64 partner of each sample.
+        prior: alpha in [0, 1], a float or a tensor of 1 or B values.
+
+    Returns:
+        ``(a, p)``, two (B, H, W) float32 tensors; each map sums to alpha (resp. 1 - alpha).
+    """
     if not isinstance(saliency, Tensor) or saliency.ndim != 3:
         raise ValueError(f"saliency must be a (B, H, W) tensor, got {getattr(saliency, 'shape', type(saliency).__name__)}")
     b = saliency.shape[0]
@@ -248,81 +242,8 @@ def _prepare(saliency: Tensor, perm: Tensor, prior: float | Tensor) -> tuple[Ten
     return a, p
 
 
-def _inframe_mass(p: Tensor, shifts: Tensor) -> Tensor:
-    """``sum_frame T_t(p)`` for each shift: the partner mass left in the frame, (B, K) float32.
-
-    Four look-ups per shift in a float64 2-D cumulative sum of ``p`` (the source rectangle).
-    """
-    b, h, w = p.shape
-    c = F.pad(p.double().cumsum(1).cumsum(2), (1, 0, 1, 0)).reshape(b, -1)  # (B, (H+1)(W+1))
-    dy, dx = shifts[:, 0], shifts[:, 1]
-    r0, r1 = (-dy).clamp_min(0), h - dy.clamp_min(0)  # source rows [r0, r1)
-    c0, c1 = (-dx).clamp_min(0), w - dx.clamp_min(0)
-    corners = torch.stack([r1 * (w + 1) + c1, r0 * (w + 1) + c1, r1 * (w + 1) + c0, r0 * (w + 1) + c0])
-    v = c.index_select(1, corners.reshape(-1)).view(b, 4, -1)
-    return (v[:, 0] - v[:, 1] - v[:, 2] + v[:, 3]).float()
-
-
-def _harmonic_gather(ra: Tensor, rp: Tensor, shifts: Tensor) -> Tensor:
-    """``sum_frame a q / (a + q)`` for K given shifts, (B, K). Work B * (overlap pixels of the K shifts).
-
-    Takes the reciprocals ``ra = 1/a`` and ``rp = 1/p`` (inf where a map is 0), since
-    ``a q / (a + q) = 1 / (1/a + 1/q)``: per overlapping pixel one gather of each map, one add and
-    one reciprocal, and 0 wherever either map is 0. Only pixels where the shifted partner overlaps
-    the frame are visited (a quarter of the frame on average over random shifts), in a pixel-major
-    (pixels, B) layout so that every gathered index copies B contiguous values.
-    """
-    b, h, w = ra.shape
-    dev = ra.device
-    ra_t = ra.reshape(b, h * w).t().contiguous()  # (HW, B)
-    rp_t = rp.reshape(b, h * w).t().contiguous()
-    i = torch.arange(h, device=dev).view(1, h, 1)
-    j = torch.arange(w, device=dev).view(1, 1, w)
-    out = []
-    step = max(1, _chunk(dev) // max(1, b * h * w))
-    for k0 in range(0, shifts.shape[0], step):  # memory-bounded chunks of candidates
-        s = shifts[k0:k0 + step]
-        k = s.shape[0]
-        si = (i - s[:, 0].view(-1, 1, 1)).expand(k, h, w)  # the partner pixel under own pixel (i, j)
-        sj = (j - s[:, 1].view(-1, 1, 1)).expand(k, h, w)
-        overlap = (si >= 0) & (si < h) & (sj >= 0) & (sj < w)  # (k, H, W)
-        cand, oi, oj = overlap.nonzero(as_tuple=True)
-        part = si[overlap] * w + sj[overlap]
-        t = rp_t.index_select(0, part).add_(ra_t.index_select(0, oi * w + oj)).reciprocal_()  # (N, B)
-        out.append(torch.zeros(k, b, device=dev, dtype=t.dtype).index_add_(0, cand, t))
-    return torch.cat(out, dim=0).t()
-
-
-def _harmonic_grid(ra: Tensor, rp: Tensor) -> Tensor:
-    """``sum_frame a q / (a + q)`` for every shift of :func:`all_shifts`, (B, (2H-1)(2W-1)).
-
-    The term is non-zero only where the maps overlap, so it is accumulated over pairs of
-    overlapping rows (own row r, partner row r - dy), all 2W-1 horizontal shifts of a row pair at
-    once through ``unfold``: work B*H^2*(2W-1)*W instead of B*(2H-1)(2W-1)*H*W.
-    """
-    b, h, w = ra.shape
-    dev = ra.device
-    dy = torch.arange(-(h - 1), h, device=dev)
-    r = torch.arange(h, device=dev)
-    src = r.view(1, -1) - dy.view(-1, 1)  # (2H-1, H) partner row for own row r
-    keep = (src >= 0) & (src < h)
-    dy_idx = (dy.view(-1, 1) + (h - 1)).expand_as(src)[keep]  # (H^2,)
-    own_row = r.view(1, -1).expand_as(src)[keep]
-    part_row = src[keep]
-    rows = F.pad(rp, (w - 1, w - 1), value=float("inf"))  # (B, H, 3W-2)
-    harm = torch.zeros(b, 2 * h - 1, 2 * w - 1, device=dev, dtype=torch.float32)
-    n = own_row.shape[0]
-    step = max(1, _chunk(ra.device) // max(1, b * (2 * w - 1) * w))
-    for r0 in range(0, n, step):  # memory-bounded chunks of row pairs
-        sl = slice(r0, r0 + step)
-        av = ra.index_select(1, own_row[sl]).unsqueeze(2)  # (B, r, 1, W)
-        q = rows.index_select(1, part_row[sl]).unfold(2, w, 1)  # (B, r, 2W-1, W); window u <-> dx = W-1-u
-        harm.index_add_(1, dy_idx[sl], (q + av).reciprocal_().sum(dim=3))
-    return harm.flip(2).reshape(b, -1)  # dx ascending, dy-major like all_shifts
-
-
 def sage_objective(saliency: Tensor, perm: Tensor, prior: float | Tensor, shifts: Tensor) -> Tensor:
-    """The rearrangement objective ``J_b(t)`` of every pair for every candidate (section 3).
+    """The rearrangement objective ``J_b(t)`` of every pair for every candidate (docs/SAGE.md §3).
 
     Args:
         saliency: (B, H, W) non-negative smoothed saliency.
@@ -333,39 +254,20 @@ def sage_objective(saliency: Tensor, perm: Tensor, prior: float | Tensor, shifts
     Returns:
         (B, K) float32 objective values.
     """
-    a, p = _prepare(saliency, perm, prior)
-    return _objective(a, p, _check_shifts(shifts))
-
-
-def _objective(a: Tensor, p: Tensor, shifts: Tensor) -> Tensor:
-    """``J = sum(a) + inframe(p, t) - 2 sum a q / (a + q)`` for K shifts, (B, K) float32.
-
-    The harmonic term is gathered for a few candidates, or read out of the full grid when there are
-    so many candidates that the grid is cheaper (it costs about as much as 2*H*W gathered ones).
-    """
-    b, h, w = a.shape
-    shifts = shifts.to(a.device)
-    if bool(((shifts[:, 0].abs() >= h) | (shifts[:, 1].abs() >= w)).any()):
-        raise ValueError(f"every shift must satisfy |dy| < H={h} and |dx| < W={w} (at least one pixel of overlap)")
-    ra, rp = a.reciprocal(), p.reciprocal()
-    if shifts.shape[0] > 2 * h * w:
-        flat = (shifts[:, 0] + h - 1) * (2 * w - 1) + (shifts[:, 1] + w - 1)
-        harm = _harmonic_grid(ra, rp).index_select(1, flat)
-    else:
-        harm = _harmonic_gather(ra, rp, shifts)
-    return a.sum(dim=(1, 2)).unsqueeze(1) + _inframe_mass(p, shifts) - 2.0 * harm
+    a, p = prepare_maps(saliency, perm, prior)
+    return objective_from_maps(a, p, _check_shifts(shifts))
 
 
 def sage_mask(saliency: Tensor, perm: Tensor, prior: float | Tensor, chosen: Tensor) -> Tensor:
-    """The mixing mask ``M_b = a_b / max(a_b + T_t*(p_b), eps)`` (section 4), (B, H, W) float32 in [0, 1]."""
-    a, p = _prepare(saliency, perm, prior)
+    """The mixing mask ``M_b = a_b / max(a_b + T_t*(p_b), eps)`` (docs/SAGE.md §4), (B, H, W) float32 in [0, 1]."""
+    a, p = prepare_maps(saliency, perm, prior)
     q = translate(p, chosen.to(p.device))
     return a / (a + q).clamp_min(EPS)
 
 
 def sage_mix(images: Tensor, saliency: Tensor, perm: Tensor, prior: float | Tensor,
              shifts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Saliency-guided mixup with the optimal rearrangement (sections 2-4).
+    """Saliency-guided mixup with the optimal rearrangement (docs/SAGE.md §2-§4).
 
     Each pair ``(b, perm[b])`` keeps image ``b`` in place and shifts its partner by the candidate
     that maximises the saliency of the mix (ties: the earliest candidate), then blends the two pixel
@@ -396,8 +298,8 @@ def sage_mix(images: Tensor, saliency: Tensor, perm: Tensor, prior: float | Tens
         raise ValueError(f"saliency must have shape (B, H, W) = {(images.shape[0],) + tuple(images.shape[2:])} "
                          f"to match images, got {tuple(getattr(saliency, 'shape', ()))}")
     shifts = _check_shifts(shifts)
-    a, p = _prepare(saliency, perm, prior)
-    best = _objective(a, p, shifts).argmax(dim=1)  # the first maximum: ties go to the earliest candidate
+    a, p = prepare_maps(saliency, perm, prior)
+    best = objective_from_maps(a, p, shifts).argmax(dim=1)  # the first maximum: ties go to the earliest candidate
     chosen = shifts.to(images.device)[best]
     q = translate(p, chosen)
     mask = a / (a + q).clamp_min(EPS)  # (B, H, W); 0 where both maps are 0

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .boxes import box_sides, centered_boxes
 
-__all__ = ["denormalize_to_uint8", "opencv_saliency", "saliency_peaks", "saliency_boxes"]
+__all__ = ["denormalize_to_uint8", "opencv_saliency", "saliency_argmax", "saliency_boxes"]
 
 _EXTRA_HINT = 'pip install "sagemix[saliencymix]"'
 
@@ -97,7 +97,7 @@ def opencv_saliency(images_uint8: Tensor) -> Tensor:
     return torch.stack(maps).to(images_uint8.device)
 
 
-def saliency_peaks(saliency: Tensor) -> tuple[Tensor, Tensor]:
+def saliency_argmax(saliency: Tensor) -> tuple[Tensor, Tensor]:
     """Row and column of each map's maximum (the first one in row-major order on ties).
 
     Args:
@@ -125,7 +125,7 @@ def saliency_boxes(saliency: Tensor, lam: float | Tensor) -> Tensor:
     Returns:
         (N, 4) int64 ``(x0, y0, x1, y1)`` boxes on the device of ``saliency``.
     """
-    rows, cols = saliency_peaks(saliency)
+    rows, cols = saliency_argmax(saliency)
     h, w = saliency.shape[1], saliency.shape[2]
     cut_h, cut_w = box_sides(h, w, lam)
     return centered_boxes(rows, cols, cut_h, cut_w, h, w)

@@ -10,18 +10,35 @@ Methods that need a saliency map (SAGE, Puzzle Mix, Co-Mixup) say so with
 ``needs_gradient_saliency = True``; the two-pass :class:`sagemix.step.MixStep` then computes the
 input gradient of the clean loss, reduces it with :meth:`Mixer.reduce_saliency` and passes it in.
 The knobs that tell the step how to run that clean pass are class attributes documented below.
+
+This module is also the toolkit the mixers share: argument checks (:func:`check_int`,
+:func:`check_probability`, :func:`check_positive`, :func:`check_nonnegative`, :func:`check_bool`,
+:func:`check_channel_stats`, and the :meth:`Mixer.set_options` / :meth:`Mixer.set_normalization`
+setters of the options many mixers take), generator-driven sampling (:func:`sample_beta`,
+:func:`sample_gamma`, :func:`random_permutation`, :func:`draw_apply`), the unmixed result
+(:func:`skip_mix`), label mixing (:func:`mix_targets`) and the one process pool of the CPU-bound
+mixers (:meth:`Mixer.init_pool`, a :class:`sagemix.functional.pool.WorkerPool` closed by
+:meth:`Mixer.close`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["MixOutput", "Mixer", "to_soft_targets", "check_images", "check_probability",
-           "check_positive", "check_nonnegative", "check_bool", "sample_beta", "random_permutation", "mix_targets"]
+from ..functional.pool import WorkerPool
+
+__all__ = ["MixOutput", "Mixer", "to_soft_targets", "check_images", "check_probability", "check_positive",
+           "check_nonnegative", "check_bool", "check_int", "check_channel_stats", "sample_beta", "sample_gamma",
+           "random_permutation", "draw_apply", "skip_mix", "mix_targets", "CIFAR10_MEAN", "CIFAR10_STD"]
+
+#: CIFAR-10 normalisation on the 0-1 scale (docs/SAGE.md §7), the default ``mean``/``std`` of the
+#: mixers with ``needs_normalization``.
+CIFAR10_MEAN: tuple[float, float, float] = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+CIFAR10_STD: tuple[float, float, float] = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 
 
 @dataclass
@@ -85,6 +102,41 @@ def to_soft_targets(targets: Any, num_classes: int | None, batch_size: int, *,
     raise ValueError(f"{name} must have shape (B,) or (B, K), got shape {tuple(targets.shape)}")
 
 
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """An int (not a bool) >= ``minimum``.
+
+    Example:
+        >>> check_int(3, "n_labels", 2)
+        3
+        >>> check_int(1, "n_labels", 2)
+        Traceback (most recent call last):
+        ...
+        ValueError: n_labels must be an int >= 2, got 1
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_channel_stats(value: Any, name: str, *, positive: bool) -> tuple[float, ...]:
+    """A non-empty sequence (or tensor) of finite per-channel numbers, > 0 when ``positive``.
+
+    Example:
+        >>> check_channel_stats([0.5, 0.25], "std", positive=True)
+        (0.5, 0.25)
+    """
+    if isinstance(value, Tensor):
+        value = value.flatten().tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
+        raise TypeError(f"{name} must be a non-empty sequence of floats (one per channel), got {value!r}")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+            raise ValueError(f"{name} must hold finite numbers{' > 0' if positive else ''}, got {value!r}")
+        out.append(float(v))
+    return tuple(out)
+
+
 def check_bool(value: Any, name: str) -> bool:
     """A real bool (not 0/1 or a string)."""
     if not isinstance(value, bool):
@@ -127,15 +179,21 @@ def sample_beta(alpha: float, beta: float | None = None, size: int = 1, *,
     # Draw uniforms from the generator and map them through an inverse-CDF-free method: gamma via
     # torch._standard_gamma does not accept a generator, so we use the uniform/normal
     # Marsaglia-Tsang sampler implemented on top of the generator's own draws.
-    ga = _gamma(alpha, size, generator)
-    gb = _gamma(beta, size, generator)
+    ga = sample_gamma(alpha, size, generator)
+    gb = sample_gamma(beta, size, generator)
     out = ga / (ga + gb)
     out = torch.nan_to_num(out, nan=0.5)
     return out.to(device)
 
 
-def _gamma(shape: float, size: int, generator: torch.Generator | None) -> Tensor:
-    """Marsaglia-Tsang Gamma(shape, 1) sampler driven by ``generator`` (float64, CPU)."""
+def sample_gamma(shape: float, size: int, generator: torch.Generator | None = None) -> Tensor:
+    """``size`` draws of Gamma(shape, 1) (Marsaglia-Tsang), driven by ``generator`` (float64, CPU).
+
+    Example:
+        >>> x = sample_gamma(2.0, 4, torch.Generator().manual_seed(0))
+        >>> x.shape, x.dtype, bool((x > 0).all())
+        (torch.Size([4]), torch.float64, True)
+    """
     boost = shape < 1.0
     d = (shape + 1.0 if boost else shape) - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
@@ -162,6 +220,27 @@ def random_permutation(n: int, *, generator: torch.Generator | None = None,
     return torch.randperm(n, generator=generator).to(device)
 
 
+def draw_apply(prob: float, generator: torch.Generator | None) -> bool:
+    """Bernoulli(prob) coin from ``generator``; no draw is spent when ``prob`` is 0 or 1.
+
+    Example:
+        >>> draw_apply(1.0, None), draw_apply(0.0, None)
+        (True, False)
+    """
+    if prob >= 1.0:
+        return True
+    if prob <= 0.0:
+        return False
+    return bool(torch.rand((), generator=generator, dtype=torch.float64) < prob)
+
+
+def skip_mix(images: Tensor, targets: Tensor, **extras: object) -> "MixOutput":
+    """The unmixed batch as a MixOutput: a copy of the images, ``lam = 1``, ``index = arange(B)``."""
+    b = images.shape[0]
+    return MixOutput(images.clone(), targets, torch.ones(b, device=images.device),
+                     torch.arange(b, device=images.device), dict(extras))
+
+
 class Mixer:
     """Base class of every mixing method.
 
@@ -176,6 +255,9 @@ class Mixer:
             statistics updated) rather than eval mode.
         saliency_loss: ``"train"`` to take the saliency of the training loss (SAGE) or ``"ce"`` for the
             mean cross-entropy (Puzzle Mix, Co-Mixup).
+        needs_normalization: the constructor takes ``mean`` and ``std``, the per-channel
+            normalisation the images went through (0-1 scale), because the method looks at pixel
+            values (SaliencyMix, Puzzle Mix); a trainer passes the dataset's.
 
     Subclasses also define :meth:`clean_weight` (the weight whose clean-loss parameter gradients are
     kept; 0 discards them) and :meth:`mixed_weight` (the weight of the mixed loss).
@@ -186,6 +268,8 @@ class Mixer:
     mixes_hidden: bool = False
     saliency_train_mode: bool = True
     saliency_loss: str = "train"
+    needs_normalization: ClassVar[bool] = False
+    _pool: WorkerPool | None = None
 
     def __init__(self, *, num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
         if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
@@ -211,8 +295,50 @@ class Mixer:
         """Reduce an input gradient (B, C, H, W) to the saliency this method consumes."""
         raise NotImplementedError(f"{type(self).__name__} does not use gradient saliency")
 
+    # -- the shared options -------------------------------------------------------------------
+    def set_options(self, *, alpha: float | None = None, prob: float | None = None, **flags: bool) -> None:
+        """Validate and set the options many mixers share.
+
+        Args:
+            alpha: the Beta(alpha, alpha) concentration, a finite number > 0 (``self.alpha``).
+            prob: the probability of mixing a batch, in [0, 1] (``self.prob``).
+            **flags: bool options, each set under its own name (e.g. ``per_sample=False``).
+        """
+        if alpha is not None:
+            self.alpha = check_positive(alpha, "alpha")
+        if prob is not None:
+            self.prob = check_probability(prob, "prob")
+        for key, value in flags.items():
+            setattr(self, key, check_bool(value, key))
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Validate and set ``self.mean`` and ``self.std`` (per channel, 0-1 scale, std > 0)."""
+        self.mean = check_channel_stats(mean, "mean", positive=False)
+        self.std = check_channel_stats(std, "std", positive=True)
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}")
+
+    # -- the process pool ----------------------------------------------------------------------
+    def init_pool(self, num_workers: int, start_method: str | None = None) -> None:
+        """Set ``num_workers`` (and ``start_method``) and create the mixer's worker pool.
+
+        ``num_workers = 0`` runs everything in this process. Otherwise the pool is a
+        :class:`sagemix.functional.pool.WorkerPool` (spawn by default): its processes start on
+        first use, serve every later batch and stop in :meth:`close`.
+        """
+        self.num_workers = check_int(num_workers, "num_workers", 0)
+        self.start_method = start_method
+        self._pool = WorkerPool(self.num_workers, start_method=start_method) if self.num_workers else None
+
+    @property
+    def pool(self) -> WorkerPool | None:
+        """The mixer's worker pool, or None when it computes in this process."""
+        return self._pool
+
     def close(self) -> None:
-        """Release resources such as graph-cut worker processes; a no-op for most mixers."""
+        """Stop the worker processes, if any (a later call starts new ones); a no-op for most mixers."""
+        if self._pool is not None:
+            self._pool.close()
 
     # -- the call ----------------------------------------------------------------------------
     def __call__(self, images: Tensor, targets: Tensor, saliency: Tensor | None = None) -> MixOutput:

@@ -15,24 +15,16 @@ Needs ``gco-wrapper``: ``pip install "sagemix[comixup]"``.
 """
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from ..functional.comixup import HALF_BIAS, _import_gco, comixup, partition_bounds
-from .base import MixOutput, Mixer, _gamma, check_bool, check_nonnegative, check_positive, check_probability
+from ..functional.comixup import HALF_BIAS, comixup, partition_bounds
+from ..functional.graphcut import import_gco
+from .base import (MixOutput, Mixer, check_bool, check_int, check_nonnegative, check_positive, check_probability,
+                   sample_gamma)
 from .registry import register_mixer
 
 __all__ = ["CoMixup"]
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 @register_mixer("comixup")
@@ -53,8 +45,9 @@ class CoMixup(Mixer):
         niter: outer iterations of the block-coordinate descent.
         set_resolve: at iteration ``niter - 2`` push apart outputs that use the same input set.
         clean_lam: weight of the clean loss whose parameter gradients are kept.
-        num_workers: 0 solves the partitions in this process; ``> 0`` uses a process pool of that
-            many workers, created on first use and reused (call :meth:`close` to shut it down).
+        num_workers: 0 solves the partitions in this process; ``> 0`` uses the mixer's
+            :class:`sagemix.functional.pool.WorkerPool` of that many spawn workers, started on first
+            use and reused (call :meth:`close` to shut it down).
         warm_start: option, off by default (the research code starts every cut from label 0):
             start each graph cut from the output's current labelling, so a cut never raises its
             block energy.
@@ -85,23 +78,22 @@ class CoMixup(Mixer):
                  warm_start: bool = False, half_bias: float = HALF_BIAS, stop_before_resolve: bool = False,
                  pool_size: int = 8) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
-        self.m_part = _check_int(m_part, "m_part", 1)
-        self.m_block_num = _check_int(m_block_num, "m_block_num", 1)
+        self.m_part = check_int(m_part, "m_part", 1)
+        self.m_block_num = check_int(m_block_num, "m_block_num", 1)
         self.alpha = check_positive(alpha, "alpha")
         self.beta = check_nonnegative(beta, "beta")
         self.gamma = check_nonnegative(gamma, "gamma")
         self.eta = check_nonnegative(eta, "eta")
         self.omega = check_probability(omega, "omega")
         self.thres = check_nonnegative(thres, "thres")
-        self.niter = _check_int(niter, "niter", 1)
+        self.niter = check_int(niter, "niter", 1)
         self.set_resolve = check_bool(set_resolve, "set_resolve")
         self.clean_lam = check_nonnegative(clean_lam, "clean_lam")
-        self.num_workers = _check_int(num_workers, "num_workers", 0)
         self.warm_start = check_bool(warm_start, "warm_start")
         self.half_bias = check_nonnegative(half_bias, "half_bias")
         self.stop_before_resolve = check_bool(stop_before_resolve, "stop_before_resolve")
-        self.pool_size = _check_int(pool_size, "pool_size", 1)
-        self._executor: ProcessPoolExecutor | None = None
+        self.pool_size = check_int(pool_size, "pool_size", 1)
+        self.init_pool(num_workers)
 
     # -- the step protocol -------------------------------------------------------------------
     def clean_weight(self, num_classes: int) -> float:
@@ -112,35 +104,10 @@ class CoMixup(Mixer):
         """``sqrt(mean_c grad^2)``: (B, C, H, W) -> (B, H, W)."""
         return grad.pow(2).mean(1).sqrt()
 
-    # -- the process pool --------------------------------------------------------------------
-    def _pool(self) -> ProcessPoolExecutor | None:
-        if self.num_workers == 0:
-            return None
-        if self._executor is None:
-            # spawn: a forked child of a process that has run torch's thread pools can deadlock.
-            self._executor = ProcessPoolExecutor(self.num_workers, mp_context=multiprocessing.get_context("spawn"))
-        return self._executor
-
-    def close(self) -> None:
-        """Shut down the worker pool (if any); a later call creates a new one."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-
-    def __del__(self) -> None:
-        executor = getattr(self, "_executor", None)
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_executor"] = None  # a pool cannot be pickled or copied; the copy makes its own
-        return state
-
     # -- the mix -----------------------------------------------------------------------------
     def _prior(self, batch: int) -> Tensor:
         """One Dirichlet(alpha 1_m) draw per partition, laid end to end (float64, CPU)."""
-        prior = _gamma(self.alpha, batch, self.generator)
+        prior = sample_gamma(self.alpha, batch, self.generator)
         bounds = partition_bounds(batch, self.m_part)
         sums = torch.stack([prior[s:e].sum() for s, e in bounds])
         sizes = torch.tensor([e - s for s, e in bounds])
@@ -148,7 +115,7 @@ class CoMixup(Mixer):
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
         """Mix a batch; ``saliency`` is (B, H, W) or (B, 1, H, W), non-negative."""
-        _import_gco()
+        import_gco("comixup")
         b, _, h, w = images.shape
         if saliency is None:  # pragma: no cover - Mixer.__call__ checks this
             raise ValueError("comixup needs saliency")
@@ -165,7 +132,7 @@ class CoMixup(Mixer):
                       niter=self.niter, set_resolve=self.set_resolve, warm_start=self.warm_start,
                       half_bias=self.half_bias, stop_before_resolve=self.stop_before_resolve,
                       pool_size=self.pool_size, generator=self.generator,
-                      executor=self._pool())
+                      pool=self.pool)
         weights = res.weights
         lam = weights.diagonal().clone()
         others = weights.clone()

@@ -16,9 +16,7 @@ import torch
 from torch import Tensor
 
 from ..functional.boxes import paste_boxes, rand_box
-from .base import (MixOutput, Mixer, check_bool, check_positive, check_probability, mix_targets,
-                   random_permutation, sample_beta)
-from .mixup import draw_apply, skip_mix
+from .base import MixOutput, Mixer, draw_apply, mix_targets, random_permutation, sample_beta, skip_mix
 from .registry import register_mixer
 
 __all__ = ["CutMix"]
@@ -51,9 +49,7 @@ class CutMix(Mixer):
     def __init__(self, *, alpha: float = 1.0, prob: float = 1.0, per_sample: bool = False,
                  num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
-        self.alpha = check_positive(alpha, "alpha")
-        self.prob = check_probability(prob, "prob")
-        self.per_sample = check_bool(per_sample, "per_sample")
+        self.set_options(alpha=alpha, prob=prob, per_sample=per_sample)
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
         b, _, h, w = images.shape

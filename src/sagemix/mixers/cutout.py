@@ -14,8 +14,7 @@ import torch
 from torch import Tensor
 
 from ..functional.boxes import box_areas, centered_boxes, erase_boxes
-from .base import MixOutput, Mixer, check_bool, check_probability
-from .mixup import draw_apply, skip_mix
+from .base import MixOutput, Mixer, check_int, draw_apply, skip_mix
 from .registry import register_mixer
 
 __all__ = ["Cutout"]
@@ -48,11 +47,8 @@ class Cutout(Mixer):
     def __init__(self, *, size: int = 16, prob: float = 1.0, per_sample: bool = True,
                  num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive int (hole side in pixels), got {size!r}")
-        self.size = size
-        self.prob = check_probability(prob, "prob")
-        self.per_sample = check_bool(per_sample, "per_sample")
+        self.size = check_int(size, "size", 1)
+        self.set_options(prob=prob, per_sample=per_sample)
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
         b, _, h, w = images.shape

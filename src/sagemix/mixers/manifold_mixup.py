@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..functional.mixup import mixup
-from .base import MixOutput, Mixer, check_bool, check_positive, mix_targets, random_permutation, sample_beta
+from .base import MixOutput, Mixer, mix_targets, random_permutation, sample_beta
 from .registry import register_mixer
 
 __all__ = ["ManifoldMixup"]
@@ -55,12 +55,11 @@ class ManifoldMixup(Mixer):
     def __init__(self, *, alpha: float = 2.0, layers: Sequence[int] = (0, 1, 2), per_sample: bool = False,
                  num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
-        self.alpha = check_positive(alpha, "alpha")
+        self.set_options(alpha=alpha, per_sample=per_sample)
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or len(layers) == 0 or any(
                 isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in layers):
             raise ValueError(f"layers must be a non-empty sequence of ints >= 0 (0 = input), got {layers!r}")
         self.layers = tuple(int(k) for k in layers)
-        self.per_sample = check_bool(per_sample, "per_sample")
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
         b = images.shape[0]

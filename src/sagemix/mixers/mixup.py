@@ -13,27 +13,10 @@ import torch
 from torch import Tensor
 
 from ..functional.mixup import mixup
-from .base import (MixOutput, Mixer, check_bool, check_positive, check_probability, mix_targets,
-                   random_permutation, sample_beta)
+from .base import MixOutput, Mixer, draw_apply, mix_targets, random_permutation, sample_beta, skip_mix
 from .registry import register_mixer
 
-__all__ = ["Mixup", "skip_mix", "draw_apply"]
-
-
-def skip_mix(images: Tensor, targets: Tensor, **extras: object) -> MixOutput:
-    """The unmixed batch as a MixOutput: a copy of the images, ``lam = 1``, ``index = arange(B)``."""
-    b = images.shape[0]
-    return MixOutput(images.clone(), targets, torch.ones(b, device=images.device),
-                     torch.arange(b, device=images.device), dict(extras))
-
-
-def draw_apply(prob: float, generator: torch.Generator | None) -> bool:
-    """Bernoulli(prob) coin from ``generator``; no draw is spent when ``prob`` is 0 or 1."""
-    if prob >= 1.0:
-        return True
-    if prob <= 0.0:
-        return False
-    return bool(torch.rand((), generator=generator, dtype=torch.float64) < prob)
+__all__ = ["Mixup"]
 
 
 @register_mixer("mixup")
@@ -62,9 +45,7 @@ class Mixup(Mixer):
     def __init__(self, *, alpha: float = 1.0, prob: float = 1.0, per_sample: bool = False,
                  num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
-        self.alpha = check_positive(alpha, "alpha")
-        self.prob = check_probability(prob, "prob")
-        self.per_sample = check_bool(per_sample, "per_sample")
+        self.set_options(alpha=alpha, prob=prob, per_sample=per_sample)
 
     def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
         if not draw_apply(self.prob, self.generator):

@@ -17,48 +17,24 @@ keeps ``sign(grad)`` for the next call (``MixStep`` calls the two in turn). The 
 that gradient at a randomly perturbed input; here it is the clean input's gradient (the one the
 saliency comes from), and the random start is added afterwards.
 
-The graph cuts, one per sample, run in this process (``num_workers=0``) or in a process pool that
-is started on the first batch, reused for every later batch and stopped by :meth:`PuzzleMix.close`
-(or when the mixer is garbage-collected).
+The graph cuts, one per sample, run in this process (``num_workers=0``) or in the mixer's
+:class:`sagemix.functional.pool.WorkerPool` (spawn processes started on the first batch, reused for
+every later batch and stopped by :meth:`PuzzleMix.close` or when the mixer is garbage-collected).
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor
 
-from ..functional.graphcut import GraphCutPool, import_gco
+from ..functional.graphcut import import_gco
 from ..functional.puzzlemix import TRANSPORT_RESOLVE, fgsm_noise, puzzle_mix
-from .base import (MixOutput, Mixer, check_bool, check_nonnegative, check_probability, mix_targets, random_permutation,
-                   sample_beta)
+from .base import (CIFAR10_MEAN, CIFAR10_STD, MixOutput, Mixer, check_bool, check_int, check_nonnegative,
+                   check_probability, mix_targets, random_permutation, sample_beta)
 from .registry import register_mixer
 
 __all__ = ["PuzzleMix", "CIFAR10_MEAN", "CIFAR10_STD"]
-
-#: CIFAR-10 normalisation (SAGE spec section 7), the default for de-normalising.
-CIFAR10_MEAN: tuple[float, float, float] = (125.3 / 255, 123.0 / 255, 113.9 / 255)
-CIFAR10_STD: tuple[float, float, float] = (63.0 / 255, 62.1 / 255, 66.7 / 255)
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_channels(value: Any, name: str, positive: bool) -> tuple[float, ...]:
-    if isinstance(value, Tensor):
-        value = value.flatten().tolist()
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
-        raise TypeError(f"{name} must be a non-empty sequence of floats (one per channel), got {value!r}")
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
-            raise ValueError(f"{name} must hold finite numbers{' > 0' if positive else ''}, got {value!r}")
-        out.append(float(v))
-    return tuple(out)
 
 
 @register_mixer("puzzlemix")
@@ -84,7 +60,7 @@ class PuzzleMix(Mixer):
         num_workers: > 0 solves the cuts in a process pool of that size (started on first use, reused).
         transport_resolve: ``"cheapest"`` (the spec) or ``"research"``, the research code's conflict
             rule (see :data:`sagemix.functional.puzzlemix.TRANSPORT_RESOLVE`). Off by default.
-        start_method: multiprocessing start method of the pool (None: the platform default).
+        start_method: multiprocessing start method of the pool (None: ``"spawn"``).
         num_classes: K, needed when targets are integer labels.
         generator: torch generator for every random draw.
 
@@ -98,6 +74,7 @@ class PuzzleMix(Mixer):
 
     needs_gradient_saliency = True
     saliency_loss = "ce"
+    needs_normalization: ClassVar[bool] = True
 
     def __init__(self, *, alpha: float = 1.0, n_labels: int = 3, beta: float = 1.2, gamma: float = 0.5,
                  eta: float = 0.2, neigh_size: int = 4, transport: bool = True, t_eps: float = 0.8,
@@ -108,33 +85,26 @@ class PuzzleMix(Mixer):
                  generator: torch.Generator | None = None) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
         self.alpha = check_nonnegative(alpha, "alpha")
-        self.n_labels = _check_int(n_labels, "n_labels", 2)
+        self.n_labels = check_int(n_labels, "n_labels", 2)
         self.beta = check_nonnegative(beta, "beta")
         self.gamma = check_nonnegative(gamma, "gamma")
         self.eta = check_nonnegative(eta, "eta")
-        self.neigh_size = _check_int(neigh_size, "neigh_size", 1)
+        self.neigh_size = check_int(neigh_size, "neigh_size", 1)
         self.transport = check_bool(transport, "transport")
         self.t_eps = check_nonnegative(t_eps, "t_eps")
-        self.t_size = _check_int(t_size, "t_size", 1)
+        self.t_size = check_int(t_size, "t_size", 1)
         if isinstance(grid_sizes, (str, bytes)) or not isinstance(grid_sizes, Sequence) or len(grid_sizes) == 0:
             raise ValueError(f"grid_sizes must be a non-empty sequence of ints >= 1, got {grid_sizes!r}")
-        self.grid_sizes = tuple(_check_int(n, "grid_sizes entries", 1) for n in grid_sizes)
+        self.grid_sizes = tuple(check_int(n, "grid_sizes entries", 1) for n in grid_sizes)
         self.clean_lam = check_nonnegative(clean_lam, "clean_lam")
         self.adv_p = check_probability(adv_p, "adv_p")
         self.adv_eps = check_nonnegative(adv_eps, "adv_eps")
-        self.mean = _check_channels(mean, "mean", positive=False)
-        self.std = _check_channels(std, "std", positive=True)
-        if len(self.mean) != len(self.std):
-            raise ValueError(f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}")
-        self.num_workers = _check_int(num_workers, "num_workers", 0)
+        self.set_normalization(mean, std)
         if transport_resolve not in TRANSPORT_RESOLVE:
             raise ValueError(f"transport_resolve must be one of {TRANSPORT_RESOLVE}, got {transport_resolve!r}")
         self.transport_resolve = transport_resolve
-        self.start_method = start_method
-        if self.num_workers > 0:
-            GraphCutPool(self.num_workers, start_method=start_method)  # validate start_method now
+        self.init_pool(num_workers, start_method)
         import_gco()  # fail at construction, naming the extra, rather than on the first batch
-        self._pool: GraphCutPool | None = None
         self._adv_sign: Tensor | None = None
 
     # -- the step protocol -------------------------------------------------------------------
@@ -160,26 +130,9 @@ class PuzzleMix(Mixer):
             self._adv_sign = grad.sign()
         return grad.float().pow(2).mean(dim=1).sqrt()
 
-    # -- the pool ----------------------------------------------------------------------------
-    def _get_pool(self) -> GraphCutPool | None:
-        if self.num_workers == 0:
-            return None
-        if self._pool is None:
-            self._pool = GraphCutPool(self.num_workers, start_method=self.start_method)
-        return self._pool
-
-    def close(self) -> None:
-        """Stop the graph-cut worker processes, if any (a later call starts new ones)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
-
-    # No __del__ here: the GraphCutPool closes itself when it is garbage-collected with the mixer.
-
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_pool"] = None
-        state["_adv_sign"] = None
+        state["_adv_sign"] = None  # the pool drops its own processes when pickled
         return state
 
     # -- the mix -----------------------------------------------------------------------------
@@ -233,7 +186,7 @@ class PuzzleMix(Mixer):
                          n_labels=self.n_labels, beta=self.beta, gamma=self.gamma, eta=self.eta,
                          neigh_size=self.neigh_size, transport=self.transport, t_eps=self.t_eps,
                          t_size=self.t_size, transport_resolve=self.transport_resolve, noise1=noise1,
-                         noise2=noise2, pool=self._get_pool())
+                         noise2=noise2, pool=self.pool)
         rho = res.lam.to(targets.dtype)
         return MixOutput(res.images, mix_targets(targets, index, rho), rho, index,
                          {"grid_size": n, "mask": res.mask, "prior_lam": lam, "adversarial": adv})

@@ -1,7 +1,8 @@
 """SAGE: Saliency-Guided Mixup with Optimal Rearrangements (Ma et al., BMVC 2022).
 
-Paper: https://arxiv.org/abs/2211.00113. The method as implemented is specified in
-``shared/spec/SAGE.md``; the kernels are in :mod:`sagemix.functional.sage`.
+Paper: https://arxiv.org/abs/2211.00113. The method as implemented is specified in docs/SAGE.md;
+the kernels are in :mod:`sagemix.functional.sage` (the fast objective in
+:mod:`sagemix.functional.sage_objective`).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ class SAGE(Mixer):
     """
 
     needs_gradient_saliency = True
-    saliency_train_mode = True  # batch-norm statistics see the clean and the mixed forward (section 6)
+    saliency_train_mode = True  # batch-norm statistics see the clean and the mixed forward (docs/SAGE.md §6)
     saliency_loss = "train"
 
     def __init__(self, *, num_classes: int | None = None, upper_lambda: float = 0.6, mixup_alpha: float = 1.0,
@@ -83,7 +84,7 @@ class SAGE(Mixer):
         return self.update_ratio
 
     def reduce_saliency(self, grad: Tensor) -> Tensor:
-        """Channel reduction then Gaussian smoothing (section 1): (B, C, H, W) -> (B, H, W) float32."""
+        """Channel reduction then Gaussian smoothing (docs/SAGE.md §1): (B, C, H, W) -> (B, H, W) float32."""
         return gaussian_smooth(reduce_saliency(grad, self.saliency_reduce), self.blur_kernel_size, self.blur_sigma)
 
     # -- the draws and the mix ---------------------------------------------------------------

@@ -18,36 +18,20 @@ by ``*255`` in uint8: the default here is the paper's per-image box on correct u
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import torch
 from torch import Tensor
 
 from ..functional.boxes import paste_boxes
 from ..functional.saliencymix import denormalize_to_uint8, opencv_saliency, saliency_boxes
-from .base import (MixOutput, Mixer, check_bool, check_positive, check_probability, mix_targets,
-                   random_permutation, sample_beta)
-from .mixup import draw_apply, skip_mix
+from .base import (CIFAR10_MEAN, CIFAR10_STD, MixOutput, Mixer, draw_apply, mix_targets, random_permutation,
+                   sample_beta, skip_mix)
 from .registry import register_mixer
 
 __all__ = ["SaliencyMix", "CIFAR10_MEAN", "CIFAR10_STD"]
 
-#: CIFAR-10 normalisation on the 0-1 scale (SAGE spec section 7).
-CIFAR10_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
-CIFAR10_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
-
 SaliencyFn = Callable[[Tensor], Tensor]
-
-
-def _check_stats(value: Sequence[float], name: str, positive: bool) -> tuple[float, ...]:
-    try:
-        out = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a sequence of per-channel numbers, got {value!r}") from None
-    if len(out) == 0 or (positive and any(not v > 0 for v in out)):
-        raise ValueError(f"{name} must be a non-empty sequence of per-channel numbers"
-                         f"{' > 0' if positive else ''}, got {value!r}")
-    return out
 
 
 @register_mixer("saliencymix")
@@ -82,18 +66,15 @@ class SaliencyMix(Mixer):
         True
     """
 
+    needs_normalization: ClassVar[bool] = True
+
     def __init__(self, *, alpha: float = 1.0, prob: float = 0.5, per_batch_box: bool = False,
                  mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
                  saliency_fn: SaliencyFn | None = None, num_classes: int | None = None,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
-        self.alpha = check_positive(alpha, "alpha")
-        self.prob = check_probability(prob, "prob")
-        self.per_batch_box = check_bool(per_batch_box, "per_batch_box")
-        self.mean = _check_stats(mean, "mean", positive=False)
-        self.std = _check_stats(std, "std", positive=True)
-        if len(self.mean) != len(self.std):
-            raise ValueError(f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}")
+        self.set_options(alpha=alpha, prob=prob, per_batch_box=per_batch_box)
+        self.set_normalization(mean, std)
         if saliency_fn is not None and not callable(saliency_fn):
             raise TypeError(f"saliency_fn must be callable as saliency_fn(images) -> (N, H, W), got {saliency_fn!r}")
         self.saliency_fn = saliency_fn

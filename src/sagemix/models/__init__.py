@@ -1,7 +1,7 @@
 """Models for sagemix: the paper's CIFAR networks and a small fast CPU network.
 
 ``create_model(name, num_classes, **kw)`` with names ``preactresnet18``, ``wrn16_8``,
-``resnext29_4_24`` (SAGE, Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113, section 7) and
+``resnext29_4_24`` (SAGE, Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113; docs/SAGE.md §7) and
 ``smallnet``. All implement Manifold Mixup's stage protocol (``mix_layers``;
 ``forward(x, mix_layer=None, mix_fn=None)``) and accept any input size.
 """

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -137,10 +136,10 @@ def build_mixer(method: str, *, num_classes: int, generator: torch.Generator | N
         std: the data's per-channel std (None: the method's default).
     """
     kwargs = dict(mixer_kwargs or {})
-    accepted = inspect.signature(get_mixer_class(method)).parameters
-    for key, value in (("mean", mean), ("std", std)):
-        if value is not None and key in accepted and key not in kwargs:
-            kwargs[key] = tuple(value)
+    if get_mixer_class(method).needs_normalization:
+        for key, value in (("mean", mean), ("std", std)):
+            if value is not None and key not in kwargs:
+                kwargs[key] = tuple(value)
     return create_mixer(method, num_classes=num_classes, generator=generator, **kwargs)
 
 

@@ -128,7 +128,7 @@ class EvalOptions:
         set_("adversarial", _names(self.adversarial, "adversarial", ATTACKS))
         set_("classifier", _names(self.classifier, "classifier", CLASSIFIERS, allow_empty=False))
         if self.corruption_names is not None:
-            from .corruptions import ALL_CORRUPTIONS
+            from .corruptions.constants import ALL_CORRUPTIONS
 
             set_("corruption_names", _names(self.corruption_names, "corruption_names (--corruption-names)",
                                             ALL_CORRUPTIONS))

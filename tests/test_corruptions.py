@@ -17,6 +17,7 @@ pytest.importorskip("skimage")
 pytest.importorskip("PIL")
 
 from sagemix.evaluate import corruptions as C  # noqa: E402
+from sagemix.evaluate.corruptions import frost as C_frost, ops as C_ops  # noqa: E402
 from sagemix.evaluate.corruptions import (  # noqa: E402
     ALL_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, clipped_zoom, corrupt, corruption_rng, disk,
     generate_corrupted, glass_shuffle, im_motion_blur, load_corrupted, motion_blur_kernel, plasma_fractal,
@@ -215,9 +216,9 @@ def test_hsv_matches_skimage(images: np.ndarray) -> None:
     x = np.concatenate([images / 255.0, np.zeros((1, 32, 32, 3)), np.full((1, 32, 32, 3), 0.5)])
     x[0, 0, 0] = [0.2, 0.7, 0.7]  # ties between channels
     x[0, 0, 1] = [0.9, 0.1, 0.9]
-    hsv = C._rgb2hsv(x)
+    hsv = C_ops._rgb2hsv(x)
     np.testing.assert_array_equal(hsv, skimage.color.rgb2hsv(x))
-    np.testing.assert_array_equal(C._hsv2rgb(hsv), skimage.color.hsv2rgb(hsv))
+    np.testing.assert_array_equal(C_ops._hsv2rgb(hsv), skimage.color.hsv2rgb(hsv))
     for s, v in enumerate([.05, .1, .15, .2, .3], start=1):
         h = skimage.color.rgb2hsv(images / 255.0)
         h[..., 2] = np.clip(h[..., 2] + v, 0, 1)
@@ -313,7 +314,7 @@ def test_bilinear_reflect_matches_map_coordinates() -> None:
     ref = np.stack([np.stack([scipy.ndimage.map_coordinates(img[n, ..., c], [rows[n], cols[n]], order=1,
                                                             mode="reflect") for c in range(3)], -1)
                     for n in range(3)])
-    np.testing.assert_allclose(C._bilinear_reflect(img, rows, cols), ref, atol=1e-6)
+    np.testing.assert_allclose(C_ops._bilinear_reflect(img, rows, cols), ref, atol=1e-6)
 
 
 def test_elastic_severity1_is_affine_only(images: np.ndarray) -> None:
@@ -553,7 +554,7 @@ def test_frost_photographs_and_crops() -> None:
     assert [t.shape for t in tex] == [(120, 180, 3), (63, 112, 3), (63, 112, 3), (70, 105, 3), (99, 132, 3)]
     m = tex[0].reshape(-1, 3).mean(0)
     np.testing.assert_allclose(m, [78, 149, 166], atol=6)  # teal, RGB order
-    path = C._frost_package_paths()[1]
+    path = C_frost._frost_package_paths()[1]
     big = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
     np.testing.assert_array_equal(tex[1], big[2::5, 2::5][:63, :112])  # x0.2 is decimation
     # On a black image frost is floor(b * crop): find each result among all crops of the 5 textures.
@@ -571,12 +572,12 @@ def test_frost_photographs_and_crops() -> None:
 
 
 def test_frost_missing_wheel_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(C.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(C_frost.importlib.util, "find_spec", lambda name: None)
 
     def no_dist(name: str) -> None:
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(C.importlib.metadata, "distribution", no_dist)
+    monkeypatch.setattr(C_frost.importlib.metadata, "distribution", no_dist)
     C.load_frost_images.cache_clear()
     try:
         with pytest.raises(ImportError, match=r"pip install --no-deps imagecorruptions-imaug==1\.1\.5"):

@@ -15,32 +15,36 @@ A comparison is described by a JSON file (see ``configs/offline_comparison.json`
       "models": ["smallnet"],                   # optional (default: the recipe's model)
       "overrides": {"epochs": 8},               # applied to every run (dotted keys allowed)
       "method_overrides": {"sage": {"method_kwargs.rand_pos": 0.01}},   # per method
-      "eval": {"enabled": true, "args": ["--adversarial", "fgsm"]},     # `sagemix eval RUN <args>`
-                                                # ({seed} {method} {model} {out} in args are filled in)
+      "eval": {"enabled": true, "args": ["--adversarial", "fgsm"]},     # the flags of `sagemix eval RUN`
+                                                # ({seed} {method} {model} {out} in args are filled in);
+                                                # or/and "options": {"adversarial": ["fgsm"], ...}, the
+                                                # fields of sagemix.evaluate.EvalOptions (applied after args)
       "report": {"out": "runs/offline_comparison/report", "plots": true},
       "estimate": {...}                         # optional free-form notes (how the budget was sized)
     }
 
 The matrix is resumable: a run whose ``summary.json`` says ``finished: true`` is not trained again,
 a run with a checkpoint but no finished summary is resumed (``resume=True``), and an evaluation is
-skipped when every file it writes (``eval/clean.json`` and those its flags ask for) exists. Training
-runs in this process through :func:`sagemix.train.train`; evaluation runs ``python -m sagemix eval``
-in a subprocess. Runs are ordered seed by seed, so a partial comparison has every method at the
-first seeds.
+skipped when every result file its options ask for exists (:meth:`EvalOptions.expected_files`).
+Training runs in this process through :func:`sagemix.train.train`, and so does evaluation, through
+:func:`sagemix.evaluate.evaluate_run`: the ``eval.args`` flags are read by the ``sagemix eval``
+command's own parser into :class:`sagemix.evaluate.EvalOptions`. Runs are ordered seed by seed, so a
+partial comparison has every method at the first seeds.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from . import run_folder as rf
+
 __all__ = ["ComparisonConfig", "RunSpec", "load_comparison", "plan_runs", "run_state", "expected_eval_files",
-           "eval_args_for", "run_comparison"]
+           "eval_args_for", "eval_options_for", "run_comparison"]
 
 _KEYS = {"description", "recipe", "out", "methods", "seeds", "models", "overrides", "method_overrides", "eval",
          "report", "estimate"}
@@ -58,8 +62,9 @@ class ComparisonConfig:
         models: model names; None uses the recipe's.
         overrides: config overrides for every run (``{"epochs": 8, "method_kwargs.x": 1}``).
         method_overrides: per-method overrides on top of ``overrides``.
-        eval_enabled: run ``sagemix eval`` on each finished run.
-        eval_args: the extra arguments of ``sagemix eval``.
+        eval_enabled: evaluate each finished run (:func:`sagemix.evaluate.evaluate_run`).
+        eval_args: flags of ``sagemix eval`` (placeholders allowed), read into the evaluation options.
+        eval_options: :class:`sagemix.evaluate.EvalOptions` fields applied on top of ``eval_args``.
         report_out: the report folder (default ``<out>/report``).
         report_plots: draw the report's plots.
         description: free text.
@@ -74,6 +79,7 @@ class ComparisonConfig:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_enabled: bool = False
     eval_args: list[str] = field(default_factory=list)
+    eval_options: dict[str, Any] = field(default_factory=dict)
     report_out: str | None = None
     report_plots: bool = True
     description: str = ""
@@ -124,14 +130,17 @@ class ComparisonConfig:
             if m not in methods:
                 raise ValueError(f"comparison key 'method_overrides' names {m!r}, which is not in methods {methods}")
         ev = d.get("eval", {}) or {}
-        if not isinstance(ev, dict) or set(ev) - {"enabled", "args"}:
-            raise ValueError(f"comparison key 'eval' must be an object with 'enabled' and 'args', got {ev!r}")
+        if not isinstance(ev, dict) or set(ev) - {"enabled", "args", "options"}:
+            raise ValueError(f"comparison key 'eval' must be an object with 'enabled', 'args' and 'options', "
+                             f"got {ev!r}")
         enabled = ev.get("enabled", bool(ev))
         if not isinstance(enabled, bool):
             raise TypeError(f"comparison key 'eval.enabled' must be true or false, got {enabled!r}")
         eval_args = ev.get("args", []) or []
         if not isinstance(eval_args, list) or not all(isinstance(a, str) for a in eval_args):
             raise TypeError(f"comparison key 'eval.args' must be a list of strings (sagemix eval flags), got {eval_args!r}")
+        eval_options = ev.get("options", {}) or {}
+        _check_eval_options(eval_options)
         rep = d.get("report", {}) or {}
         if not isinstance(rep, dict) or set(rep) - {"out", "plots"}:
             raise ValueError(f"comparison key 'report' must be an object with 'out' and 'plots', got {rep!r}")
@@ -140,8 +149,20 @@ class ComparisonConfig:
             raise TypeError(f"comparison key 'description' must be a string, got {desc!r}")
         return cls(recipe=recipe, out=out, methods=methods, seeds=list(seeds), models=models,
                    overrides=dict(overrides), method_overrides={k: dict(v) for k, v in mo.items()},
-                   eval_enabled=enabled, eval_args=list(eval_args), report_out=rep.get("out"),
+                   eval_enabled=enabled, eval_args=list(eval_args), eval_options=dict(eval_options), report_out=rep.get("out"),
                    report_plots=bool(rep.get("plots", True)), description=desc)
+
+
+def _check_eval_options(opts: Any) -> None:
+    from .evaluate.stage import EvalOptions
+
+    if not isinstance(opts, dict):
+        raise TypeError(f"comparison key 'eval.options' must be an object of EvalOptions fields, got {opts!r}")
+    known = {f.name for f in dataclasses.fields(EvalOptions)}
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ValueError(f"comparison key 'eval.options' has unknown field(s) {unknown}; expected some of "
+                         f"{sorted(known)}")
 
 
 def _str_list(v: Any, key: str) -> list[str]:
@@ -199,26 +220,27 @@ def plan_runs(cfg: ComparisonConfig) -> list[RunSpec]:
 
 def run_state(run_dir: str | os.PathLike) -> str:
     """``"finished"`` (summary says so), ``"interrupted"`` (a checkpoint, not finished) or ``"new"``."""
-    d = Path(run_dir)
-    summary = d / "summary.json"
-    if summary.is_file():
-        try:
-            if json.loads(summary.read_text(encoding="utf-8")).get("finished") is True:
-                return "finished"
-        except (json.JSONDecodeError, OSError):
-            pass
-    return "interrupted" if (d / "checkpoint.pt").is_file() else "new"
+    state = rf.RunFolder(run_dir).state()
+    return "new" if state == "missing" else state
 
 
-def expected_eval_files(eval_args: Sequence[str]) -> list[str]:
-    """The files in ``<run>/eval/`` that ``sagemix eval <eval_args>`` writes (so they can be skipped)."""
-    files = ["clean.json"]
-    flags = {a.split("=", 1)[0] for a in eval_args}
-    for flag, name in (("--corruptions", "corruptions.json"), ("--generate-corruptions", "corruptions.json"),
-                       ("--adversarial", "adversarial.json"), ("--fewshot", "fewshot.json")):
-        if flag in flags and name not in files:
-            files.append(name)
-    return files
+def expected_eval_files(eval_args: Sequence[str] | Any) -> list[str]:
+    """The result files in the eval folder that an evaluation writes (so that it can be skipped).
+
+    Args:
+        eval_args: ``sagemix eval`` flags (read by the command's parser) or an
+            :class:`sagemix.evaluate.EvalOptions`.
+    """
+    from .evaluate.stage import EvalOptions
+
+    opts = eval_args if isinstance(eval_args, EvalOptions) else _parse_eval_args(eval_args)
+    return opts.expected_files()
+
+
+def _parse_eval_args(args: Sequence[str], threads: int | None = None) -> Any:
+    from .commands.eval import parse_options
+
+    return parse_options(list(args), threads=threads)
 
 
 def eval_args_for(cfg: ComparisonConfig, spec: RunSpec) -> list[str]:
@@ -227,19 +249,39 @@ def eval_args_for(cfg: ComparisonConfig, spec: RunSpec) -> list[str]:
     E.g. ``--corruptions {out}/corrupted-s{seed}`` shares one generated corrupted test set between the
     runs of a seed (the offline dataset is drawn from the run's seed, so each seed has its own test set).
     """
-    fields = {"seed": spec.seed, "method": spec.method, "model": spec.model, "out": cfg.out}
-    out = []
-    for a in cfg.eval_args:
+    return [_fill(a, _fields(cfg, spec), "eval argument") for a in cfg.eval_args]
+
+
+def _fields(cfg: ComparisonConfig, spec: RunSpec) -> dict[str, Any]:
+    return {"seed": spec.seed, "method": spec.method, "model": spec.model, "out": cfg.out}
+
+
+def _fill(value: Any, fields: Mapping[str, Any], where: str) -> Any:
+    if isinstance(value, str):
         try:
-            out.append(a.format(**fields))
+            return value.format(**fields)
         except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"comparison eval argument {a!r} has an unknown placeholder ({e}); use {{seed}}, "
+            raise ValueError(f"comparison {where} {value!r} has an unknown placeholder ({e}); use {{seed}}, "
                              "{method}, {model} or {out}") from None
-    return out
+    if isinstance(value, list):
+        return [_fill(v, fields, where) for v in value]
+    return value
 
 
-def _eval_done(run_dir: Path, eval_args: Sequence[str]) -> bool:
-    return all((run_dir / "eval" / f).is_file() for f in expected_eval_files(eval_args))
+def eval_options_for(cfg: ComparisonConfig, spec: RunSpec) -> Any:
+    """The run's :class:`sagemix.evaluate.EvalOptions`: ``eval.args`` read by the ``sagemix eval`` parser
+    (placeholders filled in, see :func:`eval_args_for`), then ``eval.options`` on top; the runs'
+    ``threads`` override, when set, is the evaluation's thread count too.
+    """
+    threads = spec.overrides.get("threads")
+    threads = threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
+    opts = _parse_eval_args(eval_args_for(cfg, spec), threads=threads)
+    if cfg.eval_options:
+        _check_eval_options(cfg.eval_options)
+        extra = {k: _fill(v, _fields(cfg, spec), f"eval option {k!r}") for k, v in cfg.eval_options.items()}
+        extra = {k: tuple(v) if isinstance(v, list) else v for k, v in extra.items()}
+        opts = dataclasses.replace(opts, **extra)
+    return opts
 
 
 def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] | None = None,
@@ -261,6 +303,7 @@ def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] |
         ``{"trained": [...], "resumed": [...], "skipped": [...], "evaluated": [...], "failed": {name: error},
         "report": path or None}``.
     """
+    from .evaluate.stage import evaluate_run
     from .train import load_config
 
     if train_fn is None:
@@ -283,7 +326,7 @@ def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] |
         state = run_state(spec.run_dir)
         head = f"[{i}/{n}] {spec.name}"
         if dry_run:
-            ev = "eval done" if _eval_done(spec.run_dir, cfg.eval_args) else "eval to do"
+            ev = "eval done" if do_eval and eval_options_for(cfg, spec).done(spec.run_dir) else "eval to do"
             log(f"{head}: {state}" + (f", {ev}" if do_eval else ""))
             continue
         if state == "finished":
@@ -304,26 +347,25 @@ def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] |
             result["resumed" if state == "interrupted" else "trained"].append(spec.name)
             log(f"{head}: done in {time.perf_counter() - t0:.0f} s")
         if do_eval:
-            if _eval_done(spec.run_dir, cfg.eval_args):
-                log(f"{head}: evaluation already done")
-                continue
-            cmd = [sys.executable, "-m", "sagemix", "eval", str(spec.run_dir), *eval_args_for(cfg, spec)]
-            log(f"{head}: evaluating: {' '.join(cmd[1:])}")
-            env = dict(os.environ)
-            threads = spec.overrides.get("threads")
-            if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
-                env["OMP_NUM_THREADS"] = str(threads)  # the evaluation uses the runs' thread count too
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                err = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-                result["failed"][spec.name] = f"evaluation exit {proc.returncode}: {err[0]}"
-                log(f"{head}: evaluation failed (exit {proc.returncode}): {err[0]}")
+            try:
+                opts = eval_options_for(cfg, spec)
+                if opts.done(spec.run_dir):
+                    log(f"{head}: evaluation already done")
+                    continue
+                log(f"{head}: evaluating: " + " ".join(["sagemix eval", str(spec.run_dir),
+                                                        *eval_args_for(cfg, spec)]))
+                evaluate_run(spec.run_dir, opts, log=log)
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one failed evaluation must not lose the others; reported at the end
+                result["failed"][spec.name] = f"evaluation: {type(e).__name__}: {e}"
+                log(f"{head}: evaluation failed: {type(e).__name__}: {e}")
             else:
                 result["evaluated"].append(spec.name)
     if report and not dry_run:
         from .report import collect_runs, write_report
 
-        dirs = [s.run_dir for s in plan_runs(cfg) if (s.run_dir / "summary.json").is_file()]
+        dirs = [s.run_dir for s in plan_runs(cfg) if rf.RunFolder(s.run_dir).summary_path.is_file()]
         if dirs:
             out = Path(cfg.report_out or Path(cfg.out) / "report")
             written = write_report(collect_runs(dirs), out, plots=cfg.report_plots)

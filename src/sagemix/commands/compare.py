@@ -21,10 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "compare", help="train and evaluate a matrix of methods x seeds with one recipe, then report",
         description="Train every (model, method, seed) of a comparison config with one recipe (in this "
-                    "process, through sagemix.train), evaluate each finished run with `sagemix eval` and the "
-                    "config's flags, and write the report (sagemix report). Running it again continues: runs "
-                    "whose summary.json says finished are not redone, interrupted ones are resumed from their "
-                    "checkpoint, evaluations whose files exist are skipped.",
+                    "process, through sagemix.train), evaluate each finished run in this process "
+                    "too (as `sagemix eval` would, with the config's eval flags and options), and write the "
+                    "report (sagemix report). Running it again continues: runs whose summary.json says "
+                    "finished are not redone, interrupted ones are resumed from their checkpoint, "
+                    "evaluations whose files exist are skipped.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, metavar="FILE", help="the comparison JSON file")
     p.add_argument("--methods", nargs="+", default=None, metavar="NAME", help="only these methods")

@@ -64,11 +64,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _load_checkpoint(path: str, device: str) -> tuple[Any, dict]:
-    from ..train.checkpoint import load_model
+    from ..run_folder import CHECKPOINT_FILE, load_model
 
     ckpt = Path(path)
     if ckpt.is_dir():
-        ckpt = ckpt / "checkpoint.pt"
+        ckpt = ckpt / CHECKPOINT_FILE
     if not ckpt.is_file():
         raise FileNotFoundError(f"--checkpoint {path!r}: no such checkpoint file")
     model, config = load_model(ckpt, map_location=device)

@@ -72,17 +72,18 @@ _FLAG_KEYS = ("method", "model", "dataset", "data_dir", "download", "epochs", "b
 
 def build_config(args: argparse.Namespace) -> Any:
     """The :class:`TrainConfig` of the parsed arguments."""
+    from ..run_folder import CONFIG_FILE
     from ..train.config import TrainConfig, apply_overrides, load_recipe, parse_overrides
 
     overrides = parse_overrides(args.overrides)
     overrides.update({k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k, None) is not None})
     if args.recipe is not None:
         base = load_recipe(args.recipe)
-    elif args.resume and args.out and (Path(args.out) / "config.json").is_file():
+    elif args.resume and args.out and (Path(args.out) / CONFIG_FILE).is_file():
         # Resuming a run folder: its own config, minus what the run added to it.
         from ..train.config import RUN_INFO_KEYS
 
-        saved = json.loads((Path(args.out) / "config.json").read_text(encoding="utf-8"))
+        saved = json.loads((Path(args.out) / CONFIG_FILE).read_text(encoding="utf-8"))
         base = {k: v for k, v in saved.items() if k not in RUN_INFO_KEYS}
     else:
         base = {}

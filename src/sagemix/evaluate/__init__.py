@@ -11,15 +11,19 @@ BMVC 2022, https://arxiv.org/abs/2211.00113) and the methods it is compared with
 - :func:`evaluate_fewshot` and its pieces (``evaluate/fewshot.py``): N-way K-shot episodes on novel
   classes with a frozen backbone's penultimate features.
 
-The ``sagemix eval`` command runs them on a run folder and writes the results to ``<run>/eval/``.
+The evaluation stage, :func:`evaluate_run` with :class:`EvalOptions` (``evaluate/stage.py``), runs
+them on a run folder and writes the results to ``<run>/eval/``; ``sagemix eval`` and ``sagemix
+compare`` call it. Nothing here imports :mod:`sagemix.train` (checkpoints are read through
+:mod:`sagemix.run_folder`).
 The corruption modules need the ``corruptions`` extra and are imported on use.
 """
 from __future__ import annotations
 
-from .accuracy import accuracy
+from .accuracy import accuracy, evaluate_accuracy
 from .adversarial import adversarial_accuracy, fgsm, parse_eps, pgd
 from .fewshot import (Episodes, classify_episodes, evaluate_fewshot, extract_features, mean_ci95,
                       sample_episodes)
+from .stage import EvalOptions, evaluate_run
 
-__all__ = ["accuracy", "adversarial_accuracy", "fgsm", "pgd", "parse_eps", "Episodes", "sample_episodes",
+__all__ = ["EvalOptions", "evaluate_run", "accuracy", "evaluate_accuracy", "adversarial_accuracy", "fgsm", "pgd", "parse_eps", "Episodes", "sample_episodes",
            "extract_features", "classify_episodes", "mean_ci95", "evaluate_fewshot"]

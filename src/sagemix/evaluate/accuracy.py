@@ -4,6 +4,8 @@ The evaluations of the SAGE paper (Ma et al., "SAGE: Saliency-Guided Mixup with 
 Rearrangements", BMVC 2022, https://arxiv.org/abs/2211.00113) start from uint8 images held in
 memory (the test split, its corrupted copies, the few-shot novel classes). This module turns such
 images into normalised float batches on a device and measures the clean top-1 accuracy, in percent.
+:func:`evaluate_accuracy` is the one routine that counts correct predictions in the project: the
+trainer's per-epoch ``test_acc`` and ``sagemix eval``'s clean accuracy both come from it.
 
 Example:
     >>> import torch
@@ -20,20 +22,13 @@ import math
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["accuracy", "as_nchw_uint8", "check_mean_std", "normalize", "iter_batches", "eval_mode",
+from ..utils import eval_mode, resolve_device
+
+__all__ = ["accuracy", "evaluate_accuracy", "as_nchw_uint8", "check_mean_std", "normalize", "iter_batches", "eval_mode",
            "resolve_device"]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None -> CUDA when available else CPU; any other value through ``torch.device``."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}") from e
 
 
 def check_mean_std(mean: Any, std: Any, channels: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -132,26 +127,61 @@ def iter_batches(images: Tensor, labels: Tensor | None, *, batch_size: int, devi
         yield x, y
 
 
-class eval_mode:
-    """Context manager: put a model in eval mode and restore its previous mode afterwards."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.was_training = model.training
-
-    def __enter__(self) -> nn.Module:
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
-
-
 def _check_common(model: Any, batch_size: Any) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+@torch.no_grad()
+def _eval_sums(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
+               autocast_dtype: torch.dtype | None = None) -> Tensor:
+    """``[correct, loss_sum, count]`` (float64, on the batches' device) of a clean evaluation."""
+    sums: Tensor | None = None
+    with eval_mode(model):
+        for images, labels in loader:
+            if sums is None:
+                sums = torch.zeros(3, dtype=torch.float64, device=images.device)
+            if autocast_dtype is not None:
+                with torch.autocast(device_type=images.device.type, dtype=autocast_dtype):
+                    logits = model(images)
+            else:
+                logits = model(images)
+            logits = logits.float()
+            sums[0] += (logits.argmax(1) == labels).sum()
+            sums[1] += F.cross_entropy(logits, labels, reduction="sum").double()
+            sums[2] += labels.shape[0]
+    return sums if sums is not None else torch.zeros(3, dtype=torch.float64)
+
+
+def evaluate_accuracy(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], *,
+                      autocast_dtype: torch.dtype | None = None) -> tuple[float, float]:
+    """Clean top-1 accuracy (percent) and mean cross-entropy of ``model`` over ``loader``.
+
+    Args:
+        model: a classifier returning (B, K) logits; it is put in eval mode and restored after.
+        loader: an iterable of normalised ``(images, int labels)`` batches (e.g.
+            ``sagemix.data.make_loader(data, batch_size=500, train=False, device=...)``).
+        autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` autocast for the forward.
+
+    Returns:
+        ``(accuracy in [0, 100], mean loss)``.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> batches = [(torch.randn(5, 3, 2, 2), torch.randint(0, 2, (5,)))]
+        >>> acc, loss = evaluate_accuracy(model, batches)
+        >>> 0.0 <= acc <= 100.0 and loss > 0
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    correct, loss_sum, count = (float(v) for v in _eval_sums(model, loader, autocast_dtype).tolist())
+    if count == 0:
+        raise ValueError("loader yielded no batches; cannot evaluate an empty data set")
+    return 100.0 * correct / count, loss_sum / count
 
 
 def accuracy(model: nn.Module, images: Tensor | Iterable[tuple[Tensor, Tensor]], labels: Tensor | None = None,
@@ -173,7 +203,7 @@ def accuracy(model: nn.Module, images: Tensor | Iterable[tuple[Tensor, Tensor]],
 
     Returns:
         The share of correctly classified images, in [0, 100], counted by the trainer's
-        :func:`sagemix.train.evaluate_accuracy` (the same code that logs ``test_acc``).
+        :func:`evaluate_accuracy` (the same code that logs the trainer's ``test_acc``).
     """
     _check_common(model, batch_size)
     dev = resolve_device(device)
@@ -194,8 +224,5 @@ def accuracy(model: nn.Module, images: Tensor | Iterable[tuple[Tensor, Tensor]],
             raise TypeError("images must be a uint8 tensor or an iterable of (images, labels) batches, "
                             f"got {type(images).__name__}")
         batches = ((x.to(dev), y.to(dev)) for x, y in images)
-    # One piece of code counts correct predictions for the whole project: the trainer's.
-    from ..train.trainer import evaluate_accuracy
-
     acc, _ = evaluate_accuracy(model, batches)
     return float(acc)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..utils import eval_mode
 from .corruptions import ALL_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, load_corrupted
 
 __all__ = ["evaluate_corruptions", "results_to_rows", "relative_corruption_error"]
@@ -128,9 +129,7 @@ def evaluate_corruptions(model: nn.Module, c_dir: str | os.PathLike, *, mean: Se
 
     per: dict[str, dict[str, Any]] = {}
     num_images: int | None = None
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for name in names:
             images, labels = load_corrupted(c_dir, name, mmap=True)
             n = images.shape[0] // 5
@@ -146,8 +145,6 @@ def evaluate_corruptions(model: nn.Module, c_dir: str | os.PathLike, *, mean: Se
                 accs.append(_accuracy(model, images[lo:lo + take], labels[lo:lo + take], m, s, dev, batch_size))
             per[name] = {"acc": accs, "error": [100.0 - a for a in accs], "mean_acc": float(np.mean(accs)),
                          "mean_error": 100.0 - float(np.mean(accs)), "benchmark": name in CORRUPTIONS}
-    finally:
-        model.train(was_training)
 
     bench = [nm for nm in names if nm in CORRUPTIONS]
     extra = [nm for nm in names if nm in EXTRA_CORRUPTIONS]

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..run_folder import CONFIG_FILE, METRICS_CSV, METRICS_JSONL, SUMMARY_FILE
 from ..utils import atomic_write_json, atomic_write_text
 
 __all__ = ["METRIC_FIELDS", "RunLogger", "summarize", "git_commit"]
@@ -85,7 +86,7 @@ class RunLogger:
     def write_config(self, config: dict[str, Any]) -> None:
         """Write ``config.json``."""
         if self.enabled:
-            atomic_write_json(self.run_dir / "config.json", config)
+            atomic_write_json(self.run_dir / CONFIG_FILE, config)
 
     def write_metrics(self, history: Sequence[dict[str, Any]]) -> None:
         """Rewrite ``metrics.jsonl`` and ``metrics.csv`` from the whole history; log the last row to TensorBoard."""
@@ -93,13 +94,13 @@ class RunLogger:
             return
         import json
 
-        atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        atomic_write_text(self.run_dir / METRICS_JSONL, "".join(json.dumps(r) + "\n" for r in history))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(METRIC_FIELDS), extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in history:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_FIELDS})
-        atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
+        atomic_write_text(self.run_dir / METRICS_CSV, buf.getvalue())
         if self._tb is not None and history:
             row = history[-1]
             for key in METRIC_FIELDS[1:]:
@@ -110,7 +111,7 @@ class RunLogger:
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write ``summary.json``."""
         if self.enabled:
-            atomic_write_json(self.run_dir / "summary.json", summary)
+            atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
 
     def close(self) -> None:
         """Close TensorBoard's writer."""

@@ -34,14 +34,15 @@ Example:
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import __version__
+from ..evaluate.accuracy import _eval_sums, evaluate_accuracy
 from ..models.protocol import unwrap_model
+from ..run_folder import CHECKPOINT_FILE
 from ..utils import Stopwatch
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_hash
@@ -51,65 +52,11 @@ from .setup import Setup, build_setup, derive_seed
 
 __all__ = ["Trainer", "TrainingDiverged", "evaluate_accuracy", "train", "derive_seed"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = CHECKPOINT_FILE
 
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-@torch.no_grad()
-def _eval_sums(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
-               autocast_dtype: torch.dtype | None = None) -> Tensor:
-    """``[correct, loss_sum, count]`` (float64, on the batches' device) of a clean evaluation."""
-    sums: Tensor | None = None
-    was_training = model.training
-    model.eval()
-    try:
-        for images, labels in loader:
-            if sums is None:
-                sums = torch.zeros(3, dtype=torch.float64, device=images.device)
-            if autocast_dtype is not None:
-                with torch.autocast(device_type=images.device.type, dtype=autocast_dtype):
-                    logits = model(images)
-            else:
-                logits = model(images)
-            logits = logits.float()
-            sums[0] += (logits.argmax(1) == labels).sum()
-            sums[1] += F.cross_entropy(logits, labels, reduction="sum").double()
-            sums[2] += labels.shape[0]
-    finally:
-        model.train(was_training)
-    return sums if sums is not None else torch.zeros(3, dtype=torch.float64)
-
-
-def evaluate_accuracy(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], *,
-                      autocast_dtype: torch.dtype | None = None) -> tuple[float, float]:
-    """Clean top-1 accuracy (percent) and mean cross-entropy of ``model`` over ``loader``.
-
-    Args:
-        model: a classifier returning (B, K) logits; it is put in eval mode and restored after.
-        loader: an iterable of normalised ``(images, int labels)`` batches (e.g.
-            ``sagemix.data.make_loader(data, batch_size=500, train=False, device=...)``).
-        autocast_dtype: optional ``torch.bfloat16``/``torch.float16`` autocast for the forward.
-
-    Returns:
-        ``(accuracy in [0, 100], mean loss)``.
-
-    Example:
-        >>> import torch
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
-        >>> batches = [(torch.randn(5, 3, 2, 2), torch.randint(0, 2, (5,)))]
-        >>> acc, loss = evaluate_accuracy(model, batches)
-        >>> 0.0 <= acc <= 100.0 and loss > 0
-        True
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    correct, loss_sum, count = (float(v) for v in _eval_sums(model, loader, autocast_dtype).tolist())
-    if count == 0:
-        raise ValueError("loader yielded no batches; cannot evaluate an empty data set")
-    return 100.0 * correct / count, loss_sum / count
 
 
 class _EpochSums:

@@ -1,35 +1,22 @@
-"""Paper-style tables and plots from run folders: accuracy, robustness, few-shot and cost.
+"""The report's numbers and tables: clean accuracy, corruptions, adversarial, few-shot and cost.
 
-The tables follow the evaluation of SAGE ("Saliency-Guided Mixup with Optimal Rearrangements",
-Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113) and of Co-Mixup (Kim et al., ICLR 2021,
-https://arxiv.org/abs/2102.03065), whose protocol SAGE follows: clean top-1 accuracy (best, final and
-median of the last 10 epochs, mean ± sample standard deviation over seeds) per model and method;
-accuracy under each corruption and their mean; FGSM accuracy; few-shot accuracy with 95% confidence
-intervals; and the training cost per epoch and per step relative to vanilla training of the same model.
-
-Every number comes from a file of a run folder (``summary.json``, ``metrics.jsonl``, ``eval/*.json``,
-see docs/ARCHITECTURE.md "Runs"); a number that is missing (no evaluation run, no vanilla run to
-compare with) is printed as "—", never filled in.
-
-Example:
-    >>> from sagemix.report import collect_runs, write_report
-    >>> runs = collect_runs(["runs/offline"])                    # doctest: +SKIP
-    >>> write_report(runs, "runs/offline/report")                # doctest: +SKIP
+Each table is a :class:`Table` (Markdown cells and raw CSV values) built from :class:`Run` objects;
+a number that is missing is ``None`` in the CSV and "—" in the Markdown, never filled in.
 """
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
 import statistics
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
-__all__ = ["Run", "load_run", "collect_runs", "Table", "clean_table", "corruption_table", "adversarial_table",
-           "fewshot_table", "cost_table", "build_tables", "write_report", "mean_std", "METHOD_ORDER"]
+from .runs import Run
+
+__all__ = ["METHOD_ORDER", "DASH", "mean_std", "clean_numbers", "corruption_numbers", "adversarial_numbers",
+           "fewshot_numbers", "cost_numbers", "Table", "clean_table", "corruption_table", "adversarial_table",
+           "fewshot_table", "cost_table", "build_tables"]
 
 #: The order of methods in the tables (others follow alphabetically).
 METHOD_ORDER = ["vanilla", "mixup", "manifold_mixup", "cutmix", "cutout", "saliencymix", "puzzlemix", "comixup",
@@ -37,133 +24,6 @@ METHOD_ORDER = ["vanilla", "mixup", "manifold_mixup", "cutmix", "cutout", "salie
 DASH = "—"
 
 
-# ---------------------------------------------------------------------------------------------------
-# Loading runs
-# ---------------------------------------------------------------------------------------------------
-@dataclass
-class Run:
-    """One run folder's files, parsed.
-
-    Attributes:
-        path: the folder.
-        method, model, dataset: from ``summary.json`` (or ``config.json``).
-        seed: the run's seed (None when unknown).
-        summary: ``summary.json`` (empty when absent).
-        config: ``config.json`` (empty when absent).
-        metrics: the rows of ``metrics.jsonl`` (or ``metrics.csv``), one per epoch.
-        eval: ``{"clean": ..., "corruptions": ..., "adversarial": ..., "fewshot": ...}`` from ``eval/*.json``.
-    """
-
-    path: Path
-    method: str
-    model: str
-    dataset: str
-    seed: int | None
-    summary: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    eval: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        """``summary.json`` says the run finished."""
-        return bool(self.summary.get("finished", False))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
-
-
-def _read_metrics(folder: Path) -> list[dict[str, Any]]:
-    jl = folder / "metrics.jsonl"
-    if jl.is_file():
-        rows = []
-        with open(jl, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{jl} line {i} is not valid JSON ({e})") from None
-        return rows
-    cs = folder / "metrics.csv"
-    if cs.is_file():
-        with open(cs, encoding="utf-8", newline="") as f:
-            return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    return []
-
-
-def _num(v: Any) -> Any:
-    if isinstance(v, str):
-        try:
-            f = float(v)
-        except ValueError:
-            return v
-        return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
-    return v
-
-
-def load_run(path: str | os.PathLike) -> Run:
-    """Read one run folder (it must hold ``summary.json`` or ``config.json``)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"run folder {str(folder)!r} does not exist")
-    summary = _read_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
-    config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
-    if not summary and not config:
-        raise ValueError(f"{folder} is not a run folder: it has neither summary.json nor config.json")
-    ev: dict[str, Any] = {}
-    for name in ("clean", "corruptions", "adversarial", "fewshot"):
-        f = folder / "eval" / f"{name}.json"
-        if f.is_file():
-            ev[name] = _read_json(f)
-
-    def pick(key: str, default: Any = None) -> Any:
-        return summary.get(key, config.get(key, default))
-
-    seed = pick("seed")
-    return Run(path=folder, method=str(pick("method", "?")), model=str(pick("model", "?")),
-               dataset=str(pick("dataset", "?")), seed=int(seed) if seed is not None else None,
-               summary=summary, config=config, metrics=_read_metrics(folder), eval=ev)
-
-
-def collect_runs(paths: Iterable[str | os.PathLike]) -> list[Run]:
-    """Load run folders; a folder that is not a run is searched (recursively) for run folders.
-
-    Raises:
-        FileNotFoundError: a path does not exist.
-        ValueError: no run folder was found.
-    """
-    runs: list[Run] = []
-    seen: set[Path] = set()
-    for p in paths:
-        p = Path(p)
-        if not p.exists():
-            raise FileNotFoundError(f"run folder {str(p)!r} does not exist")
-        if (p / "summary.json").is_file() or (p / "config.json").is_file():
-            found = [p]
-        else:
-            found = sorted({f.parent for pat in ("summary.json", "config.json") for f in p.rglob(pat)
-                            if f.parent.name != "eval"})
-        for f in found:
-            r = f.resolve()
-            if r not in seen:
-                seen.add(r)
-                runs.append(load_run(f))
-    if not runs:
-        raise ValueError(f"no run folders (with summary.json or config.json) under {[str(p) for p in paths]}")
-    return runs
-
-
-# ---------------------------------------------------------------------------------------------------
-# Numbers
-# ---------------------------------------------------------------------------------------------------
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (ddof=1; None with fewer than 2 values) of the non-None values."""
     vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
@@ -273,9 +133,6 @@ def fewshot_numbers(run: Run) -> dict[int, tuple[float, float | None]]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------------
-# Tables
-# ---------------------------------------------------------------------------------------------------
 @dataclass
 class Table:
     """A titled table: ``rows`` of cells (strings for Markdown, raw values for CSV)."""
@@ -478,131 +335,3 @@ def build_tables(runs: Sequence[Run]) -> list[Table]:
     """All tables, in report order."""
     return [clean_table(runs), corruption_table(runs), adversarial_table(runs), fewshot_table(runs),
             cost_table(runs)]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Plots
-# ---------------------------------------------------------------------------------------------------
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError('the report plots need matplotlib: pip install "sagemix[viz]"') from e
-    return plt
-
-
-def plot_accuracy_vs_cost(runs: Sequence[Run], path: str | os.PathLike) -> Path | None:
-    """Scatter of best accuracy (mean ± std over seeds) against epoch time relative to vanilla, per model.
-
-    Returns the PNG path, or None when no method has both numbers.
-    """
-    plt = _pyplot()
-    cost = cost_numbers(runs)
-    points: dict[str, list[tuple[str, float, float, float]]] = {}
-    for model, method, rs in _groups(runs):
-        m, s = mean_std([clean_numbers(r)["best_acc"] for r in rs])
-        ratio = cost[(model, method)].get("epoch_ratio")
-        if m is not None and ratio is not None:
-            points.setdefault(model, []).append((method, ratio, m, s or 0.0))
-    if not points:
-        return None
-    fig, axes = plt.subplots(1, len(points), figsize=(5.5 * len(points), 4.2), squeeze=False)
-    for ax, (model, pts) in zip(axes[0], points.items()):
-        for method, x, y, e in pts:
-            ax.errorbar([x], [y], yerr=[e], fmt="o", capsize=3, label=method)
-            ax.annotate(method, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        ax.set_xlabel("epoch time relative to vanilla")
-        ax.set_ylabel("best test accuracy (%)")
-        ax.set_title(model)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
-
-
-def plot_learning_curves(runs: Sequence[Run], path: str | os.PathLike) -> Path | None:
-    """Test accuracy per epoch (mean over seeds) for each method, one panel per model."""
-    plt = _pyplot()
-    curves: dict[str, list[tuple[str, list[int], list[float]]]] = {}
-    for model, method, rs in _groups(runs):
-        by_epoch: dict[int, list[float]] = {}
-        for r in rs:
-            for i, row in enumerate(r.metrics):
-                if row.get("test_acc") not in (None, ""):
-                    by_epoch.setdefault(int(row.get("epoch", i + 1)), []).append(float(row["test_acc"]))
-        if by_epoch:
-            eps = sorted(by_epoch)
-            curves.setdefault(model, []).append((method, eps, [statistics.fmean(by_epoch[e]) for e in eps]))
-    if not curves:
-        return None
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2), squeeze=False)
-    for ax, (model, cs) in zip(axes[0], curves.items()):
-        for method, eps, accs in cs:
-            ax.plot(eps, accs, marker="." if len(eps) < 30 else None, label=method)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(model)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# The report
-# ---------------------------------------------------------------------------------------------------
-def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool = True) -> dict[str, Path]:
-    """Write ``report.md``, one CSV per table and the plots into ``out_dir``.
-
-    Args:
-        runs: from :func:`collect_runs`.
-        out_dir: the output folder (created).
-        plots: also draw ``accuracy_vs_cost.png`` and ``learning_curves.png`` (needs matplotlib; without
-            it the report says so and the tables are still written).
-
-    Returns:
-        ``{name: path}`` of the files written.
-    """
-    from .utils import atomic_write_text
-
-    if not runs:
-        raise ValueError("runs is empty: nothing to report")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tables = build_tables(runs)
-    written: dict[str, Path] = {}
-    datasets = sorted({r.dataset for r in runs})
-    md = ["# sagemix comparison report", "",
-          f"{len(runs)} runs ({sum(r.finished for r in runs)} finished), dataset(s): {', '.join(datasets)}. "
-          f"Missing numbers are shown as {DASH}.", ""]
-    for t in tables:
-        md.append(t.to_markdown())
-        if t.raw:
-            p = out / f"{t.name}.csv"
-            atomic_write_text(p, t.to_csv())
-            written[t.name] = p
-    if plots:
-        try:
-            for name, fn in (("accuracy_vs_cost", plot_accuracy_vs_cost), ("learning_curves", plot_learning_curves)):
-                p = fn(runs, out / f"{name}.png")
-                if p is not None:
-                    written[name] = p
-                    md += [f"![{name}]({p.name})", ""]
-        except ImportError as e:
-            md += [f"(plots skipped: {e})", ""]
-    md += ["## Runs", "", "| run | method | model | seed | finished | evaluations |", "|---|---|---|---:|---|---|"]
-    for r in sorted(runs, key=lambda r: str(r.path)):
-        md.append(f"| {r.path} | {r.method} | {r.model} | {DASH if r.seed is None else r.seed} | "
-                  f"{'yes' if r.finished else 'no'} | {', '.join(sorted(r.eval)) or DASH} |")
-    p = out / "report.md"
-    atomic_write_text(p, "\n".join(md) + "\n")
-    written["report"] = p
-    return written

@@ -1,0 +1,61 @@
+"""Writing the report: ``report.md``, one CSV per table and the plots."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from .plots import plot_accuracy_vs_cost, plot_learning_curves
+from .runs import Run
+from .tables import DASH, build_tables
+
+__all__ = ["write_report"]
+
+
+def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool = True) -> dict[str, Path]:
+    """Write ``report.md``, one CSV per table and the plots into ``out_dir``.
+
+    Args:
+        runs: from :func:`collect_runs`.
+        out_dir: the output folder (created).
+        plots: also draw ``accuracy_vs_cost.png`` and ``learning_curves.png`` (needs matplotlib; without
+            it the report says so and the tables are still written).
+
+    Returns:
+        ``{name: path}`` of the files written.
+    """
+    from ..utils import atomic_write_text
+
+    if not runs:
+        raise ValueError("runs is empty: nothing to report")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = build_tables(runs)
+    written: dict[str, Path] = {}
+    datasets = sorted({r.dataset for r in runs})
+    md = ["# sagemix comparison report", "",
+          f"{len(runs)} runs ({sum(r.finished for r in runs)} finished), dataset(s): {', '.join(datasets)}. "
+          f"Missing numbers are shown as {DASH}.", ""]
+    for t in tables:
+        md.append(t.to_markdown())
+        if t.raw:
+            p = out / f"{t.name}.csv"
+            atomic_write_text(p, t.to_csv())
+            written[t.name] = p
+    if plots:
+        try:
+            for name, fn in (("accuracy_vs_cost", plot_accuracy_vs_cost), ("learning_curves", plot_learning_curves)):
+                p = fn(runs, out / f"{name}.png")
+                if p is not None:
+                    written[name] = p
+                    md += [f"![{name}]({p.name})", ""]
+        except ImportError as e:
+            md += [f"(plots skipped: {e})", ""]
+    md += ["## Runs", "", "| run | method | model | seed | finished | evaluations |", "|---|---|---|---:|---|---|"]
+    for r in sorted(runs, key=lambda r: str(r.path)):
+        md.append(f"| {r.path} | {r.method} | {r.model} | {DASH if r.seed is None else r.seed} | "
+                  f"{'yes' if r.finished else 'no'} | {', '.join(sorted(r.eval)) or DASH} |")
+    p = out / "report.md"
+    atomic_write_text(p, "\n".join(md) + "\n")
+    written["report"] = p
+    return written

@@ -1,0 +1,131 @@
+"""The evaluation stage: evaluate_run called directly writes what `sagemix eval` writes, with the same
+numbers; EvalOptions from the eval command's parser; compare evaluates in process (no subprocess)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sagemix.commands.eval import parse_options
+from sagemix.evaluate import EvalOptions, evaluate_run
+from sagemix.run_folder import EVAL_DIR
+
+FLAGS = ["--device", "cpu", "--limit", "40", "--batch-size", "16", "--adversarial", "fgsm", "pgd", "--pgd-steps",
+         "2", "--corruptions", "--corruption-names", "contrast"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    from sagemix.train import load_config, train
+
+    root = tmp_path_factory.mktemp("stage")
+    cfg = load_config("offline", overrides={
+        "epochs": 1, "batch_size": 32, "train_limit": 64, "test_limit": 48, "milestones": [], "device": "cpu",
+        "progress": False, "out": str(root / "run")})
+    train(cfg)
+    return root / "run"
+
+
+def _without_times(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in ("eval_time_s",)}
+
+
+def test_evaluate_run_writes_what_the_cli_writes(run_dir, tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cli_out = tmp_path / "cli"
+    proc = subprocess.run([sys.executable, "-m", "sagemix", "eval", str(run_dir), *FLAGS, "--out", str(cli_out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lib_out = tmp_path / "lib"
+    opts = parse_options(FLAGS + ["--out", str(lib_out)])
+    result = evaluate_run(run_dir, opts, log=lambda s: None)
+    assert result["out_dir"] == lib_out
+    cli_files = sorted(p.name for p in cli_out.iterdir() if p.is_file())
+    assert sorted(p.name for p in lib_out.iterdir() if p.is_file()) == cli_files == sorted(result["files"])
+    for name in cli_files:
+        a, b = cli_out / name, lib_out / name
+        if name.endswith(".json"):
+            da, db = json.loads(a.read_text()), json.loads(b.read_text())
+            if name == "corruptions.json":  # the generated set lives in each output folder
+                da["corrupted_set"].pop("dir"), db["corrupted_set"].pop("dir")
+            assert _without_times(da) == _without_times(db), name
+        else:
+            assert a.read_text() == b.read_text(), name
+    clean = json.loads((lib_out / "clean.json").read_text())
+    assert result["clean"] == clean["acc"] and clean["n"] == 40
+    assert [r["evaluation"] for r in result["rows"]] == ["clean", "corruptions", "fgsm", "pgd"]
+    assert opts.expected_files() == ["clean.json", "corruptions.json", "adversarial.json"]
+    assert opts.done(run_dir)  # its results are in its out folder, whatever the run
+    assert not EvalOptions(adversarial=("fgsm",)).done(run_dir)  # nothing in <run>/eval yet
+    assert not EvalOptions(out=str(lib_out), fewshot=True).done(run_dir)
+
+
+def test_default_output_is_the_run_eval_folder(run_dir):
+    opts = EvalOptions(device="cpu", limit=8, threads=1)
+    assert opts.out_dir(run_dir) == run_dir / EVAL_DIR and not opts.done(run_dir)
+    res = evaluate_run(run_dir / "checkpoint.pt", opts)  # a checkpoint file: its folder is the run
+    assert res["out_dir"] == run_dir / EVAL_DIR and opts.done(run_dir)
+    assert res["corruptions"] is None and res["adversarial"] is None and res["fewshot"] is None
+
+
+def test_options_from_flags_and_errors():
+    o = parse_options(["--corruptions", "x", "--adversarial", "fgsm", "--fewshot", "--shots", "1"], threads=2)
+    assert o.corruptions == "x" and o.adversarial == ("fgsm",) and o.fewshot and o.shots == (1,) and o.threads == 2
+    assert parse_options(["--corruptions"]).corruptions is True
+    assert parse_options([]).corruptions is False and parse_options([]) == EvalOptions()
+    assert parse_options(["--generate-corruptions"]).expected_files() == ["clean.json", "corruptions.json"]
+    with pytest.raises(ValueError, match="unrecognized arguments: --tag"):
+        parse_options(["--tag", "x"])
+    with pytest.raises(ValueError, match="invalid choice"):
+        parse_options(["--adversarial", "cw"])
+    with pytest.raises(ValueError, match=r"limit \(--limit\) must be a positive int, got 0"):
+        EvalOptions(limit=0)
+    with pytest.raises(ValueError, match="adversarial: unknown"):
+        EvalOptions(adversarial=("cw",))
+    with pytest.raises(ValueError, match="corruption-names"):
+        EvalOptions(corruption_names=("rain",))
+    with pytest.raises(TypeError, match="options must be an EvalOptions"):
+        evaluate_run("somewhere", {"limit": 3})  # type: ignore[arg-type]
+
+
+def test_compare_evaluates_in_process(tmp_path, monkeypatch):
+    from sagemix import compare as compare_mod
+    from sagemix.compare import ComparisonConfig, eval_options_for, plan_runs, run_comparison
+
+    def no_subprocess(*a, **k):
+        raise AssertionError(f"compare started a subprocess: {a}")
+
+    cfg = ComparisonConfig.from_dict({
+        "recipe": "offline", "out": str(tmp_path / "cmp"), "methods": ["vanilla"], "seeds": [0],
+        "overrides": {"epochs": 1, "batch_size": 32, "train_limit": 64, "test_limit": 32, "milestones": [],
+                      "device": "cpu", "progress": False, "threads": 1},
+        "eval": {"enabled": True, "args": ["--limit", "16", "--device", "cpu", "--adversarial", "fgsm"],
+                 "options": {"out": "{out}/eval-{method}-s{seed}"}},
+        "report": {"plots": False}})
+    spec = plan_runs(cfg)[0]
+    opts = eval_options_for(cfg, spec)
+    assert opts.threads == 1 and opts.adversarial == ("fgsm",) and opts.out == f"{cfg.out}/eval-vanilla-s0"
+    assert run_comparison(cfg, evaluate=False, report=False, log=lambda s: None)["trained"] == [spec.name]
+    # the trainer may ask git for the commit; from here on (evaluation, report) no process may start
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+    res = run_comparison(cfg, log=lambda s: None)
+    assert res["skipped"] == [spec.name] and res["evaluated"] == [spec.name] and not res["failed"]
+    out = Path(cfg.out) / "eval-vanilla-s0"
+    assert (out / "clean.json").is_file() and (out / "adversarial.json").is_file()
+    assert compare_mod.expected_eval_files(opts) == ["clean.json", "adversarial.json"]
+    lines: list[str] = []
+    again = run_comparison(cfg, report=False, log=lines.append)
+    assert again["evaluated"] == [] and any("evaluation already done" in s for s in lines)
+    # a failing evaluation is reported, the comparison carries on
+    cfg.eval_args = ["--dataset", "nonexistent_dataset"]
+    cfg.eval_options = {}
+    failed = run_comparison(cfg, report=False, log=lambda s: None)
+    assert "evaluation: " in failed["failed"][spec.name]
+    with pytest.raises(ValueError, match="unknown field"):
+        ComparisonConfig.from_dict({"recipe": "offline", "out": "x", "methods": ["vanilla"], "seeds": [0],
+                                    "eval": {"enabled": True, "options": {"colour": 1}}})

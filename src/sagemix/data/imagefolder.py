@@ -116,6 +116,7 @@ def image_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], t
 
 
 def _split_dirs(root: Path) -> tuple[Path, Path] | None:
+    """(train folder, test folder) when ``root`` holds ``train/`` and ``test/`` (or ``val/``), else None."""
     test = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     if (root / "train").is_dir() and test is not None:
         return root / "train", test
@@ -170,15 +171,14 @@ def load_imagefolder(*, root: str | os.PathLike | None = None, train: bool = Tru
         if test_fraction is not None:
             raise ValueError(f"test_fraction={test_fraction} cannot be used: {str(root_path)!r} already has "
                              "train/ and test/ (or val/) folders")
-        train_paths, train_labels, classes = find_images(dirs[0], empty_classes=empty_classes)
-        if train:
-            paths, labels = train_paths, train_labels
-        else:
-            paths, labels, test_classes = find_images(dirs[1], empty_classes=empty_classes)
-            unknown = sorted(set(test_classes) - set(classes))
-            if unknown:
-                raise ValueError(f"test classes {unknown[:5]} of {str(dirs[1])!r} are not in {str(dirs[0])!r}")
-            labels = [classes.index(test_classes[k]) for k in labels]
+        from .layouts import scan_layout  # the one scanner of the train/ + test/ layout (it imports this module)
+
+        train_index = scan_layout(root_path, train=True, layout="imagefolder", empty_classes=empty_classes)
+        index = train_index if train else scan_layout(root_path, train=False, layout="imagefolder",
+                                                      empty_classes=empty_classes)
+        train_paths = [train_index.path(i) for i in range(len(train_index))]
+        paths = train_paths if train else [index.path(i) for i in range(len(index))]
+        labels, classes = index.labels.tolist(), list(index.classes)
         split_info = f"{dirs[0 if train else 1].name}/"
     else:
         all_paths, all_labels, classes = find_images(root_path, empty_classes=empty_classes)

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .imagefolder import IMAGE_EXTENSIONS, find_images
+from .imagefolder import IMAGE_EXTENSIONS, _split_dirs, find_images
 
 __all__ = ["FileIndex", "scan_layout", "detect_layout", "LAYOUTS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -244,9 +244,10 @@ def scan_layout(root: str | os.PathLike, *, train: bool = True, layout: str = "a
             if not (r / sub).is_dir():
                 raise FileNotFoundError(f"layout 'imagenet' needs {str(r / sub)!r}")
         return _scan_imagenet(r, train, empty_classes, val_labels)
-    test = next((r / d for d in ("test", "val") if (r / d).is_dir()), None)
-    if (r / "train").is_dir() and test is not None:
-        paths, labels, classes = find_images(r / "train", empty_classes=empty_classes)
+    dirs = _split_dirs(r)
+    if dirs is not None:
+        test = dirs[1]
+        paths, labels, classes = find_images(dirs[0], empty_classes=empty_classes)
         if train:
             return FileIndex.from_paths(r, paths, labels, classes, "imagefolder", "train")
         tpaths, tlab, tclasses = find_images(test, empty_classes=empty_classes)

@@ -139,3 +139,46 @@ def test_download_failure_says_where_to_put_files(tmp_path: Path, monkeypatch: p
 def test_unknown_dataset() -> None:
     with pytest.raises(ValueError, match="unknown dataset 'cifar11'"):
         load_dataset("cifar11")
+
+
+def test_crafted_pickle_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    _make_cifar10(folder)
+    marker = tmp_path / "pwned"
+    # A protocol-0 pickle that calls os.system (posix.system) when loaded by plain pickle.loads.
+    crafted = f"cposix\nsystem\n(S'touch {marker}'\ntR.".encode()
+    (folder / "batches.meta").write_bytes(crafted)
+    with pytest.raises(ValueError, match=r"batches\.meta.*posix\.system is not allowed"):
+        load_dataset("cifar10", root=str(folder))
+    assert not marker.exists()  # refused before anything ran
+    # Other callables are refused too (builtins.eval via protocol 4's STACK_GLOBAL).
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": eval}, protocol=4))
+    with pytest.raises(ValueError, match="builtins.eval is not allowed"):
+        load_dataset("cifar10", root=str(folder))
+
+
+def test_numpy1_style_pickles_load(tmp_path: Path) -> None:
+    # Files written by numpy 1.x (as the official ones) name numpy.core.multiarray._reconstruct.
+    folder = tmp_path / "cifar-10-batches-py"
+    ref = _make_cifar10(folder)
+    for f in folder.iterdir():
+        raw = f.read_bytes()
+        assert b"numpy._core.multiarray" in raw or f.name == "batches.meta"
+        f.write_bytes(raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    assert b"numpy.core.multiarray\n" in (folder / "data_batch_1").read_bytes()
+    _check(load_dataset("cifar10", root=str(folder)), ref["train_x"], ref["train_y"], "cifar10")
+
+
+@pytest.mark.parametrize("cut", [0, 10, 2000])
+def test_truncated_batch_names_the_file(tmp_path: Path, cut: int) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    _make_cifar10(folder, per_batch=2)
+    raw = (folder / "data_batch_1").read_bytes()
+    (folder / "data_batch_1").write_bytes(raw[:cut])
+    with pytest.raises(ValueError, match=r"data_batch_1.*(truncated|damaged)"):
+        load_dataset("cifar10", root=str(folder))
+    # In an archive, the message names the archive and the member.
+    (folder / "data_batch_1").write_bytes(raw[: len(raw) // 2])
+    _tar(folder, tmp_path / "cifar-10-python.tar.gz")
+    with pytest.raises(ValueError, match=r"cifar-10-python\.tar\.gz:data_batch_1.*(truncated|damaged)"):
+        load_dataset("cifar10", root=str(tmp_path / "cifar-10-python.tar.gz"))

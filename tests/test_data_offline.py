@@ -121,3 +121,49 @@ def test_bad_arguments(cache: Path) -> None:
         load_dataset("offline", n_train=0)
     with pytest.raises(TypeError, match="unknown offline dataset option"):
         load_dataset("offline", colour="red", **SMALL)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zero_bytes", "bad_crc", "no_checksum"])
+def test_damaged_cache_is_regenerated(cache: Path, damage: str) -> None:
+    first = load_dataset("offline", train=True, **SMALL)
+    path = Path(first.info["cache"])
+    raw = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "zero_bytes":
+        path.write_bytes(b"")
+    elif damage == "bad_crc":
+        i = raw.index(b"\x93NUMPY") + 200  # a byte inside the first stored array's data
+        path.write_bytes(raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1:])
+    else:  # a valid .npz without the checksum (as written by older versions)
+        with np.load(path) as z:
+            np.savez(path, **{k: z[k] for k in z.files if k != "sha256"})
+    with pytest.warns(UserWarning, match=r"cache .* is damaged .*; regenerating it"):
+        again = load_dataset("offline", train=True, **SMALL)
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    # ... and the regenerated file is whole again: no warning on the next load.
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        third = load_dataset("offline", train=True, **SMALL)
+    assert torch.equal(third.images, first.images)
+
+
+def test_unwritable_cache_warns_and_keeps_data_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("SAGEMIX_CACHE", str(blocker / "cache"))
+    with pytest.warns(UserWarning, match=r"could not write the offline dataset cache .*not_a_folder.*SAGEMIX_CACHE"):
+        data = load_dataset("offline", train=True, **SMALL)
+    assert len(data) == SMALL["n_train"] and data.info["cache"] is None
+    ref = offline.generate_offline(SMALL["n_train"], train=True, image_size=SMALL["image_size"])
+    assert torch.equal(data.images, ref["images"])
+
+    def full(path, write):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setenv("SAGEMIX_CACHE", str(tmp_path / "full"))
+    monkeypatch.setattr(offline, "atomic_write", full)
+    with pytest.warns(UserWarning, match="No space left on device"):
+        data = load_dataset("offline", train=True, **SMALL)
+    assert torch.equal(data.images, ref["images"])

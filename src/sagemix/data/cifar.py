@@ -10,6 +10,7 @@ CIFAR-10 mean (125.3, 123.0, 113.9)/255, std (63.0, 62.1, 66.7)/255; CIFAR-100 m
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tarfile
@@ -58,10 +59,55 @@ def default_data_root() -> Path:
     return Path(os.environ.get("SAGEMIX_DATA", "data"))
 
 
-def _unpickle(raw: bytes) -> dict[str, Any]:
-    obj = pickle.loads(raw, encoding="bytes")
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The only globals a CIFAR pickle may name: numpy array reconstruction and latin-1 bytes."""
+    import codecs
+
+    reconstruct = np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's multiarray._reconstruct, any numpy version
+    scalar = np.float64(0).__reduce__()[0]  # numpy's multiarray.scalar
+    table: dict[tuple[str, str], Any] = {("_codecs", "encode"): codecs.encode}
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        table[(mod, "_reconstruct")] = reconstruct
+        table[(mod, "scalar")] = scalar
+    for mod in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
+        table[(mod, "ndarray")] = np.ndarray
+        table[(mod, "dtype")] = np.dtype
+    return table
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that admits only builtin containers, bytes/str/numbers and numpy arrays.
+
+    The official CIFAR files are Python 2 pickles of dicts of lists, bytes and uint8 arrays; any
+    other global (``os.system``, ``builtins.eval``, a class to instantiate, ...) is refused, so a
+    crafted file in a data folder cannot run code.
+    """
+
+    _allowed = _numpy_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR file (only numpy arrays, "
+                                         "bytes and builtin containers are)") from None
+
+
+def _unpickle(raw: bytes, fname: str = "<bytes>") -> dict[str, Any]:
+    """Unpickle one CIFAR file's bytes with the restricted unpickler; ``fname`` names it in errors."""
+    try:
+        obj = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if "truncated" in msg:
+            msg = f"the file is truncated ({len(raw)} bytes)"
+        raise ValueError(f"CIFAR file {fname!r} cannot be loaded: {msg}; replace it with the file of the official "
+                         "archive") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as e:
+        raise ValueError(f"CIFAR file {fname!r} cannot be loaded: it is damaged or truncated ({len(raw)} bytes; "
+                         f"{type(e).__name__}: {e}); replace it with the file of the official archive") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"expected a pickled dict in a CIFAR batch file, got {type(obj).__name__}")
+        raise ValueError(f"CIFAR file {fname!r}: expected a pickled dict, got {type(obj).__name__}")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
@@ -138,11 +184,11 @@ def load_cifar(name: str, *, root: str | os.PathLike | None = None, train: bool 
         kind, path = _find_source(dl_root, spec)
     read, close = _reader(kind, path, spec)
     try:
-        meta = _unpickle(read(spec["meta"]))
+        meta = _unpickle(read(spec["meta"]), str(path / spec["meta"]) if kind == "dir" else f"{path}:{spec['meta']}")
         classes = [c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in meta[spec["names_key"]]]
         arrays, labels = [], []
         for fname in spec["train" if train else "test"]:
-            batch = _unpickle(read(fname))
+            batch = _unpickle(read(fname), str(path / fname) if kind == "dir" else f"{path}:{fname}")
             data = np.asarray(batch["data"], dtype=np.uint8)
             if data.ndim != 2 or data.shape[1] != 3072:
                 raise ValueError(f"{fname}: expected 'data' of shape (N, 3072), got {data.shape}")

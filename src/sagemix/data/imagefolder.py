@@ -14,6 +14,7 @@ keeps ``round(n_c * test_fraction)`` images of each class for the test split.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .decode import open_rgb
 from .registry import ImageData, register_dataset
 
 __all__ = ["load_imagefolder", "find_images", "read_images", "image_stats", "IMAGE_EXTENSIONS"]
@@ -28,55 +30,71 @@ __all__ = ["load_imagefolder", "find_images", "read_images", "image_stats", "IMA
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
 
 
-def _pil():
-    try:
-        from PIL import Image
-    except ImportError as e:  # pillow ships with torchvision, but say which extra provides it
-        raise ImportError('image folders need pillow: pip install "sagemix[offline]" (or pip install pillow)') from e
-    return Image
+def find_images(folder: str | os.PathLike, *, empty_classes: str = "error") -> tuple[list[Path], list[int], list[str]]:
+    """Image files of ``folder`` (one sub-folder per class): (paths, labels, sorted class names).
 
+    This is the one class-folder scanner of :mod:`sagemix.data` (the in-memory and the streaming
+    image folders both use it). Files are found recursively in each class folder, sorted; hidden
+    files and folders are skipped.
 
-def find_images(folder: str | os.PathLike) -> tuple[list[Path], list[int], list[str]]:
-    """Image files of ``folder`` (one sub-folder per class): (paths, labels, sorted class names)."""
+    Args:
+        folder: the folder holding one sub-folder per class.
+        empty_classes: what to do with a class folder that holds no image (e.g. only a ``.txt``):
+            ``"error"`` (ValueError naming the folder) or ``"drop"`` (leave the class out, with a
+            warning; the remaining classes are labelled ``0..K-1`` in sorted order).
+    """
+    if empty_classes not in ("error", "drop"):
+        raise ValueError(f"empty_classes must be 'error' or 'drop', got {empty_classes!r}")
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {str(folder)!r} does not exist or is not a folder")
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
+    names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not names:
         raise ValueError(f"image folder {str(folder)!r} has no class sub-folders; expected one folder per class")
     paths: list[Path] = []
     labels: list[int] = []
-    for k, c in enumerate(classes):
+    classes: list[str] = []
+    empty: list[str] = []
+    for c in names:
         files = sorted(p for p in (folder / c).rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+                       if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+        if not files:
+            empty.append(c)
+            continue
         paths += files
-        labels += [k] * len(files)
+        labels += [len(classes)] * len(files)
+        classes.append(c)
+    if empty and empty_classes == "error":
+        raise ValueError(f"class folder {str(folder / empty[0])!r} holds no image (extensions {IMAGE_EXTENSIONS})"
+                         f"{f', nor do {len(empty) - 1} other class folder(s)' if len(empty) > 1 else ''}; "
+                         "remove it, or pass empty_classes='drop' to leave such classes out")
     if not paths:
         raise ValueError(f"image folder {str(folder)!r} has class folders but no images with extensions "
                          f"{IMAGE_EXTENSIONS}")
+    if empty:
+        warnings.warn(f"image folder {str(folder)!r}: dropped {len(empty)} empty class folder(s) "
+                      f"{empty[:5]}{'...' if len(empty) > 5 else ''}", stacklevel=2)
     return paths, labels, classes
 
 
 def read_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int] | None = None) -> Tensor:
     """Read images as RGB uint8 (N, 3, H, W), resized to ``image_size`` (H, W) when given.
 
+    Every PIL mode is converted to 8-bit RGB by :func:`sagemix.data.decode.open_rgb` (16-bit images
+    are scaled, not clipped); a file that is not a readable image raises a ValueError naming it.
     Without ``image_size`` all images must have the same size (ValueError naming two that differ).
     """
-    image_mod = _pil()
     arrays: list[np.ndarray] = []
     first: tuple[Path, tuple[int, int]] | None = None
     for p in paths:
-        with image_mod.open(p) as im:
-            im = im.convert("RGB")
-            if image_size is not None:
-                if (im.height, im.width) != tuple(image_size):
-                    im = im.resize((image_size[1], image_size[0]), resample=image_mod.BILINEAR)
-            elif first is None:
+        im = open_rgb(p, image_size)
+        if image_size is None:
+            if first is None:
                 first = (Path(p), (im.height, im.width))
             elif (im.height, im.width) != first[1]:
                 raise ValueError(f"images have different sizes ({first[0]}: {first[1]}, {p}: {(im.height, im.width)}); "
                                  "pass image_size=(H, W) or an int to resize them all")
-            arrays.append(np.asarray(im, dtype=np.uint8))
+        arrays.append(np.asarray(im, dtype=np.uint8))
     if not arrays:
         raise ValueError("paths is empty; expected at least one image")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -98,6 +116,7 @@ def image_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], t
 
 
 def _split_dirs(root: Path) -> tuple[Path, Path] | None:
+    """(train folder, test folder) when ``root`` holds ``train/`` and ``test/`` (or ``val/``), else None."""
     test = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     if (root / "train").is_dir() and test is not None:
         return root / "train", test
@@ -119,7 +138,8 @@ def _holdout(labels: list[int], fraction: float, seed: int) -> Tensor:
 def load_imagefolder(*, root: str | os.PathLike | None = None, train: bool = True, download: bool = False,
                      image_size: tuple[int, int] | None = None, seed: int = 0,
                      mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                     test_fraction: float | None = None, name: str = "imagefolder") -> ImageData:
+                     test_fraction: float | None = None, name: str = "imagefolder",
+                     empty_classes: str = "error") -> ImageData:
     """Load an image folder into memory.
 
     Args:
@@ -132,6 +152,8 @@ def load_imagefolder(*, root: str | os.PathLike | None = None, train: bool = Tru
         test_fraction: on a folder without ``train/``/``test/``, hold out this share of each class
             as the test split (None: both splits are all images).
         name: the dataset name recorded in the result.
+        empty_classes: a class folder without images: ``"error"`` (default) or ``"drop"`` it with a
+            warning (see :func:`find_images`).
 
     Returns:
         :class:`ImageData` with uint8 images (N, 3, H, W) and labels in sorted-class-name order.
@@ -149,18 +171,17 @@ def load_imagefolder(*, root: str | os.PathLike | None = None, train: bool = Tru
         if test_fraction is not None:
             raise ValueError(f"test_fraction={test_fraction} cannot be used: {str(root_path)!r} already has "
                              "train/ and test/ (or val/) folders")
-        train_paths, train_labels, classes = find_images(dirs[0])
-        if train:
-            paths, labels = train_paths, train_labels
-        else:
-            paths, labels, test_classes = find_images(dirs[1])
-            unknown = sorted(set(test_classes) - set(classes))
-            if unknown:
-                raise ValueError(f"test classes {unknown[:5]} of {str(dirs[1])!r} are not in {str(dirs[0])!r}")
-            labels = [classes.index(test_classes[k]) for k in labels]
+        from .layouts import scan_layout  # the one scanner of the train/ + test/ layout (it imports this module)
+
+        train_index = scan_layout(root_path, train=True, layout="imagefolder", empty_classes=empty_classes)
+        index = train_index if train else scan_layout(root_path, train=False, layout="imagefolder",
+                                                      empty_classes=empty_classes)
+        train_paths = [train_index.path(i) for i in range(len(train_index))]
+        paths = train_paths if train else [index.path(i) for i in range(len(index))]
+        labels, classes = index.labels.tolist(), list(index.classes)
         split_info = f"{dirs[0 if train else 1].name}/"
     else:
-        all_paths, all_labels, classes = find_images(root_path)
+        all_paths, all_labels, classes = find_images(root_path, empty_classes=empty_classes)
         if test_fraction is None:
             train_paths, train_labels = all_paths, all_labels
             paths, labels = all_paths, all_labels

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .registry import ImageData
 
-__all__ = ["make_loader", "ImageLoader", "EpochPlan", "flip_crop"]
+__all__ = ["make_loader", "ImageLoader", "EpochPlan", "flip_crop", "shard_order", "epoch_generator", "Normalizer"]
 
 _SEED_MOD = 2 ** 62
 
@@ -76,6 +76,46 @@ def flip_crop(images: Tensor, flip: Tensor | None, offsets: Tensor | None, paddi
     if flip is not None:
         cols = torch.where(flip.view(b, 1), (w - 1 + 2 * p) - cols, cols)
     return torch.gather(x, 3, cols.view(b, 1, 1, w).expand(b, c, h, w))
+
+
+def epoch_generator(base_seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator of ``epoch``'s draws, derived from the run's ``base_seed``."""
+    return torch.Generator().manual_seed((int(base_seed) + 1_000_003 * int(epoch)) % _SEED_MOD)
+
+
+def shard_order(n: int, rank: int, world_size: int, train: bool, g: torch.Generator) -> tuple[Tensor, int]:
+    """This rank's dataset indices for one epoch, and the padded total over all ranks.
+
+    Training: a permutation drawn from ``g``, padded by repeating its start to a multiple of
+    ``world_size``, rank ``r`` taking positions ``r, r + world_size, ...`` (the semantics of
+    ``torch.utils.data.DistributedSampler``; every index appears once per epoch over the ranks,
+    plus the padding). Evaluation: the fixed order ``r, r + world_size, ...`` without padding (each
+    index exactly once; shards may differ by one) and nothing drawn from ``g``.
+    """
+    if not train:
+        return torch.arange(rank, n, world_size), n
+    order = torch.randperm(n, generator=g)
+    total = -(-n // world_size) * world_size
+    if total > n:  # pad by repeating the start, like DistributedSampler
+        order = torch.cat([order, order.repeat(-(-(total - n) // n))[: total - n]])
+    return order[rank:total:world_size], total
+
+
+class Normalizer:
+    """``x * scale + shift == (x / 255 - mean) / std`` for uint8 batches, computed on ``device``."""
+
+    def __init__(self, mean: Any, std: Any, device: torch.device, channels_last: bool = False) -> None:
+        std_t = torch.tensor(tuple(std), dtype=torch.float32)
+        mean_t = torch.tensor(tuple(mean), dtype=torch.float32)
+        self.scale = (1.0 / (255.0 * std_t)).view(1, 3, 1, 1).to(device)
+        self.shift = (-mean_t / std_t).view(1, 3, 1, 1).to(device)
+        self.channels_last = channels_last
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """The normalised float32 batch of the uint8 (B, 3, H, W) batch ``x`` (already on the device)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x.float().mul_(self.scale).add_(self.shift)
 
 
 @dataclass
@@ -194,11 +234,7 @@ class ImageLoader:
         else:
             self.images = data.images
             self.labels = data.labels
-        # Normalisation x * scale + shift == (x / 255 - mean) / std, on the device.
-        std = torch.tensor(data.std, dtype=torch.float32)
-        mean = torch.tensor(data.mean, dtype=torch.float32)
-        self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(self.device)
-        self._shift = (-mean / std).view(1, 3, 1, 1).to(self.device)
+        self._normalise = Normalizer(data.mean, data.std, self.device, channels_last)
 
     def _fits(self, fraction: float) -> bool:
         if self.device.type == "cpu":
@@ -218,17 +254,10 @@ class ImageLoader:
     def plan(self, epoch: int | None = None) -> EpochPlan:
         """The random draws of ``epoch`` (default: the next one) for this rank, on the CPU."""
         epoch = self.epoch if epoch is None else epoch
-        n = len(self.data)
-        g = torch.Generator().manual_seed((self.base_seed + 1_000_003 * epoch) % _SEED_MOD)
+        g = epoch_generator(self.base_seed, epoch)
+        order, total = shard_order(len(self.data), self.rank, self.world_size, self.train, g)
         if not self.train:
-            # Evaluation: fixed order, each sample exactly once over all ranks (shards may differ by one).
-            indices = torch.arange(self.rank, n, self.world_size)
-            return EpochPlan(indices, None, None)
-        order = torch.randperm(n, generator=g)
-        total = self.num_samples * self.world_size
-        if total > n:  # pad by repeating the start, like DistributedSampler
-            order = torch.cat([order, order.repeat(-(-(total - n) // n))[: total - n]])
-        order = order[self.rank:total:self.world_size]
+            return EpochPlan(order, None, None)
         # Draws for every padded position of every rank, so a rank's draws do not depend on world_size
         # beyond its positions.
         flips = torch.rand(total, generator=g) < 0.5
@@ -246,9 +275,7 @@ class ImageLoader:
         return m // self.batch_size if self.drop_last else -(-m // self.batch_size)
 
     def _finish(self, x: Tensor) -> Tensor:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x.float().mul_(self._scale).add_(self._shift)
+        return self._normalise(x)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         plan = self.plan(self.epoch)

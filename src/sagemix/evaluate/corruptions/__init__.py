@@ -5,7 +5,7 @@ Perturbations", ICLR 2019, https://arxiv.org/abs/1903.12261. The SAGE paper (Ma 
 https://arxiv.org/abs/2211.00113) reports accuracy on CIFAR-10-C / CIFAR-100-C.
 
 This module reimplements ``make_cifar_c.py`` (hendrycks/robustness, ``ImageNet-C/create_c/``) from
-the team spec ``corruptions.md``: 15 benchmark corruptions (:data:`CORRUPTIONS`) and 4 extras
+``docs/CORRUPTIONS.md``: 15 benchmark corruptions (:data:`CORRUPTIONS`) and 4 extras
 (:data:`EXTRA_CORRUPTIONS`), each at severities 1..5, on 32x32 RGB uint8 images, with the script's
 constants. Every operation produces a float result in [0, 255] that is then **floored** to uint8
 (``np.uint8`` truncation), as the script does. :func:`generate_corrupted` writes the layout of the
@@ -16,10 +16,10 @@ bit; the distributions are matched. Here every draw comes from a ``numpy.random.
 caller passes (or that is seeded from a torch draw). :func:`generate_corrupted` uses one generator
 per (corruption, severity), seeded from the user's seed (:func:`corruption_rng`), consumed in chunks
 of 1000 images. Within a call each random quantity is drawn for the whole batch at once, in image
-order, and the quantities come in the spec's order (for example snow: all snow layers, then all blur
+order, and the quantities come in the script's order (for example snow: all snow layers, then all blur
 angles); so the same seed gives the same images for the same input batch.
 
-Implementation choices that are not options (each matches the spec up to float rounding):
+Implementation choices that are not options (each matches the script up to float rounding):
 
 * ImageMagick's motion blur (Wand) is the same maths in OpenCV (:func:`im_motion_blur`: the
   one-sided half-Gaussian kernel, colliding taps added, edges replicated); expect up to +-1 LSB
@@ -30,15 +30,15 @@ Implementation choices that are not options (each matches the spec up to float r
   BORDER_REFLECT_101) instead of per-channel ``filter2D``; elastic_transform's final sampling is a
   batched bilinear gather equal to ``map_coordinates(order=1, mode="reflect")`` (tested); pixelate
   reproduces Pillow's BOX resize in batched fixed-point arithmetic (tested equal to Pillow).
-* Spatter (an extra) clips the liquid layer to [0, 1] before its uint8 cast, as the spec prescribes
+* Spatter (an extra) clips the liquid layer to [0, 1] before its uint8 cast, (docs/CORRUPTIONS.md §3)
   (the script lets values above 1 wrap around).
 
-Option that deviates from the spec, off by default: ``frost_source="procedural"`` uses 5 procedural
+Option that deviates from the script, off by default: ``frost_source="procedural"`` uses 5 procedural
 frost textures instead of the photographs shipped by ``imagecorruptions-imaug`` (frost results are
 then not comparable with published CIFAR-C numbers).
 
 The package: :mod:`.constants` (names, severities, the script's parameters), :mod:`.common`
-(optional dependencies, randomness, checks), :mod:`.helpers` (spec section 1), :mod:`.frost` (the
+(optional dependencies, randomness, checks), :mod:`.helpers` (docs/CORRUPTIONS.md §1), :mod:`.frost` (the
 frost textures), :mod:`.ops` (the operations and :func:`corrupt`), :mod:`.release` (generating and
 reading the release layout).
 

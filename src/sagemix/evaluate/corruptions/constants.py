@@ -1,7 +1,7 @@
 """The CIFAR-C constants: corruption names, severities and the script's per-severity parameters.
 
-Copied from ``make_cifar_c.py`` (Hendrycks & Dietterich, ICLR 2019) through the team spec
-``corruptions.md``, section 2; the frost photographs' names and colour statistics (section 4).
+The values of ``make_cifar_c.py`` (Hendrycks & Dietterich, ICLR 2019), unchanged (docs/CORRUPTIONS.md §2);
+the frost photographs' names and colour statistics (docs/CORRUPTIONS.md §4).
 """
 from __future__ import annotations
 
@@ -54,6 +54,6 @@ _SATURATE = [(0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)]
 
 # Frost photographs: the 5 the script can pick (randint(5) never picks frost6.jpg).
 _FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
-# Mean / std of the photographs (spec section 4), used to tint the procedural textures.
+# Mean / std of the photographs (docs/CORRUPTIONS.md §4), used to tint the procedural textures.
 _FROST_TEAL = ((78.0, 149.0, 166.0), (27.0, 17.0, 15.0))
 _FROST_WHITE = ((201.0, 205.0, 215.0), (22.0, 22.0, 22.0))

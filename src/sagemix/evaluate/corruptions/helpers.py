@@ -1,4 +1,4 @@
-"""The CIFAR-C helper operations (spec section 1): disk kernels, zooms, plasma fractal, motion blur,
+"""The CIFAR-C helper operations (docs/CORRUPTIONS.md §1): disk kernels, zooms, plasma fractal, motion blur,
 glass shuffle and Pillow's BOX resize, batched in NumPy."""
 from __future__ import annotations
 

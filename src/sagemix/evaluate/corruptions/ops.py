@@ -1,4 +1,4 @@
-"""The 19 CIFAR-C operations (spec section 3) and :func:`corrupt`, which applies one at one severity."""
+"""The 19 CIFAR-C operations (docs/CORRUPTIONS.md §3) and :func:`corrupt`, which applies one at one severity."""
 from __future__ import annotations
 
 import functools
@@ -297,7 +297,7 @@ def _spatter(x8: np.ndarray, s: int, gen: np.random.Generator, **_: Any) -> np.n
     liquid = _gaussian_nearest(gen.normal(size=(n, IMAGE_SIZE, IMAGE_SIZE), loc=mu, scale=sd), sigma)
     liquid[liquid < thr] = 0
     if mud == 0:
-        # Water. Clipped before the uint8 cast (the spec's fix: the script wraps values above 1).
+        # Water. Clipped before the uint8 cast (a documented fix: the script wraps values above 1).
         liquid8 = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
         ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
         dist = np.empty((n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)

@@ -19,9 +19,10 @@ partner map, the objective ``J(t) = sum (a^2 + q^2) / max(a + q, eps)`` equals, 
   ``B x H^2 x (2W-1) x W`` instead of ``B x (2H-1)(2W-1) x H x W``, and the wanted candidates are
   read out of that grid.
 
-Both paths work through memory-bounded chunks (:func:`chunk_elements`) whose shapes depend only on
-B, H, W and K, never on the data (no ``nonzero`` or boolean-mask gathers), so the search runs on a
-device without a host synchronisation. Nothing here imports from the rest of sagemix but
+Both paths work through memory-bounded chunks (:func:`chunk_elements`). Off the CPU their shapes
+depend only on B, H, W and K, never on the data (no ``nonzero`` or boolean-mask gathers), so the
+search runs on a device without a host synchronisation; on the CPU, where reading a value costs
+no synchronisation, the gather visits only the overlapping pixels (half the time). Nothing here imports from the rest of sagemix but
 :mod:`sagemix.debug`.
 """
 from __future__ import annotations
@@ -60,20 +61,30 @@ def inframe_mass(p: Tensor, shifts: Tensor) -> Tensor:
     return (v[:, 0] - v[:, 1] - v[:, 2] + v[:, 3]).float()
 
 
-def harmonic_gather(ra: Tensor, rp: Tensor, shifts: Tensor) -> Tensor:
-    """``sum_frame a q / (a + q)`` for K given shifts, (B, K). Work B * K * H * W.
+def harmonic_gather(ra: Tensor, rp: Tensor, shifts: Tensor, *, static: bool | None = None) -> Tensor:
+    """``sum_frame a q / (a + q)`` for K given shifts, (B, K).
 
     Takes the reciprocals ``ra = 1/a`` and ``rp = 1/p`` (inf where a map is 0), since
     ``a q / (a + q) = 1 / (1/a + 1/q)``: per pixel one gather of each map, one add and one
-    reciprocal, and 0 wherever either map is 0. A pixel whose partner pixel falls outside the frame
-    reads an extra all-inf row of ``rp`` and so adds exactly 0: every chunk has a shape fixed by
-    B, H, W and its number of candidates (no ``nonzero``), in a pixel-major (pixels, B) layout so
-    that every gathered index copies B contiguous values.
+    reciprocal, and 0 wherever either map is 0. Data are laid out pixel-major, (pixels, B), so that
+    every gathered index copies B contiguous values. Two equivalent ways, chunked by candidates:
+
+    - ``static=False`` (the default on CPU): only the pixels where the shifted partner overlaps the
+      frame are gathered (``nonzero``; a quarter of the frame on average over random shifts), so
+      the work is B times the overlap pixels -- but the chunk shapes depend on the shift values,
+      which on a device would mean a host synchronisation per chunk;
+    - ``static=True`` (the default elsewhere): every pixel of every candidate is visited and a pixel
+      whose partner falls outside the frame reads an extra all-inf row of ``rp``, so adds exactly
+      0. Work B x K x H x W, with shapes fixed by B, H, W and K: no host read, and ``meta`` works.
+
+    The two differ only in the order of the float32 sums.
     """
     b, h, w = ra.shape
     dev = ra.device
+    static = dev.type != "cpu" if static is None else static
     ra_t = ra.reshape(b, h * w).t().contiguous()  # (HW, B)
-    rp_t = torch.cat([rp.reshape(b, h * w).t(), rp.new_full((1, b), float("inf"))])  # (HW + 1, B); row HW: outside
+    rp_t = rp.reshape(b, h * w).t()
+    rp_t = torch.cat([rp_t, rp.new_full((1, b), float("inf"))]) if static else rp_t.contiguous()  # row HW: outside
     i = torch.arange(h, device=dev).view(1, h, 1)
     j = torch.arange(w, device=dev).view(1, 1, w)
     out = []
@@ -81,12 +92,17 @@ def harmonic_gather(ra: Tensor, rp: Tensor, shifts: Tensor) -> Tensor:
     for k0 in range(0, shifts.shape[0], step):  # memory-bounded chunks of candidates
         s = shifts[k0:k0 + step]
         k = s.shape[0]
-        si = i - s[:, 0].view(-1, 1, 1)  # (k, H, 1) the partner row under own row i
-        sj = j - s[:, 1].view(-1, 1, 1)  # (k, 1, W)
-        overlap = ((si >= 0) & (si < h)) & ((sj >= 0) & (sj < w))  # (k, H, W)
-        part = torch.where(overlap, si * w + sj, h * w).reshape(-1)  # (k*H*W,)
-        t = rp_t.index_select(0, part).view(k, h * w, b).add_(ra_t).reciprocal_()  # (k, HW, B)
-        out.append(t.sum(dim=1))
+        si = (i - s[:, 0].view(-1, 1, 1)).expand(k, h, w)  # the partner pixel under own pixel (i, j)
+        sj = (j - s[:, 1].view(-1, 1, 1)).expand(k, h, w)
+        overlap = (si >= 0) & (si < h) & (sj >= 0) & (sj < w)  # (k, H, W)
+        if static:
+            part = torch.where(overlap, si * w + sj, h * w).reshape(-1)  # (k*H*W,)
+            out.append(rp_t.index_select(0, part).view(k, h * w, b).add_(ra_t).reciprocal_().sum(dim=1))
+        else:
+            cand, oi, oj = overlap.nonzero(as_tuple=True)
+            part = si[overlap] * w + sj[overlap]
+            t = rp_t.index_select(0, part).add_(ra_t.index_select(0, oi * w + oj)).reciprocal_()  # (N, B)
+            out.append(torch.zeros(k, b, device=dev, dtype=t.dtype).index_add_(0, cand, t))
     return torch.cat(out, dim=0).t()
 
 

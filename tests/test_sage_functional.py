@@ -226,3 +226,17 @@ def test_chunked_evaluation_equals_single_chunk(monkeypatch):
     chunked = [F.sage_objective(sal, perm, 0.45, s) for s in (every, some)]
     for a, b in zip(whole, chunked):
         torch.testing.assert_close(a, b)
+
+
+def test_static_and_overlap_gathers_agree():
+    # The static-shape gather (devices: no nonzero, no host sync) equals the overlap-only one (CPU).
+    _, sal, perm = _inputs(5, 1, 7, 9, seed=11)
+    a, p = F.prepare_maps(sal, perm, 0.4)
+    a[1, 2:4] = 0
+    shifts = F.candidate_shifts(7, 9, rand_pos=0.3, generator=torch.Generator().manual_seed(0))
+    ra, rp = a.reciprocal(), p.reciprocal()
+    static = SO.harmonic_gather(ra, rp, shifts, static=True)
+    overlap = SO.harmonic_gather(ra, rp, shifts, static=False)
+    assert torch.isfinite(static).all()
+    torch.testing.assert_close(static, overlap, atol=2e-6, rtol=1e-6)
+    assert torch.equal(overlap, SO.harmonic_gather(ra, rp, shifts))  # the CPU default visits the overlap only

@@ -181,3 +181,59 @@ def test_errors():
     x, y = _batch()
     with pytest.raises(ValueError, match="num_classes is required"):
         MixStep(model, SAGE())(x, y)
+
+
+class _LoudGradient(torch.autograd.Function):
+    """Identity forward; the backward overflows float16 (only the input gradient, not the parameters')."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (grad.half() * 1e6).to(grad.dtype)
+
+
+class _LoudInput(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(_LoudGradient.apply(x))
+
+
+@pytest.mark.parametrize("update_ratio", [1.0, 0.7])
+def test_float16_saliency_overflow_skips_the_scaler_step(update_ratio):
+    model = _LoudInput(_model())
+    x, y = _batch()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    step = MixStep(model, SAGE(num_classes=4, update_ratio=update_ratio, generator=torch.Generator().manual_seed(0)),
+                   scaler=scaler)
+    out = step(x, y)
+    assert bool(out.saliency_overflow) and torch.isfinite(out.saliency).all()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler.step(opt)
+    scaler.update()
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))  # the update was skipped
+    assert scaler.get_scale() == 2.0 ** 7
+
+
+def test_step_without_overflow_reports_none_and_keeps_gradients():
+    model = _model()
+    x, y = _batch()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    out = MixStep(model, SAGE(num_classes=4), scaler=scaler)(x, y)
+    assert not bool(out.saliency_overflow)
+    assert all(torch.isfinite(g).all() for g in _grads(model))
+    assert MixStep(model, create_mixer("mixup", num_classes=4))(x, y).saliency_overflow is None
+
+
+def test_model_without_trainable_parameters_is_refused():
+    frozen = _model().requires_grad_(False)
+    with pytest.raises(ValueError, match="model Sequential has no trainable parameters.*requires_grad"):
+        MixStep(frozen, SAGE(num_classes=4))
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        MixStep(nn.Flatten(), create_mixer("mixup", num_classes=4))

@@ -33,22 +33,29 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 def bce_softmax(logits: Tensor, targets: Tensor) -> Tensor:
     """BCE between softmax(logits) and soft targets, mean over B*K (the research code's loss).
 
-    Uses log-probabilities (``log p`` and ``log(1 - p)`` from ``log_softmax``) rather than
-    ``nn.BCELoss`` on probabilities, which is the same value but stays finite when p saturates;
-    torch's BCELoss clamps the logs at -100 and so do we.
+    Uses log-probabilities (``log p`` and ``log(1 - p)``) rather than ``nn.BCELoss`` on
+    probabilities, which is the same value but stays finite when p saturates; torch's BCELoss
+    clamps the logs at -100 and so do we. Memory and work are O(B x K): with ``m`` the row maximum
+    and ``e_j = exp(z_j - m)`` (float64), ``1 - p_k = sum_{j != k} e_j / sum_j e_j``. For every
+    class but the row's arg-max that numerator is ``sum_j e_j - e_k`` with no cancellation
+    (it keeps ``e_argmax = 1 >= e_k``); for the arg-max it is summed directly over the other classes.
     """
     _check(logits, targets)
     z = logits.float()
     logp = F.log_softmax(z, dim=1).clamp_min(-100.0)
-    # log(1 - p) = log(sum_{j != k} exp z_j) - logsumexp(z)
-    lse = torch.logsumexp(z, dim=1, keepdim=True)
     b, k = z.shape
     if k == 1:
         log1mp = torch.full_like(z, -100.0)
     else:
-        eye = torch.eye(k, dtype=torch.bool, device=z.device)
-        others = z.unsqueeze(1).expand(b, k, k).masked_fill(eye, float("-inf"))
-        log1mp = (torch.logsumexp(others, dim=2) - lse).clamp_min(-100.0)
+        zd = z.double()
+        top = zd.argmax(dim=1, keepdim=True)
+        e = torch.exp(zd - zd.gather(1, top))  # (B, K), 1 at the arg-max
+        total = e.sum(dim=1, keepdim=True)
+        is_top = torch.zeros_like(e, dtype=torch.bool).scatter_(1, top, True)
+        rest = e.masked_fill(is_top, 0.0).sum(dim=1, keepdim=True)  # sum over the classes but the arg-max
+        others = torch.where(is_top, rest, total - e)
+        log1mp = (torch.log(others.clamp_min(torch.finfo(torch.float64).tiny)) - torch.log(total))
+        log1mp = log1mp.clamp_min(-100.0).float()
     t = targets.float()
     return -(t * logp + (1 - t) * log1mp).mean()
 

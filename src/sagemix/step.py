@@ -23,6 +23,12 @@ For a method that needs gradient saliency the step
 
 The training gradient is therefore ``w * grad L_clean + v * grad L_mixed``. The optimizer step is
 left to the caller, so the step drops into any loop (gradient clipping, accumulation, schedulers).
+
+On a GPU the step never waits for the device: the mixers' random draws are made on the CPU and
+copied without blocking, and value checks of the inputs are asynchronous (:mod:`sagemix.debug`).
+Under float16 with a ``GradScaler``, an input gradient that overflowed in the clean pass is not
+silently used: the step's gradients are made NaN, so ``scaler.step`` skips the update and lowers
+the scale exactly as for any other overflow (``StepOutput.saliency_overflow`` says so).
 """
 from __future__ import annotations
 
@@ -54,6 +60,10 @@ class StepOutput:
         clean_logits: (B, K) logits of the clean batch, or None.
         mix: the mixer's :class:`MixOutput` (mixed images, soft targets, lam, index).
         saliency: the saliency the mixer received, or None.
+        saliency_overflow: 0-d bool tensor (on the device, not read): the clean pass's input gradient
+            held non-finite values (a float16 overflow) and the saliency treated them as 0; with a
+            ``GradScaler`` the step's gradients were then made NaN so that ``scaler.step`` skips this
+            update. None when the method has no clean pass.
     """
 
     loss: Tensor
@@ -63,6 +73,7 @@ class StepOutput:
     clean_logits: Tensor | None
     mix: MixOutput
     saliency: Tensor | None
+    saliency_overflow: Tensor | None = None
 
 
 class MixStep:
@@ -97,6 +108,10 @@ class MixStep:
             raise TypeError(f"mixer must be a sagemix Mixer (see sagemix.create_mixer), got {type(mixer).__name__}")
         if not callable(loss):
             raise TypeError(f"loss must be callable as loss(logits, soft_targets), got {loss!r}")
+        if not any(p.requires_grad for p in model.parameters()):
+            n = sum(1 for _ in model.parameters())
+            raise ValueError(f"model {type(unwrap_model(model)).__name__} has no trainable parameters ({n} parameters, "
+                             "none with requires_grad=True); MixStep trains the model, so unfreeze some")
         if mixer.mixes_hidden and not supports_manifold_mixup(model):
             raise ValueError(f"mixer {mixer.name!r} mixes hidden states, but model "
                              f"{type(unwrap_model(model)).__name__} does not implement the stage protocol "
@@ -120,6 +135,9 @@ class MixStep:
     def _scale(self, loss: Tensor) -> Tensor:
         return self.scaler.scale(loss) if self.scaler is not None else loss
 
+    def _scaling(self) -> bool:
+        return self.scaler is not None and self.scaler.is_enabled()
+
     def _no_sync(self) -> contextlib.AbstractContextManager:
         no_sync = getattr(self.model, "no_sync", None)
         return no_sync() if callable(no_sync) else contextlib.nullcontext()
@@ -129,6 +147,11 @@ class MixStep:
 
         The kept parameter gradients (``w * grad L_clean``) are accumulated in the model.
         """
+        saliency, loss, logits, _ = self._clean_pass(images, targets)
+        return saliency, loss, logits
+
+    def _clean_pass(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`clean_pass` plus the 0-d bool device tensor "the input gradient was not finite"."""
         mixer, model = self.mixer, self.model
         was_training = model.training
         model.train(mixer.saliency_train_mode)
@@ -144,17 +167,23 @@ class MixStep:
                     scaled = self._scale(weight * loss)
                     scaled.backward()
                     grad = x.grad
-                    factor = weight * (self.scaler.get_scale() if self.scaler is not None else 1.0)
                 else:
                     scaled = self._scale(loss)
                     (grad,) = torch.autograd.grad(scaled, x)
-                    factor = self.scaler.get_scale() if self.scaler is not None else 1.0
         finally:
             model.train(was_training)
-        grad = grad.detach().float() / factor
+        grad = grad.detach().float()
+        found_inf = ~torch.isfinite(grad).all()
+        factor = weight if weight > 0 else 1.0
+        if self._scaling():
+            # The scale as a device tensor (GradScaler.get_scale() would read it on the host). It is a
+            # power of two, so the float32 factor equals float32(weight * scale) computed in float64.
+            grad = grad / (self.scaler._get_scale_async().double() * factor).float()
+        else:
+            grad = grad / factor
         grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
         saliency = mixer.reduce_saliency(grad)
-        return saliency, loss.detach(), logits.detach()
+        return saliency, loss.detach(), logits.detach(), found_inf
 
     def __call__(self, images: Tensor, targets: Tensor) -> StepOutput:
         """Run one step on a batch.
@@ -169,10 +198,10 @@ class MixStep:
         images = check_images(images)
         soft = to_soft_targets(targets, self.num_classes, images.shape[0], device=images.device)
         model, mixer = self.model, self.mixer
-        saliency = clean_loss = clean_logits = None
+        saliency = clean_loss = clean_logits = found_inf = None
         weight = 0.0
         if mixer.needs_gradient_saliency:
-            saliency, clean_loss, clean_logits = self.clean_pass(images, soft)
+            saliency, clean_loss, clean_logits, found_inf = self._clean_pass(images, soft)
             weight = float(mixer.clean_weight(soft.shape[1]))
         mix = mixer(images, soft, saliency)
         model.train()
@@ -183,8 +212,14 @@ class MixStep:
                 logits = model(mix.images)
         mixed_loss = self.loss(logits, mix.targets)
         v = float(mixer.mixed_weight())
-        self._scale(v * mixed_loss).backward()
+        scaled = self._scale(v * mixed_loss)
+        if found_inf is not None and self._scaling():
+            # The saliency overflowed: NaN gradients make scaler.step skip this update and lower the
+            # scale, as AMP does for an overflow in the parameter gradients (no host read here).
+            scaled = scaled * torch.where(found_inf, float("nan"), 1.0).to(scaled.dtype)
+        scaled.backward()
         total = v * mixed_loss.detach()
         if clean_loss is not None and weight > 0:
             total = total + weight * clean_loss
-        return StepOutput(total, mixed_loss.detach(), clean_loss, logits.detach(), clean_logits, mix, saliency)
+        return StepOutput(total, mixed_loss.detach(), clean_loss, logits.detach(), clean_logits, mix, saliency,
+                          found_inf)

@@ -192,7 +192,7 @@ def erase_boxes(images: Tensor, boxes: Tensor, value: float = 0.0) -> Tensor:
         value: the fill value.
 
     Returns:
-        (B, C, H, W) new tensor with the holes filled.
+        (B, C, H, W) new tensor with the holes filled, in the memory format of ``images``.
     """
     if not isinstance(images, Tensor) or images.ndim != 4:
         raise ValueError(f"images must be a (B, C, H, W) tensor, got "
@@ -202,4 +202,4 @@ def erase_boxes(images: Tensor, boxes: Tensor, value: float = 0.0) -> Tensor:
     b, _, h, w = images.shape
     boxes = _check_boxes(boxes, b).to(images.device)
     mask = box_masks(boxes, h, w).unsqueeze(1)
-    return images.masked_fill(mask, value)
+    return images.clone().masked_fill_(mask, value)  # clone keeps the memory format (channels_last)

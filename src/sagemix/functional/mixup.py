@@ -5,7 +5,8 @@ https://arxiv.org/abs/1710.09412. The same kernel mixes hidden states for Manifo
 al., ICML 2019, https://arxiv.org/abs/1806.05236), so it accepts any tensor whose first dimension is
 the batch and is differentiable in its input.
 
-Nothing here imports from the rest of sagemix.
+Nothing here imports from the rest of sagemix but :mod:`sagemix.debug` (value checks that do not
+stall a device).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from ..debug import check_values
 
 __all__ = ["mixup", "check_perm"]
 
@@ -31,7 +34,8 @@ def check_perm(perm: Any, batch: int, name: str = "perm") -> Tensor:
 
     Raises:
         TypeError: not an integer tensor.
-        ValueError: wrong shape.
+        ValueError: wrong shape, or (on CPU; asynchronously on a device, see :mod:`sagemix.debug`)
+            a value outside ``[0, batch)``.
 
     Example:
         >>> import torch
@@ -44,6 +48,9 @@ def check_perm(perm: Any, batch: int, name: str = "perm") -> Tensor:
         raise TypeError(f"{name} must hold integer indices (int64), got dtype {perm.dtype}")
     if perm.shape != (batch,):
         raise ValueError(f"{name} must have shape ({batch},) (one partner per sample), got {tuple(perm.shape)}")
+    if batch:
+        check_values((perm >= 0) & (perm < batch), f"{name} must hold partner indices in [0, {batch - 1}]",
+                     lambda: f"got values in [{int(perm.min())}, {int(perm.max())}]")
     return perm
 
 

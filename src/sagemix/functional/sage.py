@@ -11,7 +11,8 @@ The rearrangement objective is computed fast, without loops, in
 :mod:`sagemix.functional.sage_reference` is the same method as slow, plain float64 loops.
 
 Everything here is a pure, batched tensor function: no Python loop over images or over candidate
-shifts.
+shifts, no data-dependent shapes and no host read of a device value: value checks go through
+:func:`sagemix.debug.check_values` (precise on CPU, asynchronous on a device).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..debug import check_values, to_device
+from .mixup import check_perm
 from .sage_objective import objective_from_maps
 
 __all__ = [
@@ -203,12 +206,14 @@ def _check_prior(prior: float | Tensor, b: int, device: torch.device) -> Tensor:
         if prior.numel() not in (1, b):
             raise ValueError(f"prior must be a float or a tensor of 1 or B={b} values, got shape {tuple(prior.shape)}")
         p = prior.detach().to(device=device, dtype=torch.float32).reshape(-1)
+        check_values((p >= 0) & (p <= 1), "prior must lie in [0, 1]",
+                     lambda: f"got {p.tolist() if p.numel() < 8 else p}")
     elif isinstance(prior, (int, float)) and not isinstance(prior, bool):
-        p = torch.tensor([float(prior)], device=device)
+        if not 0.0 <= float(prior) <= 1.0:
+            raise ValueError(f"prior must lie in [0, 1], got {prior!r}")
+        p = to_device(torch.tensor([float(prior)]), device)  # float32, made on the host, copied without blocking
     else:
         raise TypeError(f"prior must be a float in [0, 1], got {type(prior).__name__}")
-    if not bool(((p >= 0) & (p <= 1)).all()):
-        raise ValueError(f"prior must lie in [0, 1], got {p.tolist() if p.numel() < 8 else p}")
     return p.expand(b) if p.numel() == 1 else p
 
 
@@ -229,12 +234,10 @@ def prepare_maps(saliency: Tensor, perm: Tensor, prior: float | Tensor) -> tuple
     if not isinstance(perm, Tensor) or perm.shape != (b,) or perm.dtype != torch.int64:
         raise ValueError(f"perm must be an int64 tensor of shape ({b},), got "
                          f"{getattr(perm, 'dtype', type(perm).__name__)} {tuple(getattr(perm, 'shape', ()))}")
-    perm = perm.to(saliency.device)
-    if b and (int(perm.min()) < 0 or int(perm.max()) >= b):
-        raise ValueError(f"perm values must lie in [0, {b - 1}], got [{int(perm.min())}, {int(perm.max())}]")
+    perm = check_perm(perm.to(saliency.device), b)
     s = saliency.detach().float()
-    if bool((s < 0).any()):
-        raise ValueError("saliency must be non-negative (a reduced, smoothed gradient magnitude)")
+    check_values(~(s < 0), "saliency must be non-negative (a reduced, smoothed gradient magnitude)",
+                 lambda: f"got minimum {float(s.min()):g}")
     alpha = _check_prior(prior, b, s.device).view(b, 1, 1)
     s = normalize_saliency(torch.nan_to_num(s, nan=float("inf")))  # a NaN map becomes uniform
     a = alpha * s

@@ -19,14 +19,19 @@ partner map, the objective ``J(t) = sum (a^2 + q^2) / max(a + q, eps)`` equals, 
   ``B x H^2 x (2W-1) x W`` instead of ``B x (2H-1)(2W-1) x H x W``, and the wanted candidates are
   read out of that grid.
 
-Both paths work through memory-bounded chunks (:func:`chunk_elements`). Nothing here imports from
-the rest of sagemix.
+Both paths work through memory-bounded chunks (:func:`chunk_elements`). Off the CPU their shapes
+depend only on B, H, W and K, never on the data (no ``nonzero`` or boolean-mask gathers), so the
+search runs on a device without a host synchronisation; on the CPU, where reading a value costs
+no synchronisation, the gather visits only the overlapping pixels (half the time). Nothing here imports from the rest of sagemix but
+:mod:`sagemix.debug`.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..debug import check_values
 
 __all__ = ["objective_from_maps", "inframe_mass", "harmonic_gather", "harmonic_grid", "chunk_elements"]
 
@@ -56,19 +61,30 @@ def inframe_mass(p: Tensor, shifts: Tensor) -> Tensor:
     return (v[:, 0] - v[:, 1] - v[:, 2] + v[:, 3]).float()
 
 
-def harmonic_gather(ra: Tensor, rp: Tensor, shifts: Tensor) -> Tensor:
-    """``sum_frame a q / (a + q)`` for K given shifts, (B, K). Work B * (overlap pixels of the K shifts).
+def harmonic_gather(ra: Tensor, rp: Tensor, shifts: Tensor, *, static: bool | None = None) -> Tensor:
+    """``sum_frame a q / (a + q)`` for K given shifts, (B, K).
 
     Takes the reciprocals ``ra = 1/a`` and ``rp = 1/p`` (inf where a map is 0), since
-    ``a q / (a + q) = 1 / (1/a + 1/q)``: per overlapping pixel one gather of each map, one add and
-    one reciprocal, and 0 wherever either map is 0. Only pixels where the shifted partner overlaps
-    the frame are visited (a quarter of the frame on average over random shifts), in a pixel-major
-    (pixels, B) layout so that every gathered index copies B contiguous values.
+    ``a q / (a + q) = 1 / (1/a + 1/q)``: per pixel one gather of each map, one add and one
+    reciprocal, and 0 wherever either map is 0. Data are laid out pixel-major, (pixels, B), so that
+    every gathered index copies B contiguous values. Two equivalent ways, chunked by candidates:
+
+    - ``static=False`` (the default on CPU): only the pixels where the shifted partner overlaps the
+      frame are gathered (``nonzero``; a quarter of the frame on average over random shifts), so
+      the work is B times the overlap pixels -- but the chunk shapes depend on the shift values,
+      which on a device would mean a host synchronisation per chunk;
+    - ``static=True`` (the default elsewhere): every pixel of every candidate is visited and a pixel
+      whose partner falls outside the frame reads an extra all-inf row of ``rp``, so adds exactly
+      0. Work B x K x H x W, with shapes fixed by B, H, W and K: no host read, and ``meta`` works.
+
+    The two differ only in the order of the float32 sums.
     """
     b, h, w = ra.shape
     dev = ra.device
+    static = dev.type != "cpu" if static is None else static
     ra_t = ra.reshape(b, h * w).t().contiguous()  # (HW, B)
-    rp_t = rp.reshape(b, h * w).t().contiguous()
+    rp_t = rp.reshape(b, h * w).t()
+    rp_t = torch.cat([rp_t, rp.new_full((1, b), float("inf"))]) if static else rp_t.contiguous()  # row HW: outside
     i = torch.arange(h, device=dev).view(1, h, 1)
     j = torch.arange(w, device=dev).view(1, 1, w)
     out = []
@@ -79,10 +95,14 @@ def harmonic_gather(ra: Tensor, rp: Tensor, shifts: Tensor) -> Tensor:
         si = (i - s[:, 0].view(-1, 1, 1)).expand(k, h, w)  # the partner pixel under own pixel (i, j)
         sj = (j - s[:, 1].view(-1, 1, 1)).expand(k, h, w)
         overlap = (si >= 0) & (si < h) & (sj >= 0) & (sj < w)  # (k, H, W)
-        cand, oi, oj = overlap.nonzero(as_tuple=True)
-        part = si[overlap] * w + sj[overlap]
-        t = rp_t.index_select(0, part).add_(ra_t.index_select(0, oi * w + oj)).reciprocal_()  # (N, B)
-        out.append(torch.zeros(k, b, device=dev, dtype=t.dtype).index_add_(0, cand, t))
+        if static:
+            part = torch.where(overlap, si * w + sj, h * w).reshape(-1)  # (k*H*W,)
+            out.append(rp_t.index_select(0, part).view(k, h * w, b).add_(ra_t).reciprocal_().sum(dim=1))
+        else:
+            cand, oi, oj = overlap.nonzero(as_tuple=True)
+            part = si[overlap] * w + sj[overlap]
+            t = rp_t.index_select(0, part).add_(ra_t.index_select(0, oi * w + oj)).reciprocal_()  # (N, B)
+            out.append(torch.zeros(k, b, device=dev, dtype=t.dtype).index_add_(0, cand, t))
     return torch.cat(out, dim=0).t()
 
 
@@ -133,8 +153,9 @@ def objective_from_maps(a: Tensor, p: Tensor, shifts: Tensor) -> Tensor:
     """
     b, h, w = a.shape
     shifts = shifts.to(a.device)
-    if bool(((shifts[:, 0].abs() >= h) | (shifts[:, 1].abs() >= w)).any()):
-        raise ValueError(f"every shift must satisfy |dy| < H={h} and |dx| < W={w} (at least one pixel of overlap)")
+    check_values((shifts[:, 0].abs() < h) & (shifts[:, 1].abs() < w),
+                 f"every shift must satisfy |dy| < H={h} and |dx| < W={w} (at least one pixel of overlap)",
+                 lambda: f"got {shifts.tolist() if shifts.shape[0] <= 8 else shifts.abs().amax(dim=0).tolist()}")
     ra, rp = a.reciprocal(), p.reciprocal()
     if shifts.shape[0] > 2 * h * w:
         flat = (shifts[:, 0] + h - 1) * (2 * w - 1) + (shifts[:, 1] + w - 1)

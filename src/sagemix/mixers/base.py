@@ -29,11 +29,13 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import Tensor
 
+from ..debug import check_values, to_device
 from ..functional.pool import WorkerPool
 
 __all__ = ["MixOutput", "Mixer", "to_soft_targets", "check_images", "check_probability", "check_positive",
            "check_nonnegative", "check_bool", "check_int", "check_channel_stats", "sample_beta", "sample_gamma",
-           "random_permutation", "draw_apply", "skip_mix", "mix_targets", "CIFAR10_MEAN", "CIFAR10_STD"]
+           "random_permutation", "draw_apply", "check_alpha", "ALPHA_RANGE", "SOFT_TARGET_ATOL", "check_values",
+           "to_device", "skip_mix", "mix_targets", "CIFAR10_MEAN", "CIFAR10_STD"]
 
 #: CIFAR-10 normalisation on the 0-1 scale (docs/SAGE.md §7), the default ``mean``/``std`` of the
 #: mixers with ``needs_normalization``.
@@ -63,7 +65,11 @@ class MixOutput:
 
 
 def check_images(images: Any, name: str = "images") -> Tensor:
-    """Validate a (B, C, H, W) floating batch; raise a clear TypeError/ValueError otherwise."""
+    """Validate a (B, C, H, W) floating batch of finite values; raise a clear TypeError/ValueError otherwise.
+
+    Finiteness is a value check (:func:`sagemix.debug.check_values`): precise on CPU, asynchronous on
+    a device.
+    """
     if not isinstance(images, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
     if images.ndim != 4:
@@ -72,34 +78,65 @@ def check_images(images: Any, name: str = "images") -> Tensor:
         raise TypeError(f"{name} must be a floating tensor (normalised images), got dtype {images.dtype}")
     if images.shape[0] < 1 or images.shape[2] < 1 or images.shape[3] < 1:
         raise ValueError(f"{name} must be non-empty, got shape {tuple(images.shape)}")
+    finite = torch.isfinite(images)
+    check_values(finite, f"{name} must hold finite values (no NaN or inf pixels)",
+                 lambda: f"got {int((~finite).sum())} non-finite values of {images.numel()}")
     return images
+
+
+#: Tolerance on the row sums of soft targets: |sum - 1| <= this (float32/float64 rows; half-precision
+#: rows get ten times more).
+SOFT_TARGET_ATOL: float = 1e-3
 
 
 def to_soft_targets(targets: Any, num_classes: int | None, batch_size: int, *,
                     dtype: torch.dtype = torch.float32, device: torch.device | None = None,
                     name: str = "targets") -> Tensor:
-    """Turn int (B,) labels or float (B, K) soft labels into float (B, K) rows summing to 1."""
+    """Turn int (B,) labels or float (B, K) soft labels into float (B, K) rows summing to 1.
+
+    Integer labels must lie in ``[0, num_classes)``; soft rows must be finite, non-negative and sum
+    to 1 within :data:`SOFT_TARGET_ATOL`. The value checks go through
+    :func:`sagemix.debug.check_values` (precise on CPU, asynchronous on a device).
+    """
     if not isinstance(targets, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, int (B,) or float (B, K), got {type(targets).__name__}")
+    if targets.ndim not in (1, 2):
+        raise ValueError(f"{name} must have shape (B,) (class indices) or (B, K) (soft labels) with "
+                         f"B={batch_size}, got shape {tuple(targets.shape)}")
     if targets.shape[0] != batch_size:
         raise ValueError(f"{name} must have batch size {batch_size} like the images, got shape {tuple(targets.shape)}")
     device = device if device is not None else targets.device
     if targets.ndim == 1:
-        if targets.is_floating_point() or targets.dtype == torch.bool:
+        if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
             raise TypeError(f"{name} of shape (B,) must hold integer class indices, got dtype {targets.dtype}")
         if num_classes is None:
             raise ValueError(f"num_classes is required when {name} are integer labels (got num_classes=None)")
-        if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
-            raise ValueError(f"{name} must lie in [0, {num_classes - 1}] for num_classes={num_classes}, "
-                             f"got values in [{int(targets.min())}, {int(targets.max())}]")
+        if targets.numel():
+            check_values((targets >= 0) & (targets < num_classes),
+                         f"{name} must lie in [0, {num_classes - 1}] for num_classes={num_classes}",
+                         lambda: f"got values in [{int(targets.min())}, {int(targets.max())}]")
         return torch.nn.functional.one_hot(targets.long(), num_classes).to(device=device, dtype=dtype)
-    if targets.ndim == 2:
-        if not targets.is_floating_point():
-            raise TypeError(f"{name} of shape (B, K) must be floating soft labels, got dtype {targets.dtype}")
-        if num_classes is not None and targets.shape[1] != num_classes:
-            raise ValueError(f"{name} has {targets.shape[1]} classes but num_classes={num_classes}")
-        return targets.to(device=device, dtype=dtype)
-    raise ValueError(f"{name} must have shape (B,) or (B, K), got shape {tuple(targets.shape)}")
+    if not targets.is_floating_point():
+        raise TypeError(f"{name} of shape (B, K) must be floating soft labels, got dtype {targets.dtype}")
+    if num_classes is not None and targets.shape[1] != num_classes:
+        raise ValueError(f"{name} has {targets.shape[1]} classes but num_classes={num_classes}")
+    if targets.shape[1] < 1:
+        raise ValueError(f"{name} of shape (B, K) needs K >= 1 classes, got shape {tuple(targets.shape)}")
+    atol = SOFT_TARGET_ATOL * (10.0 if targets.element_size() < 4 else 1.0)
+    t = targets.float() if targets.element_size() < 4 else targets
+    sums = t.sum(dim=1)
+    row_ok = torch.isfinite(t).all(dim=1) & (t >= 0).all(dim=1) & ((sums - 1.0).abs() <= atol)
+    check_values(row_ok, f"{name} of shape (B, K) must be soft labels: finite, non-negative rows summing to 1 "
+                         f"(within {atol:g})", lambda: _describe_bad_rows(t, row_ok))
+    return targets.to(device=device, dtype=dtype)
+
+
+def _describe_bad_rows(t: Tensor, row_ok: Tensor) -> str:
+    """``"got row i = [...] (sum s)"`` for the first bad row of soft targets (host read)."""
+    i = int((~row_ok).nonzero()[0, 0])
+    row = t[i].tolist()
+    shown = ", ".join(f"{v:.4g}" for v in row[:8]) + (", ..." if len(row) > 8 else "")
+    return f"got row {i} = [{shown}] (sum {float(t[i].sum()):.6g}); {int((~row_ok).sum())} bad rows"
 
 
 def check_int(value: Any, name: str, minimum: int) -> int:
@@ -165,25 +202,54 @@ def check_nonnegative(value: Any, name: str) -> float:
     return float(value)
 
 
+#: The accepted range of Beta/Gamma concentrations (``alpha``): below 1e-3 the draws are 0 or 1 up to
+#: float64 round-off, above 1e3 they are 0.5 within 2 %; outside it nothing is gained and the
+#: samplers lose precision (at 1e-300 or 1e+308 they would return NaN or a constant).
+ALPHA_RANGE: tuple[float, float] = (1e-3, 1e3)
+
+
+def check_alpha(value: Any, name: str = "alpha") -> float:
+    """A Beta/Gamma concentration: a finite number in :data:`ALPHA_RANGE` ([1e-3, 1e3]).
+
+    Example:
+        >>> check_alpha(0.2)
+        0.2
+        >>> check_alpha(1e-300)
+        Traceback (most recent call last):
+        ...
+        ValueError: alpha must be a finite number in [0.001, 1000] (a Beta concentration), got 1e-300
+    """
+    lo, hi = ALPHA_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}] (a Beta concentration), got {value!r}")
+    return float(value)
+
+
 def sample_beta(alpha: float, beta: float | None = None, size: int = 1, *,
                 generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
     """Draw ``size`` samples of Beta(alpha, beta) (beta defaults to alpha) from torch's RNG.
 
-    Uses the Gamma-ratio construction with ``torch._standard_gamma`` so the draw honours
-    ``generator`` (``torch.distributions.Beta`` cannot take one). ``alpha <= 0`` returns 0.5.
-    The result is float64 on CPU, then moved to ``device``.
+    Uses the Gamma-ratio construction on :func:`sample_gamma` so the draw honours ``generator``
+    (``torch.distributions.Beta`` cannot take one). ``alpha <= 0`` (or ``beta <= 0``) returns 0.5;
+    otherwise both must lie in :data:`ALPHA_RANGE`. Where both Gamma draws underflow to 0 (small
+    concentrations), the ratio is taken in log space, so a draw is never NaN. The result is float64,
+    drawn on CPU and moved to ``device`` without blocking (:func:`sagemix.debug.to_device`).
     """
     beta = alpha if beta is None else beta
+    for nm, v in (("alpha", alpha), ("beta", beta)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            raise ValueError(f"{nm} must be a number (a Beta concentration), got {v!r}")
     if alpha <= 0 or beta <= 0:
-        return torch.full((size,), 0.5, dtype=torch.float64, device=device)
-    # Draw uniforms from the generator and map them through an inverse-CDF-free method: gamma via
-    # torch._standard_gamma does not accept a generator, so we use the uniform/normal
-    # Marsaglia-Tsang sampler implemented on top of the generator's own draws.
-    ga = sample_gamma(alpha, size, generator)
-    gb = sample_gamma(beta, size, generator)
+        return to_device(torch.full((size,), 0.5, dtype=torch.float64), device)
+    check_alpha(alpha, "alpha")
+    check_alpha(beta, "beta")
+    ga, log_ga = _sample_gamma(alpha, size, generator)
+    gb, log_gb = _sample_gamma(beta, size, generator)
     out = ga / (ga + gb)
-    out = torch.nan_to_num(out, nan=0.5)
-    return out.to(device)
+    # Both draws underflowed (alpha << 1): the ratio from the logs, exp(la) / (exp(la) + exp(lb)).
+    out = torch.where(torch.isfinite(out), out, torch.sigmoid(log_ga - log_gb))
+    return to_device(out, device)
 
 
 def sample_gamma(shape: float, size: int, generator: torch.Generator | None = None) -> Tensor:
@@ -194,6 +260,13 @@ def sample_gamma(shape: float, size: int, generator: torch.Generator | None = No
         >>> x.shape, x.dtype, bool((x > 0).all())
         (torch.Size([4]), torch.float64, True)
     """
+    return _sample_gamma(shape, size, generator)[0]
+
+
+def _sample_gamma(shape: float, size: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Marsaglia-Tsang Gamma(shape, 1) draws and their logs (float64, CPU)."""
+    if isinstance(shape, bool) or not isinstance(shape, (int, float)) or not math.isfinite(shape) or shape <= 0:
+        raise ValueError(f"shape must be a finite number > 0 (a Gamma shape), got {shape!r}")
     boost = shape < 1.0
     d = (shape + 1.0 if boost else shape) - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
@@ -208,16 +281,18 @@ def sample_gamma(shape: float, size: int, generator: torch.Generator | None = No
         acc = (d * v)[ok][: size - filled]
         out[filled: filled + acc.numel()] = acc
         filled += acc.numel()
+    log_out = torch.log(out)
     if boost:
-        u = torch.rand(size, dtype=torch.float64, generator=generator)
-        out = out * u.clamp_min(1e-300) ** (1.0 / shape)
-    return out
+        u = torch.rand(size, dtype=torch.float64, generator=generator).clamp_min(1e-300)
+        log_out = log_out + torch.log(u) / shape
+        out = out * u ** (1.0 / shape)
+    return out, log_out
 
 
 def random_permutation(n: int, *, generator: torch.Generator | None = None,
                        device: torch.device | str = "cpu") -> Tensor:
-    """A random permutation of ``range(n)`` (int64), drawn on CPU from ``generator``."""
-    return torch.randperm(n, generator=generator).to(device)
+    """A random permutation of ``range(n)`` (int64), drawn on CPU from ``generator``, moved without blocking."""
+    return to_device(torch.randperm(n, generator=generator), device)
 
 
 def draw_apply(prob: float, generator: torch.Generator | None) -> bool:
@@ -300,12 +375,12 @@ class Mixer:
         """Validate and set the options many mixers share.
 
         Args:
-            alpha: the Beta(alpha, alpha) concentration, a finite number > 0 (``self.alpha``).
+            alpha: the Beta(alpha, alpha) concentration, a number in :data:`ALPHA_RANGE` (``self.alpha``).
             prob: the probability of mixing a batch, in [0, 1] (``self.prob``).
             **flags: bool options, each set under its own name (e.g. ``per_sample=False``).
         """
         if alpha is not None:
-            self.alpha = check_positive(alpha, "alpha")
+            self.alpha = check_alpha(alpha, "alpha")
         if prob is not None:
             self.prob = check_probability(prob, "prob")
         for key, value in flags.items():

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..functional.boxes import paste_boxes, rand_box
-from .base import MixOutput, Mixer, draw_apply, mix_targets, random_permutation, sample_beta, skip_mix
+from .base import MixOutput, Mixer, draw_apply, mix_targets, random_permutation, sample_beta, skip_mix, to_device
 from .registry import register_mixer
 
 __all__ = ["CutMix"]
@@ -58,7 +58,7 @@ class CutMix(Mixer):
                             boxes=torch.zeros(b, 4, dtype=torch.long, device=images.device))
         lam0 = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator)
         perm = random_permutation(b, generator=self.generator, device=images.device)
-        boxes = rand_box(h, w, lam0, generator=self.generator).to(images.device)
+        boxes = to_device(rand_box(h, w, lam0, generator=self.generator), images.device)
         mixed, lam = paste_boxes(images, perm, boxes)
         return MixOutput(mixed, mix_targets(targets, perm, lam), lam, perm,
                          {"applied": True, "boxes": boxes.expand(b, 4).clone()})

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..functional.boxes import box_areas, centered_boxes, erase_boxes
-from .base import MixOutput, Mixer, check_int, draw_apply, skip_mix
+from .base import MixOutput, Mixer, check_int, draw_apply, skip_mix, to_device
 from .registry import register_mixer
 
 __all__ = ["Cutout"]
@@ -59,8 +59,10 @@ class Cutout(Mixer):
         cy = torch.randint(0, h, (n,), generator=self.generator)
         cx = torch.randint(0, w, (n,), generator=self.generator)
         side = torch.tensor([self.size])
-        boxes = centered_boxes(cy, cx, side, side, h, w).to(images.device)
-        erased = (box_areas(boxes, h, w).double() / float(h * w)).to(torch.float32).expand(b).clone()
+        boxes_cpu = centered_boxes(cy, cx, side, side, h, w)
+        erased = to_device((box_areas(boxes_cpu, h, w).double() / float(h * w)).to(torch.float32), images.device)
+        erased = erased.expand(b).clone()
+        boxes = to_device(boxes_cpu, images.device)
         out = erase_boxes(images, boxes, 0.0)
         return MixOutput(out, targets, torch.ones(b, device=images.device), torch.arange(b, device=images.device),
                          {"applied": True, "boxes": boxes.expand(b, 4).clone(), "erased": erased})

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..functional.mixup import mixup
-from .base import MixOutput, Mixer, mix_targets, random_permutation, sample_beta
+from .base import MixOutput, Mixer, mix_targets, random_permutation, sample_beta, to_device
 from .registry import register_mixer
 
 __all__ = ["ManifoldMixup"]
@@ -66,8 +66,10 @@ class ManifoldMixup(Mixer):
         k = self.layers[int(torch.randint(0, len(self.layers), (), generator=self.generator))]
         lam_cpu = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator).float()
         perm = random_permutation(b, generator=self.generator, device=images.device)
-        lam = lam_cpu.to(images.device)
-        fn = functools.partial(mixup, perm=perm, lam=lam if self.per_sample else float(lam_cpu[0]))
+        lam = to_device(lam_cpu, images.device)
+        # lam is a tensor (one value: 0-d), never a Python float: a compiled model then traces the
+        # mix once instead of specialising (and recompiling) on every drawn value.
+        fn = functools.partial(mixup, perm=perm, lam=lam if self.per_sample else lam.reshape(()))
         lam_b = lam.expand(b).clone()
         return MixOutput(images.clone(), mix_targets(targets, perm, lam_b), lam_b, perm,
                          {"mix_layer": k, "mix_fn": fn})

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..functional.mixup import mixup
-from .base import MixOutput, Mixer, draw_apply, mix_targets, random_permutation, sample_beta, skip_mix
+from .base import MixOutput, Mixer, draw_apply, mix_targets, random_permutation, sample_beta, skip_mix, to_device
 from .registry import register_mixer
 
 __all__ = ["Mixup"]
@@ -53,7 +53,7 @@ class Mixup(Mixer):
         b = images.shape[0]
         lam_cpu = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator).float()
         perm = random_permutation(b, generator=self.generator, device=images.device)
-        lam = lam_cpu.to(images.device)
+        lam = to_device(lam_cpu, images.device)
         # One lam: pass a Python float (read on the CPU, no device sync); the image and the label
         # use the same float32 value.
         mixed = mixup(images, perm, lam if self.per_sample else float(lam_cpu[0]))

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from ..functional.sage import candidate_shifts, gaussian_kernel1d, gaussian_smooth, reduce_saliency, sage_mask, sage_mix
-from .base import (MixOutput, Mixer, check_bool, check_nonnegative, check_probability, mix_targets,
-                   random_permutation, sample_beta)
+from .base import (MixOutput, Mixer, check_alpha, check_bool, check_nonnegative, check_probability, mix_targets,
+                   random_permutation, sample_beta, to_device)
 from .registry import register_mixer
 
 __all__ = ["SAGE"]
@@ -32,7 +32,8 @@ class SAGE(Mixer):
         upper_lambda: the prior ``alpha = upper_lambda * Beta(mixup_alpha, mixup_alpha)`` scales the own
             map, ``1 - alpha`` the partner's (reference: 0.6 CIFAR-10/PreActResNet18, 0.5 CIFAR-100/
             PreActResNet18, 0.7 CIFAR-100/WRN16-8 and ResNeXt29-4-24).
-        mixup_alpha: Beta parameter of the prior; 0 fixes ``alpha = 0.5 * upper_lambda``.
+        mixup_alpha: Beta parameter of the prior, 0 or in [1e-3, 1e3] (``ALPHA_RANGE``); 0 fixes
+            ``alpha = 0.5 * upper_lambda``.
         rand_pos: fraction of all ``(2H-1)(2W-1)`` shifts drawn as candidates per batch (0.01 in the
             reference: 39 of 3,969 at 32x32); ``None`` searches all shifts (the true optimum).
         force_zero_shift: always include the zero shift (first, so it wins ties).
@@ -63,6 +64,8 @@ class SAGE(Mixer):
         super().__init__(num_classes=num_classes, generator=generator)
         self.upper_lambda = check_probability(upper_lambda, "upper_lambda")
         self.mixup_alpha = check_nonnegative(mixup_alpha, "mixup_alpha")
+        if self.mixup_alpha > 0:
+            check_alpha(self.mixup_alpha, "mixup_alpha")
         if rand_pos is not None and (isinstance(rand_pos, bool) or not isinstance(rand_pos, (int, float))
                                      or not 0 < float(rand_pos) <= 1):
             raise ValueError(f"rand_pos must be a number in (0, 1] or None (exhaustive search), got {rand_pos!r}")
@@ -105,8 +108,8 @@ class SAGE(Mixer):
         if saliency.shape != (b, h, w):
             raise ValueError(f"saliency must have shape (B, H, W) = {(b, h, w)}, got {tuple(saliency.shape)}")
         params = self.make_params(b, h, w)
-        perm = params["perm"].to(images.device)
-        shifts = params["shifts"].to(images.device)
+        perm = to_device(params["perm"], images.device)
+        shifts = to_device(params["shifts"], images.device)
         mixed, lam, chosen = sage_mix(images, saliency.to(images.device), perm, params["prior"], shifts)
         soft = mix_targets(targets, perm, lam)
         extras = {"prior": params["prior"], "shifts": shifts, "shift": chosen}

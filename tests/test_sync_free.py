@@ -1,0 +1,60 @@
+"""The training step never reads a device value on the host (issue 10 item 1).
+
+A step with the model, the images and the labels on torch's ``meta`` device (shapes, no data)
+fails at the first host read of a tensor value (``.item()``, ``int()``, ``bool()``, ``nonzero``,
+a boolean-mask gather), so one :class:`sagemix.MixStep` per method on ``meta`` is the CPU guard
+that the step is free of synchronisations. On a machine with CUDA the same step runs under
+``torch.cuda.set_sync_debug_mode("error")``, which raises on any synchronising call.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sagemix import MixStep, create_mixer
+from sagemix.models import create_model
+
+#: The methods whose step is free of host reads (Puzzle Mix, Co-Mixup and SaliencyMix work on the CPU).
+SYNC_FREE = ["vanilla", "mixup", "manifold_mixup", "cutmix", "cutout", "sage"]
+K = 5
+
+
+def _step(name: str, device: str) -> MixStep:
+    torch.manual_seed(0)
+    model = create_model("smallnet", K, width=8).to(device)
+    return MixStep(model, create_mixer(name, num_classes=K, generator=torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("name", SYNC_FREE)
+def test_step_runs_on_meta_device(name):
+    step = _step(name, "meta")
+    x = torch.empty(4, 3, 16, 16, device="meta")
+    y = torch.empty(4, dtype=torch.long, device="meta")
+    out = step(x, y)
+    assert out.logits.shape == (4, K) and out.logits.device.type == "meta"
+    assert out.mix.images.shape == x.shape and out.mix.targets.shape == (4, K)
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in step.model.parameters())
+
+
+def test_soft_targets_on_meta_device():
+    step = _step("mixup", "meta")
+    out = step(torch.empty(3, 3, 8, 8, device="meta"), torch.empty(3, K, device="meta"))
+    assert out.mix.targets.shape == (3, K)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", SYNC_FREE)
+def test_step_has_no_cuda_sync(name):
+    step = _step(name, "cuda")
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 3, 32, 32, generator=g).cuda()
+    y = torch.randint(0, K, (8,), generator=g).cuda()
+    step(x, y)  # warm-up: lazy initialisations (cuDNN, the pinned-memory allocator) may synchronise once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = step(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out.loss).item()

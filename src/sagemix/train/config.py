@@ -61,7 +61,9 @@ class TrainConfig:
         dataset: ``cifar10``, ``cifar100``, ``offline`` or ``imagefolder``.
         dataset_kwargs: dataset-specific options for ``load_dataset`` (e.g. ``n_train`` for ``offline``).
         data_dir: dataset root (None: the data module's default).
-        download: download the dataset when it is missing.
+        download: download the dataset when it is missing. Under torchrun rank 0 downloads first, then
+            the local rank 0 of each other node (which finds the files on a shared filesystem, or
+            downloads its own copy to a node-local one), then the other processes only read.
         image_size: resize the images to this side (None: native size).
         train_limit: train on a seeded random subset of this many images (None: all).
         test_limit: evaluate on a seeded random subset of this many images (None: all).
@@ -86,7 +88,8 @@ class TrainConfig:
             ``set_float32_matmul_precision("high")``), ``false`` turns it off for both ("highest"), and
             ``null`` (the default) leaves torch's defaults (matmul off, cuDNN convolutions on), so that
             runs do not change. Ignored on the CPU; not run-defining (a run may be resumed with another).
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Under torchrun
+            every process uses ``cuda:LOCAL_RANK``: an explicit ``cuda:N`` is overridden with a warning.
         threads: CPU threads for torch (``torch.set_num_threads``); 0 keeps torch's default.
         workers: DataLoader worker processes, used only when the data set does not fit on the device
             (the resident loader needs none).

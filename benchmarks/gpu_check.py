@@ -38,12 +38,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:  # check this checkout's sagemix (the parts' processes do too)
+    sys.path.insert(0, str(ROOT / "src"))
+
+from sagemix.utils import atomic_write_text  # noqa: E402
 
 #: The step methods with no graph-cut extra (the sync-debug part runs these).
 PURE_METHODS = ("sage", "vanilla", "mixup", "manifold_mixup", "cutmix", "cutout")
 
 
-# -- orchestration (no torch needed) -------------------------------------------------------------------
+# -- orchestration -------------------------------------------------------------------
 @dataclass
 class Part:
     """One part of the check: a name, its share of the time and how to run it (``run(budget_s) -> dict``)."""
@@ -57,19 +61,6 @@ def device_slug(name: str) -> str:
     """A file name for a device: ``"NVIDIA H200"`` -> ``"NVIDIA_H200"``."""
     slug = re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_")
     return slug or "device"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def to_markdown(record: dict[str, Any]) -> str:
@@ -91,8 +82,8 @@ def to_markdown(record: dict[str, Any]) -> str:
 
 def write_record(record: dict[str, Any], out_dir: Path, slug: str) -> None:
     """Write ``<out_dir>/<slug>.json`` and ``.md`` atomically."""
-    _atomic_write(out_dir / f"{slug}.json", json.dumps(record, indent=2, default=str) + "\n")
-    _atomic_write(out_dir / f"{slug}.md", to_markdown(record))
+    atomic_write_text(out_dir / f"{slug}.json", json.dumps(record, indent=2, default=str) + "\n")
+    atomic_write_text(out_dir / f"{slug}.md", to_markdown(record))
 
 
 def run_parts(parts: list[Part], record: dict[str, Any], *, out_dir: Path, slug: str, budget_s: float,
@@ -347,7 +338,7 @@ def _run_one_part(name: str, out: Path, budget_s: float) -> int:
     except Exception as e:  # noqa: BLE001 - the parent records it
         result = {"status": "error", "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()[-2000:]}"}
         code = 1
-    _atomic_write(out, json.dumps(result, default=str))
+    atomic_write_text(out, json.dumps(result, default=str))
     return code
 
 

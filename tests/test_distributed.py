@@ -24,14 +24,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- 2 processes (gloo) -----------------------------------------------------------------------
-@pytest.mark.slow
-def test_two_process_decisions_turns_buffers_and_replica_check(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ, SAGEMIX_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1",
+               PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
+    return env
+
+
+def _torchrun(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 <args>`` (a script path, or ``-m module ...``)."""
     launcher = [shutil.which("torchrun")] if shutil.which("torchrun") else [sys.executable, "-m", "torch.distributed.run"]
-    cmd = [*launcher, "--standalone", "--nproc_per_node", "2", str(ROOT / "tests" / "_dist_worker.py"), str(tmp_path)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([*launcher, "--standalone", "--nproc_per_node", "2", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_two_process_decisions_turns_buffers_and_replica_check(tmp_path):
+    r = _torchrun([str(ROOT / "tests" / "_dist_worker.py"), str(tmp_path)], _env(tmp_path))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     for seen in ranks:
@@ -243,18 +253,9 @@ def test_tf32_option():
         torch.set_float32_matmul_precision(before[2])
 
 
-def _torchrun(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    launcher = [shutil.which("torchrun")] if shutil.which("torchrun") else [sys.executable, "-m", "torch.distributed.run"]
-    return subprocess.run([*launcher, "--standalone", "--nproc_per_node", "2", "-m", "sagemix", "train", *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
-
-
 @pytest.mark.slow
 def test_torchrun_trainer_errors_reach_every_rank_and_resume_reports_the_global_batch(tmp_path):
-    env = dict(os.environ, SAGEMIX_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1",
-               PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
+    env = _env(tmp_path)
     out = tmp_path / "run"
     common = ["offline", "--method", "mixup", "--device", "cpu", "--batch-size", "8", "--no-progress",
               "--out", str(out), "--set", 'dataset_kwargs={"n_train": 32, "n_test": 10}', "--set", "image_size=16",
@@ -264,12 +265,12 @@ def test_torchrun_trainer_errors_reach_every_rank_and_resume_reports_the_global_
                        text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     # two processes, no --resume: rank 0 finds the checkpoint and both ranks stop with its message (no hang)
-    r = _torchrun([*common, "--epochs", "2"], env)
+    r = _torchrun(["-m", "sagemix", "train", *common, "--epochs", "2"], env)
     assert r.returncode != 0
     assert r.stderr.count("already holds a checkpoint") >= 2, r.stderr[-3000:]
     assert "raised on rank 0" in r.stderr
     # two processes, --resume at the epoch boundary: allowed, and the new global batch is reported
-    r = _torchrun([*common, "--epochs", "2", "--resume"], env)
+    r = _torchrun(["-m", "sagemix", "train", *common, "--epochs", "2", "--resume"], env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "global batch changes from 8 to 16 (8 per process)" in r.stdout + r.stderr
     summary = json.loads((out / "summary.json").read_text())

@@ -1,4 +1,9 @@
-"""Timing of callables: CUDA events on CUDA (read after one synchronise), :class:`sagemix.utils.Stopwatch` on CPU."""
+"""Timing of callables: CUDA events on CUDA (read after one synchronise), :class:`sagemix.utils.Stopwatch` on CPU.
+
+On CUDA the events are recorded on the current stream *of the benchmarked device* and the clock
+synchronises that device, not whichever device happens to be current (``--device cuda:1`` while
+``cuda:0`` is current would otherwise time nothing).
+"""
 from __future__ import annotations
 
 import platform
@@ -13,19 +18,26 @@ __all__ = ["Clock", "device_name", "timing_method"]
 
 
 class Clock:
-    """Times callables: CUDA events on CUDA (read after one synchronise), perf_counter on CPU."""
+    """Times callables: CUDA events on CUDA (read after one synchronise), perf_counter on CPU.
+
+    Args:
+        device: the device whose work is timed.
+    """
 
     def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
         self._pending: list[tuple[str, Any, Any]] = []
         self.times: dict[str, list[float]] = {}
 
     def time(self, key: str, fn: Callable[[], Any]) -> Any:
         if self.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            out = fn()
-            end.record()
+            with torch.cuda.device(self.device):  # events and stream of the benchmarked device
+                stream = torch.cuda.current_stream(self.device)
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record(stream)
+                out = fn()
+                end.record(torch.cuda.current_stream(self.device))
             self._pending.append((key, start, end))
             return out
         with Stopwatch() as watch:
@@ -36,7 +48,7 @@ class Clock:
 
     def flush(self) -> None:
         if self.cuda and self._pending:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
             for key, start, end in self._pending:
                 self.times.setdefault(key, []).append(float(start.elapsed_time(end)))
             self._pending.clear()

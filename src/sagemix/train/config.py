@@ -61,7 +61,9 @@ class TrainConfig:
         dataset: ``cifar10``, ``cifar100``, ``offline`` or ``imagefolder``.
         dataset_kwargs: dataset-specific options for ``load_dataset`` (e.g. ``n_train`` for ``offline``).
         data_dir: dataset root (None: the data module's default).
-        download: download the dataset when it is missing.
+        download: download the dataset when it is missing. Under torchrun rank 0 downloads first, then
+            the local rank 0 of each other node (which finds the files on a shared filesystem, or
+            downloads its own copy to a node-local one), then the other processes only read.
         image_size: resize the images to this side (None: native size).
         train_limit: train on a seeded random subset of this many images (None: all).
         test_limit: evaluate on a seeded random subset of this many images (None: all).
@@ -74,13 +76,20 @@ class TrainConfig:
         milestones: epochs at which the learning rate is multiplied by ``gamma``.
         gamma: the learning-rate decay factor.
         loss: ``"soft_ce"`` (soft-target cross-entropy) or ``"bce_softmax"`` (the research code's).
-        seed: seeds the model initialisation, the loader and the mixer (per process: seed + rank).
+        seed: seeds the model initialisation, the loader and the mixer (per process: a seed derived from
+            (seed, rank) that no other (seed, rank) pair shares; rank 0 keeps the single-process seed).
         data_seed: seeds what defines the data (the offline dataset's generation, the train/test limit
             subsets), kept apart from ``seed`` so that runs with different seeds see the same images.
         amp: ``"none"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast + GradScaler, CUDA only).
         channels_last: channels-last memory format for the model and the batches.
         compile: wrap the model in ``torch.compile``.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        tf32: TensorFloat-32 on CUDA for float32 work: ``true`` turns it on for matrix products and
+            cuDNN convolutions (``torch.backends.cuda.matmul.allow_tf32``, ``cudnn.allow_tf32``,
+            ``set_float32_matmul_precision("high")``), ``false`` turns it off for both ("highest"), and
+            ``null`` (the default) leaves torch's defaults (matmul off, cuDNN convolutions on), so that
+            runs do not change. Ignored on the CPU; not run-defining (a run may be resumed with another).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Under torchrun
+            every process uses ``cuda:LOCAL_RANK``: an explicit ``cuda:N`` is overridden with a warning.
         threads: CPU threads for torch (``torch.set_num_threads``); 0 keeps torch's default.
         workers: DataLoader worker processes, used only when the data set does not fit on the device
             (the resident loader needs none).
@@ -123,6 +132,7 @@ class TrainConfig:
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
+    tf32: bool | None = None
     device: str = "auto"
     threads: int = 0
     workers: int = 0
@@ -169,6 +179,8 @@ class TrainConfig:
                     "tensorboard"):
             if not isinstance(getattr(self, key), bool):
                 raise TypeError(f"config key {key!r} must be true or false, got {getattr(self, key)!r}")
+        if self.tf32 is not None and not isinstance(self.tf32, bool):
+            raise TypeError(f"config key 'tf32' must be true, false or null, got {self.tf32!r}")
         _expect_int("epochs", self.epochs, minimum=1)
         _expect_int("batch_size", self.batch_size, minimum=1)
         _expect_int("eval_every", self.eval_every, minimum=1)

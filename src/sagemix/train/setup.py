@@ -11,7 +11,9 @@ and :func:`build_step`, the two pieces :func:`build_setup` uses.
 Every randomness source has its own seed derived from the run seed (:func:`derive_seed`): torch's
 global RNG is seeded with ``config.seed`` right before the model is created (identical initial weights
 on every rank), the loader's generator with ``derive_seed(seed, "loader")`` and the mixer's with
-``derive_seed(seed + rank, "mixer")``.
+:func:`mixer_seed` (``derive_seed(seed, "mixer")`` on rank 0, as on a single process, and
+``derive_seed(seed, "mixer:rank<r>")`` on rank r > 0: a hash of the pair, so that no two (seed, rank)
+pairs share a stream, where the former ``seed + rank`` gave seed 0 rank 1 the stream of seed 1 rank 0).
 
 Example:
     >>> from sagemix.train import TrainConfig                                   # doctest: +SKIP
@@ -35,9 +37,10 @@ from ..mixers import Mixer, create_mixer, get_mixer_class
 from ..step import MixStep
 from ..utils import resolve_device
 from .config import TrainConfig
-from .distributed import DistInfo
+from .distributed import DistInfo, run_in_turns
 
-__all__ = ["Setup", "build_setup", "build_mixer", "build_step", "derive_seed", "AUTOCAST_DTYPES"]
+__all__ = ["Setup", "build_setup", "build_mixer", "build_step", "derive_seed", "mixer_seed", "set_tf32",
+           "AUTOCAST_DTYPES"]
 
 #: The config's ``amp`` setting -> the autocast dtype of the forward passes.
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -50,6 +53,43 @@ def derive_seed(seed: int, purpose: str) -> int:
     """
     digest = hashlib.sha256(f"sagemix:{seed}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def mixer_seed(seed: int, rank: int = 0, *, restart_epoch: int | None = None) -> int:
+    """The seed of one process's mixer generator, from the run seed and the process's rank.
+
+    Rank 0 gets ``derive_seed(seed, "mixer")``, the single-process seed, so single-process runs are
+    unchanged; rank r > 0 gets ``derive_seed(seed, "mixer:rank<r>")``. Every (seed, rank) pair hashes
+    to its own stream (``seed + rank`` gave seed 0 rank 1 the stream of seed 1 rank 0).
+
+    Args:
+        seed: the run seed.
+        rank: the process's global rank.
+        restart_epoch: a fresh stream for a run resumed at this epoch on another number of processes.
+    """
+    for name, value in (("seed", seed), ("rank", rank)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    purpose = "mixer" if rank == 0 else f"mixer:rank{rank}"
+    if restart_epoch is not None:
+        purpose += f"@{restart_epoch}"
+    return derive_seed(seed, purpose)
+
+
+def set_tf32(enabled: bool | None) -> None:
+    """Apply the config's ``tf32`` policy (process-wide torch settings).
+
+    Args:
+        enabled: True: TF32 for float32 matrix products and cuDNN convolutions; False: neither
+            (full float32); None: leave torch's settings as they are.
+    """
+    if enabled is None:
+        return
+    if not isinstance(enabled, bool):
+        raise TypeError(f"tf32 must be true, false or None, got {enabled!r}")
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
 
 
 @dataclass
@@ -200,18 +240,24 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
         # Fixed shapes every step: let cuDNN pick its fastest kernels (at the cost of bitwise
         # run-to-run reproducibility on the GPU; CPU runs stay bitwise reproducible).
         torch.backends.cudnn.benchmark = True
+        set_tf32(cfg.tf32)
     if cfg.compile and dev.type != "cuda" and log is not None:
         log("note: compile=true on CPU needs a C++ compiler and compiles slowly")
 
     # Data -------------------------------------------------------------------------------------
     from ..data import load_dataset, make_loader
 
-    if train_data is None:
-        train_data = load_dataset(cfg.dataset, root=cfg.data_dir, train=True, download=cfg.download,
-                                  image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
-    if test_data is None:
-        test_data = load_dataset(cfg.dataset, root=cfg.data_dir, train=False, download=cfg.download,
-                                 image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
+    def load(split_train: bool) -> Any:
+        return load_dataset(cfg.dataset, root=cfg.data_dir, train=split_train, download=cfg.download,
+                            image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
+
+    if train_data is None or test_data is None:
+        # Under torchrun: rank 0 downloads (when asked) first, then each other node's local rank 0,
+        # then the rest only read; an error in any turn stops every rank (see distributed.run_in_turns).
+        loaded = run_in_turns(lambda: (train_data if train_data is not None else load(True),
+                                       test_data if test_data is not None else load(False)),
+                              local_rank=dist.local_rank)
+        train_data, test_data = loaded
     train_data = _random_subset(train_data, cfg.train_limit, derive_seed(cfg.data_seed, "train_limit"))
     test_data = _random_subset(test_data, cfg.test_limit, derive_seed(cfg.data_seed, "test_limit"))
     num_classes = int(train_data.num_classes)
@@ -258,7 +304,7 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
 
     # Mixer and step: each rank mixes within its own batch with its own generator.
-    mixer_generator = torch.Generator().manual_seed(derive_seed(cfg.seed + dist.rank, "mixer"))
+    mixer_generator = torch.Generator().manual_seed(mixer_seed(cfg.seed, dist.rank))
     mixer = build_mixer(cfg.method, num_classes=num_classes, generator=mixer_generator,
                         mixer_kwargs=cfg.mixer_kwargs(), mean=train_data.mean, std=train_data.std)
     step = build_step(model, mixer, num_classes=num_classes, loss=cfg.loss, amp=cfg.amp, device=dev)

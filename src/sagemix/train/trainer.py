@@ -16,11 +16,15 @@ What it does and why:
   on a running sum kept on the device: a non-finite step poisons the sum, so nothing is missed and
   the GPU is not synchronised every step.
 - Every randomness source has its own generator: torch's global RNG (model initialisation), the
-  loader's (shuffle, flip, crop) and the mixer's (seeded ``seed + rank``). Their states are saved
+  loader's (shuffle, flip, crop) and the mixer's (seeded from (seed, rank), see ``setup.mixer_seed``). Their states are saved
   with the checkpoint before each step, so ``--resume`` continues exactly where the run stopped,
   after an epoch or after Ctrl-C in the middle of one.
 - Under ``torchrun`` the model is wrapped in DistributedDataParallel; each process mixes within its
-  own batch and only rank 0 writes files.
+  own batch and only rank 0 writes files. Rank 0 alone reads the run folder (is there a checkpoint,
+  does it fit) and broadcasts the checkpoint or the error; batch-norm buffers are broadcast from rank 0
+  before each evaluation and checkpoint, and a final replica check (parameters and buffers) raises on
+  a mismatch. Resuming on another number of processes is refused mid-epoch and reported (with the new
+  global batch) at an epoch boundary. See :mod:`sagemix.train.distributed`.
 - ``train_acc`` in the metrics is the agreement of the predictions on the mixed batch with the
   dominant label of each mixed target (for vanilla training, the plain training accuracy).
 
@@ -46,9 +50,10 @@ from ..run_folder import CHECKPOINT_FILE
 from ..utils import Stopwatch
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_hash
-from .distributed import all_gather_objects, all_reduce_sum, barrier, cleanup_distributed, param_digest, setup_distributed
+from .distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast_buffers, check_replicas,
+                          cleanup_distributed, decide_on_main, setup_distributed)
 from .logging import RunLogger, git_commit, summarize
-from .setup import Setup, build_setup, derive_seed
+from .setup import Setup, build_setup, derive_seed, mixer_seed
 
 __all__ = ["Trainer", "TrainingDiverged", "evaluate_accuracy", "train", "derive_seed"]
 
@@ -186,9 +191,20 @@ class Trainer:
             save_checkpoint(self._checkpoint_state(rngs, self._sums.state() if partial else None),
                             self.checkpoint_path)
 
-    def _restore(self) -> None:
+    def _read_checkpoint(self) -> dict[str, Any]:
         state = load_checkpoint(self.checkpoint_path, map_location="cpu")
         check_compatible(state, self.config, self.checkpoint_path)
+        return state
+
+    def _restore(self) -> None:
+        # Rank 0 reads and checks; every rank gets its state or its error (no shared filesystem needed).
+        state = decide_on_main(self._read_checkpoint)
+        saved_world = int(state.get("world_size", len(state["rng"])))
+        if saved_world != self.dist.world_size and int(state["step"]) > 0:
+            raise ValueError(f"checkpoint {str(self.checkpoint_path)!r} was taken in the middle of epoch "
+                             f"{int(state['epoch']) + 1} (step {int(state['step'])}) by {saved_world} process(es); "
+                             f"it can only be resumed on {saved_world} process(es), not {self.dist.world_size} "
+                             "(the epoch's shards would be counted twice)")
         try:
             unwrap_model(self.raw_model).load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -203,12 +219,14 @@ class Trainer:
         rngs = state["rng"]
         if len(rngs) == self.dist.world_size:
             self._set_rng_state(rngs[self.dist.rank])
-        else:  # another number of processes: shuffle as before, fresh per-rank mixer streams
-            self._print(f"note: checkpoint from {len(rngs)} process(es), resuming on {self.dist.world_size}: "
-                        "the mixer streams restart")
+        else:  # another number of processes (at an epoch boundary): shuffle as before, fresh mixer streams
+            b = self.config.batch_size
+            self._print(f"note: checkpoint from {len(rngs)} process(es), resuming on {self.dist.world_size}: the "
+                        f"global batch changes from {b * len(rngs)} to {b * self.dist.world_size} "
+                        f"({b} per process) and the mixer streams restart")
             if hasattr(self.train_loader, "base_seed"):
                 self.train_loader.base_seed = int(rngs[0]["loader_base_seed"])
-            self.mixer_generator.manual_seed(derive_seed(self.config.seed + self.dist.rank, f"mixer@{self.epoch}"))
+            self.mixer_generator.manual_seed(mixer_seed(self.config.seed, self.dist.rank, restart_epoch=self.epoch))
         self._sums = _EpochSums(self.device)
         if state.get("partial") is not None and self.step_in_epoch > 0:
             self._sums.load(state["partial"])
@@ -276,6 +294,7 @@ class Trainer:
     def _end_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.config
         s = self._sums
+        broadcast_buffers(self.raw_model)  # rank 0's BatchNorm statistics everywhere: evaluated and saved alike
         totals = torch.stack([s.loss, s.correct, torch.tensor(float(s.count), dtype=torch.float64,
                                                               device=self.device)])
         all_reduce_sum(totals)
@@ -324,10 +343,8 @@ class Trainer:
         if not self._started:
             if resume:
                 self._restore()
-            elif self.checkpoint_path.exists() and not overwrite:
-                raise ValueError(f"run folder {str(self.run_dir)!r} already holds a checkpoint; pass resume=True "
-                                 "(--resume) to continue it, overwrite=True (--overwrite) to start over, or "
-                                 "choose another folder (--out)")
+            else:
+                decide_on_main(lambda: self._refuse_existing(overwrite))
             barrier()  # nobody starts writing before every rank has read the old checkpoint
             self.logger.write_config(self.run_info())
             self._print(f"training {cfg.method} on {cfg.dataset} with {cfg.model}: {len(self.train_data.labels)} "
@@ -340,6 +357,12 @@ class Trainer:
         if self.epoch >= target:
             return self._finish() if self.epoch >= cfg.epochs else self.summary()
         return self._loop(target)
+
+    def _refuse_existing(self, overwrite: bool) -> None:
+        if self.checkpoint_path.exists() and not overwrite:
+            raise ValueError(f"run folder {str(self.run_dir)!r} already holds a checkpoint; pass resume=True "
+                             "(--resume) to continue it, overwrite=True (--overwrite) to start over, or "
+                             "choose another folder (--out)")
 
     def _loop(self, target: int) -> dict[str, Any]:
         cfg = self.config
@@ -395,11 +418,9 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         if self.dist.distributed:
-            # DDP keeps the replicas identical; check it once, cheaply, and record it.
-            digests = all_gather_objects(param_digest(unwrap_model(self.raw_model)))
-            self.replica_digests = digests
-            if len(set(digests)) != 1:
-                self._print(f"warning: the {len(digests)} replicas' parameters differ after training: {digests}")
+            # DDP keeps the parameters identical and the buffers were broadcast at the end of the last
+            # epoch; check both once and record it (ReplicaMismatch on every rank otherwise).
+            self.replica_digests = check_replicas(unwrap_model(self.raw_model))
         summary = self.summary()
         self.logger.write_metrics(self.history)
         self.logger.write_summary(summary)

@@ -43,7 +43,8 @@ _UMASK = _read_umask()
 #: The errors of a disk that is full or cannot be written, and what each means.
 _DISK_ERRNOS = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "the disk quota is exceeded",
                 errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-                errno.EPERM: "operation not permitted", errno.EFBIG: "the file is too large for the file system"}
+                errno.EPERM: "operation not permitted", errno.EFBIG: "the file is too large for the file system",
+                errno.ENOTDIR: "a part of the path is a file, not a folder"}
 
 
 class DiskWriteError(OSError, ValueError):
@@ -52,6 +53,9 @@ class DiskWriteError(OSError, ValueError):
     The message is one line naming the path, the cause and what to do; ``errno`` is the original
     error's. It is a ValueError too, so the CLI reports it as a one-line error.
     """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def disk_write_error(err: OSError, path: str | os.PathLike, what: str = "file") -> OSError:

@@ -271,3 +271,86 @@ def test_trainer_config_type_is_checked():
     with pytest.raises(TypeError, match="TrainConfig"):
         Trainer({"method": "vanilla"}, train_data=TRAIN, test_data=TEST)
     assert isinstance(TrainConfig(), TrainConfig)
+
+
+# -- run-related errors: one line each ------------------------------------------------------------
+def cli_main(capsys, *args):
+    from sagemix.cli import main
+
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_resume_of_a_missing_run_says_so(tmp_path, capsys):
+    rc, _, err = cli_main(capsys, "train", "--resume", "--out", str(tmp_path / "nonexistent"))
+    assert rc == 2 and f"no run to resume at {tmp_path / 'nonexistent'}" in err and "CIFAR" not in err
+    (tmp_path / "empty").mkdir()
+    rc, _, err = cli_main(capsys, "train", "offline", "--resume", "--out", str(tmp_path / "empty"))
+    assert rc == 2 and "holds no checkpoint.pt" in err
+
+
+def test_broken_or_missing_config_json_on_resume(tmp_path, capsys):
+    t = make_trainer(tmp_path, "run", epochs=1)
+    t.fit()
+    run = tmp_path / "run"
+    saved = (run / "config.json").read_text()
+    (run / "config.json").write_text('{"method": "vanilla", ')
+    rc, _, err = cli_main(capsys, "train", "--resume", "--out", str(run), "--show-config")
+    assert rc == 2 and "config.json" in err and "not valid JSON" in err and len(err.strip().splitlines()) == 1
+    (run / "config.json").write_text("[1, 2]")
+    rc, _, err = cli_main(capsys, "train", "--resume", "--out", str(run), "--show-config")
+    assert rc == 2 and "must hold a JSON object" in err
+    (run / "config.json").write_text('{"lr": "fast"}')
+    rc, _, err = cli_main(capsys, "train", "--resume", "--out", str(run), "--show-config")
+    assert rc == 2 and "config.json" in err and "'lr'" in err
+    (run / "config.json").unlink()  # lost: the checkpoint's copy is used
+    rc, out, err = cli_main(capsys, "train", "--resume", "--out", str(run), "--show-config")
+    assert rc == 0, err
+    shown = __import__("json").loads(out)
+    assert shown["dataset"] == "tiny" and shown["model_kwargs"] == {"width": 4}
+    assert __import__("json").loads(saved)["dataset"] == "tiny"
+
+
+def test_overflowing_settings_name_the_key(capsys):
+    rc, _, err = cli_main(capsys, "train", "--set", "lr=1e308", "--show-config")
+    assert rc == 2 and "config key 'lr'" in err and "float32" in err
+    with pytest.raises(ValueError, match="'weight_decay'"):
+        TrainConfig(weight_decay=1e39).validate()
+    with pytest.raises(ValueError, match="'lr'"):
+        TrainConfig(lr=10 ** 400).validate()
+    assert TrainConfig(lr=1e30).validate().lr == 1e30
+
+
+def test_last_batch_of_one_image_is_not_trained_on(tmp_path):
+    from test_train import tiny_data
+
+    t = Trainer(TrainConfig(method="vanilla", model="smallnet", model_kwargs={"width": 4}, dataset="tiny", epochs=1,
+                            batch_size=8, lr=0.05, milestones=[1], device="cpu", out=str(tmp_path / "r"),
+                            progress=False), train_data=tiny_data(9, 0, size=(8, 8)), test_data=TEST, log=None)
+    assert t.steps_per_epoch == 1
+    assert t.fit()["finished"]
+    with pytest.raises(ValueError, match="no training step per epoch.*one image"):
+        Trainer(TrainConfig(method="vanilla", model="smallnet", dataset="tiny", epochs=1, batch_size=8,
+                            device="cpu", out=str(tmp_path / "s"), progress=False),
+                train_data=tiny_data(1, 0, size=(8, 8)), test_data=TEST, log=None)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_eval_on_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
+    make_trainer(tmp_path, "run", epochs=1).fit()
+    rc, _, err = cli_main(capsys, "eval", str(tmp_path / "run"), "--device", "cuda")
+    assert rc == 2 and "CUDA is not available" in err and "Traceback" not in err
+
+
+def test_run_records_its_data_hash_and_threads(tmp_path):
+    import json
+
+    t = make_trainer(tmp_path, "run", epochs=1)
+    summary = t.fit()
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["torch_threads"] == torch.get_num_threads() == summary["torch_threads"]
+    assert "data_hash" in cfg and cfg["data_hash"] == summary["data_hash"]
+    if hasattr(TRAIN, "data_hash"):  # ImageData.data_hash (the data branch)
+        assert cfg["data_hash"] == TRAIN.data_hash and cfg["test_data_hash"] == TEST.data_hash
+    assert TrainConfig.from_dict(cfg).lr == 0.05  # the new keys read back as run info

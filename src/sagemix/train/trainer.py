@@ -42,9 +42,7 @@ Example:
 """
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from typing import Any, Callable
 
 import torch
@@ -57,6 +55,7 @@ from ..run_folder import CHECKPOINT_FILE, RunLock
 from ..utils import Stopwatch
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_hash
+from .interrupt import StopOnSigint, data_hash
 from .distributed import all_gather_objects, all_reduce_sum, barrier, cleanup_distributed, param_digest, setup_distributed
 from .logging import RunLogger, git_commit, summarize
 from .setup import Setup, build_setup, derive_seed
@@ -90,40 +89,6 @@ class _EpochSums:
         self.correct = state["correct"].to(self.correct.device)
         self.count, self.time_s, self.steps = int(state["count"]), float(state["time_s"]), int(state["steps"])
         self.cpu_s = float(state.get("cpu_s", 0.0))
-
-
-class _StopOnSigint:
-    """While active, the first SIGINT (Ctrl-C) only sets :attr:`requested`, which the training loop
-    reads between steps; a second one raises KeyboardInterrupt at once (and sets :attr:`forced`).
-
-    Installed only in the main thread, and not when SIGINT is ignored (a background job).
-    """
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.requested = False
-        self.forced = False
-        self._enabled = enabled
-        self._previous: Any = None
-        self._installed = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            self.forced = True
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> "_StopOnSigint":
-        self.requested = self.forced = False
-        if (self._enabled and threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
 
 
 class Trainer:
@@ -178,10 +143,11 @@ class Trainer:
         self._sums = _EpochSums(self.device)
         self._rng_at_step: dict[str, Any] | None = None
         self.stopped: str | None = None
-        self._sigint = _StopOnSigint(enabled=not self.dist.distributed)
+        self._sigint = StopOnSigint(enabled=not self.dist.distributed)
         self._lock: RunLock | None = None
         self.replica_digests: list[str] | None = None
         self._git_commit = git_commit() if self.dist.is_main else None
+        self._data_hashes = (data_hash(self.train_data), data_hash(self.test_data))
         self._started = False
 
     # -- info ---------------------------------------------------------------------------------
@@ -192,7 +158,8 @@ class Trainer:
                 "git_commit": self._git_commit, "torch_version": str(torch.__version__), "num_classes": self.num_classes,
                 "classes": list(d.classes), "mean": list(d.mean), "std": list(d.std),
                 "input_size": list(d.images.shape[-2:]), "world_size": self.dist.world_size,
-                "device_used": str(self.device)}
+                "device_used": str(self.device), "data_hash": self._data_hashes[0],
+                "test_data_hash": self._data_hashes[1], "torch_threads": torch.get_num_threads()}
 
     def _print(self, text: str) -> None:
         if self._log is not None:
@@ -369,7 +336,8 @@ class Trainer:
         cfg = self.config
         out = {"method": cfg.method, "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed,
                **summarize(self.history, epochs=cfg.epochs), "stopped": self.stopped,
-               "world_size": self.dist.world_size, "run_dir": str(self.run_dir)}
+               "world_size": self.dist.world_size, "torch_threads": torch.get_num_threads(),
+               "data_hash": self._data_hashes[0], "run_dir": str(self.run_dir)}
         if self.replica_digests is not None:
             out["replica_param_digests"] = self.replica_digests
             out["replicas_in_sync"] = len(set(self.replica_digests)) == 1

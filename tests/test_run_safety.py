@@ -142,15 +142,17 @@ def test_run_lock_excludes_and_names_the_holder(tmp_path):
 
 
 def test_lock_of_a_killed_process_is_free(tmp_path):
+    (tmp_path / "run").mkdir()
+    # The child takes the lock as RunLock does (flock + its pid in the file), without importing torch.
     code = textwrap.dedent(f"""
-        import sys, time
-        from sagemix.run_folder import RunLock
-        RunLock({str(tmp_path / 'run')!r}).acquire()
+        import fcntl, os, time
+        fd = os.open({str(tmp_path / 'run' / LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"{{os.getpid()}}\\n".encode())
         print("locked", flush=True)
         time.sleep(60)
     """)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(RunFolderInUse, match=f"pid {proc.pid}"):
@@ -354,3 +356,59 @@ def test_run_records_its_data_hash_and_threads(tmp_path):
     if hasattr(TRAIN, "data_hash"):  # ImageData.data_hash (the data branch)
         assert cfg["data_hash"] == TRAIN.data_hash and cfg["test_data_hash"] == TEST.data_hash
     assert TrainConfig.from_dict(cfg).lr == 0.05  # the new keys read back as run info
+
+
+def test_eval_of_a_run_on_a_read_only_mount_is_one_line(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    make_trainer(tmp_path, "run", epochs=1).fit()
+    real_mkdir = Path.mkdir
+
+    def ro_mkdir(self, *a, **k):
+        if self.name == "eval":
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", ro_mkdir)
+    rc, _, err = cli_main(capsys, "eval", str(tmp_path / "run"), "--device", "cpu")
+    assert rc == 2 and "cannot write evaluation folder" in err and "read-only" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_resumes_to_the_uninterrupted_weights(tmp_path):
+    """A training process killed with SIGKILL while it runs (maybe while writing a checkpoint) leaves
+    a checkpoint that loads and resumes to exactly the weights of the run never killed."""
+    import time
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {here!r})
+        from test_train import make_trainer
+        from pathlib import Path
+        t = make_trainer(Path({str(tmp_path)!r}), "k", method="mixup", epochs=40)
+        t._log = lambda s: print(s, flush=True)
+        t.fit()
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch 3/40"):
+                time.sleep(0.05)  # somewhere in epoch 4 or so: not at a chosen point
+                break
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = load_checkpoint(tmp_path / "k" / "checkpoint.pt")
+    done = state["epoch"]
+    assert done >= 3
+    target = done + 1
+    straight = make_trainer(tmp_path, "a", method="mixup", epochs=40)
+    straight.fit(until_epoch=target)
+    resumed = make_trainer(tmp_path, "k", method="mixup", epochs=40)
+    resumed.fit(resume=True, until_epoch=target)
+    states_equal(straight, resumed)
+    assert no_temp_files(tmp_path / "k")  # a temp file of a write cut by the kill is removed on resume

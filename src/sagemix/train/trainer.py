@@ -366,6 +366,8 @@ class Trainer:
         target = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
         if self.dist.is_main:  # one process at a time in a run folder (released when fit returns)
             self._lock = RunLock(self.run_dir).acquire()
+            for stale in self.run_dir.glob(".*.tmp"):  # temp files of writes cut by a kill -9
+                stale.unlink(missing_ok=True)
         try:
             return self._fit(target, resume=resume, overwrite=overwrite)
         finally:

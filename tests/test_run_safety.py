@@ -412,3 +412,19 @@ def test_kill_9_at_any_moment_resumes_to_the_uninterrupted_weights(tmp_path):
     resumed.fit(resume=True, until_epoch=target)
     states_equal(straight, resumed)
     assert no_temp_files(tmp_path / "k")  # a temp file of a write cut by the kill is removed on resume
+
+
+def test_resume_on_other_data_warns(tmp_path, monkeypatch):
+    from test_train import tiny_data
+
+    import sagemix.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "data_hash", lambda d: f"n{len(d.labels)}-{int(d.images.sum())}")
+    make_trainer(tmp_path, "run", epochs=1).fit()
+    lines: list[str] = []
+    t = Trainer(TrainConfig(method="vanilla", model="smallnet", model_kwargs={"width": 4}, dataset="tiny", epochs=2,
+                            batch_size=8, lr=0.05, milestones=[1], device="cpu", out=str(tmp_path / "run"),
+                            progress=False, nan_check_every=2), train_data=tiny_data(30, 7), test_data=TEST,
+                log=lines.append)
+    t.fit(resume=True)
+    assert any("training data differ" in line and "data_hash" in line for line in lines)

@@ -8,6 +8,7 @@ BatchNorm buffers updated by a step that the rewound step counter replays).
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -44,6 +45,8 @@ class StopOnSigint:
             self.forced = True
             raise KeyboardInterrupt
         self.requested = True
+        print("Ctrl-C: stopping after the current step to save a checkpoint (press again to stop at once, "
+              "without saving)", file=sys.stderr, flush=True)
 
     def __enter__(self) -> "StopOnSigint":
         self.requested = self.forced = False

@@ -219,6 +219,10 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as e:
             raise ValueError(f"checkpoint {str(self.checkpoint_path)!r} does not fit this run: "
                              f"{str(e).splitlines()[0]}") from None
+        saved_hash = state["config"].get("data_hash") if isinstance(state["config"], dict) else None
+        if saved_hash is not None and self._data_hashes[0] is not None and saved_hash != self._data_hashes[0]:
+            self._print(f"warning: the training data differ from those the run started with (data_hash "
+                        f"{saved_hash} -> {self._data_hashes[0]}); the resumed run is another experiment")
         self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step"])
         self.history = list(state["history"])
         rngs = state["rng"]

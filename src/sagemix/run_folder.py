@@ -342,7 +342,7 @@ def _digest_into(h: "hashlib._Hash", obj: Any) -> None:
         t = obj.detach()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
         if t.numel():
-            h.update(t.cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+            h.update(t.cpu().reshape(-1).contiguous().view(torch.uint8).numpy())  # no extra copy
     elif isinstance(obj, dict):
         h.update(f"D{len(obj)}".encode())
         for k in sorted(obj, key=repr):

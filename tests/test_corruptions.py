@@ -645,6 +645,21 @@ def test_generate_resumes_and_rejects_other_inputs(generated: tuple) -> None:
         generate_corrupted(imgs[::-1].copy(), labels, out, corruptions=["contrast"], seed=5, progress=False)
 
 
+def test_overwritten_npy_is_refused_and_regenerated(tmp_path) -> None:
+    imgs, labels = _textured(3, seed=9), np.array([3, 0, 7])
+    generate_corrupted(imgs, labels, tmp_path, corruptions=["contrast"], seed=5, progress=False)
+    good = (tmp_path / "contrast.npy").read_bytes()
+    raw = bytearray(good)
+    raw[200:200 + 4096] = bytes(4096)  # 4 KiB overwritten inside the pixels; the header still reads
+    (tmp_path / "contrast.npy").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"contrast.npy' is damaged.*delete it and generate it again"):
+        load_corrupted(tmp_path, "contrast")
+    generate_corrupted(imgs, labels, tmp_path, corruptions=["contrast"], seed=5, progress=False)  # repairs it
+    assert (tmp_path / "contrast.npy").read_bytes() == good
+    x, _ = load_corrupted(tmp_path, "contrast", mmap=True)
+    assert x.shape == (15, 32, 32, 3)
+
+
 def test_generate_many_classes_and_errors(tmp_path) -> None:
     imgs = _textured(2)
     generate_corrupted(imgs, [0, 300], tmp_path, corruptions=["brightness"], progress=False)

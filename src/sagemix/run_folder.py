@@ -5,7 +5,8 @@ One module owns the layout of a run folder (docs/ARCHITECTURE.md, "Runs")::
     <run>/config.json       the resolved config
     <run>/metrics.jsonl     one JSON row per epoch (metrics.csv: the same rows as CSV)
     <run>/summary.json      best/final accuracy, finished flag, timings
-    <run>/checkpoint.pt     the latest checkpoint
+    <run>/checkpoint.pt     the latest checkpoint (with a SHA-256 of its contents, checked on load)
+    <run>/.lock             the lock of the process training into the folder (:class:`RunLock`)
     <run>/eval/             what the evaluation stage writes (clean.json, corruptions.json|csv, ...)
 
 Everything else (the trainer's logger, the evaluation stage, the report, ``compare``) takes the names
@@ -21,8 +22,11 @@ Example:
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +37,9 @@ from torch import nn
 __all__ = ["CONFIG_FILE", "METRICS_JSONL", "METRICS_CSV", "SUMMARY_FILE", "CHECKPOINT_FILE", "EVAL_DIR",
            "EVAL_CLEAN", "EVAL_CORRUPTIONS", "EVAL_CORRUPTIONS_CSV", "EVAL_ADVERSARIAL", "EVAL_ADVERSARIAL_CSV",
            "EVAL_FEWSHOT", "EVAL_FEWSHOT_CSV", "EVAL_SUMMARY", "EVAL_SUMMARY_CSV", "EVAL_RESULTS",
-           "STATES", "RunFolder", "read_json", "read_metrics", "resolve_checkpoint",
-           "CheckpointError", "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "load_checkpoint", "load_model"]
+           "LOCK_FILE", "RunLock", "RunFolderInUse", "state_digest", "STATES", "RunFolder", "read_json", "read_metrics", "resolve_checkpoint",
+           "CheckpointError", "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "load_checkpoint", "load_model",
+           "nonfinite_weights"]
 
 #: The resolved config of the run (written when it starts).
 CONFIG_FILE = "config.json"
@@ -46,6 +51,8 @@ METRICS_CSV = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 #: The latest checkpoint.
 CHECKPOINT_FILE = "checkpoint.pt"
+#: The lock file of the process that trains into the folder (holds its pid).
+LOCK_FILE = ".lock"
 #: The evaluation stage's folder inside the run.
 EVAL_DIR = "eval"
 #: Files of ``<run>/eval/``.
@@ -226,6 +233,97 @@ class RunFolder:
 
 
 # ---------------------------------------------------------------------------------------------------
+# The run lock
+# ---------------------------------------------------------------------------------------------------
+class RunFolderInUse(ValueError):
+    """Another process holds the run folder's lock (it is training or resuming into it)."""
+
+
+class RunLock:
+    """An exclusive OS lock on ``<run>/.lock``: one process at a time trains or resumes into a run folder.
+
+    It is an ``fcntl.flock`` lock, which the operating system releases when the process ends however
+    it ends (kill -9 included), so a stale lock file never blocks a later run; the file holds the
+    holder's pid for the message. Where ``fcntl`` does not exist (Windows) the lock does nothing.
+    Locks are per open file: two ``RunLock`` objects on one folder exclude each other in one process too.
+
+    Args:
+        folder: the run folder (created on :meth:`acquire`).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d, RunLock(d):
+        ...     RunLock(d).acquire()
+        Traceback (most recent call last):
+        ...
+        sagemix.run_folder.RunFolderInUse: ...
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        if not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f"folder must be a str or os.PathLike run folder, got {type(folder).__name__}")
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """This object holds the lock."""
+        return self._fd is not None
+
+    def acquire(self) -> "RunLock":
+        """Take the lock (without waiting); returns self.
+
+        Raises:
+            RunFolderInUse: another process (or another RunLock) holds it; the message names its pid.
+            DiskWriteError: the folder cannot be created or written (read-only, full).
+        """
+        if self._fd is not None:
+            return self
+        from .utils import disk_write_error
+
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform
+            return self
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise disk_write_error(e, self.folder, "run folder") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            try:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise RunFolderInUse(f"run folder {str(self.folder)!r} is in use by another sagemix process (pid "
+                                 f"{holder}); wait for it to finish or stop it, or choose another folder (--out)") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError:
+            pass  # the pid is only for the message; the lock holds without it
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Let go of the lock (closing the file releases it); a no-op when not held."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+# ---------------------------------------------------------------------------------------------------
 # Checkpoint reading (the trainer writes them: sagemix.train.checkpoint.save_checkpoint)
 # ---------------------------------------------------------------------------------------------------
 #: The marker and version of a sagemix checkpoint.
@@ -237,6 +335,37 @@ _REQUIRED = ("format", "format_version", "config", "config_hash", "epoch", "step
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: damaged, not a sagemix checkpoint, or from another config."""
+
+
+def _digest_into(h: "hashlib._Hash", obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(t.cpu().reshape(-1).contiguous().view(torch.uint8).numpy())  # no extra copy
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for k in sorted(obj, key=repr):
+            h.update(repr(k).encode())
+            _digest_into(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for v in obj:
+            _digest_into(h, v)
+    else:
+        h.update(f"V{type(obj).__name__}:{obj!r}".encode())
+
+
+def state_digest(state: Any) -> str:
+    """The SHA-256 (hex) of a checkpoint's contents: every tensor's dtype, shape and bytes and every
+    other value, walked in a fixed order (dict keys sorted); the ``sha256`` entry itself is left out.
+
+    Written into the checkpoint by the trainer and checked by :func:`load_checkpoint`: torch.load
+    does not check the zip CRCs, so without it bytes flipped inside a weight tensor load silently.
+    """
+    h = hashlib.sha256()
+    _digest_into(h, {k: v for k, v in state.items() if k != "sha256"} if isinstance(state, dict) else state)
+    return h.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
@@ -263,7 +392,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
     missing = [k for k in _REQUIRED if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} is damaged: missing entries {missing}")
+    if "sha256" in state and state_digest(state) != state["sha256"]:  # older checkpoints have no checksum
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged: its contents do not match the SHA-256 "
+                              "written with them (the file changed on disk); delete it (the run restarts with "
+                              "--overwrite) or restore it from a copy")
     return state
+
+
+def nonfinite_weights(model: nn.Module) -> list[str]:
+    """Names of the floating-point parameters and buffers of ``model`` that hold NaN or inf."""
+    return [name for name, t in [*model.named_parameters(), *model.named_buffers()]
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -293,6 +432,12 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device | None 
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {str(path)!r} does not fit model {config['model']!r}: "
                               f"{str(e).splitlines()[0]}") from None
+    bad = nonfinite_weights(model)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        warnings.warn(f"checkpoint {str(path)!r} holds NaN/inf weights ({shown}): the run diverged or the "
+                      "file is damaged, and every result computed with this model is meaningless", RuntimeWarning,
+                      stacklevel=2)
     if map_location is not None:
         model = model.to(map_location)
     model.eval()

@@ -3,6 +3,10 @@ the pyplot import.
 
 Each of these has exactly one definition in the package:
 
+- :func:`atomic_write` (and its text/JSON/torch forms): temp file + fsync + ``os.replace``; a disk
+  that is full or not writable raises :class:`DiskWriteError`, one line naming the path and what to
+  do, and the previous file stays as it was.
+
 - :func:`resolve_device`: the one rule that turns a device setting into a ``torch.device``.
 - :func:`train_mode` / :func:`eval_mode`: set a module's mode for a block and restore it after.
 - :class:`Stopwatch`: wall-clock (``time.perf_counter``) and process-CPU time of a block.
@@ -11,6 +15,8 @@ Each of these has exactly one definition in the package:
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import tempfile
@@ -21,7 +27,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 import torch
 from torch import nn
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "resolve_device",
+__all__ = ["DiskWriteError", "disk_write_error", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "resolve_device",
            "train_mode", "eval_mode", "Stopwatch", "pyplot"]
 
 
@@ -34,24 +40,74 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+#: The errors of a disk that is full or cannot be written, and what each means.
+_DISK_ERRNOS = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "the disk quota is exceeded",
+                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                errno.EPERM: "operation not permitted", errno.EFBIG: "the file is too large for the file system",
+                errno.ENOTDIR: "a part of the path is a file, not a folder"}
+
+
+class DiskWriteError(OSError, ValueError):
+    """A file could not be written: the disk is full or not writable.
+
+    The message is one line naming the path, the cause and what to do; ``errno`` is the original
+    error's. It is a ValueError too, so the CLI reports it as a one-line error.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def disk_write_error(err: OSError, path: str | os.PathLike, what: str = "file") -> OSError:
+    """The :class:`DiskWriteError` for a full or unwritable disk, else ``err`` unchanged.
+
+    Args:
+        err: the OSError raised by the write.
+        path: the file (or folder) being written.
+        what: what it is, for the message (``"checkpoint"``, ``"run folder"``, ...).
+    """
+    if isinstance(err, DiskWriteError) or err.errno not in _DISK_ERRNOS:
+        return err
+    full = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    advice = ("free some space there or choose another folder (--out)" if full
+              else "choose a writable folder (--out), or fix its permissions")
+    out = DiskWriteError(f"cannot write {what} {str(path)!r}: {_DISK_ERRNOS[err.errno]}; {advice} "
+                         "(any previous version of the file is unchanged)")
+    out.errno, out.filename = err.errno, os.fspath(path)
+    return out
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], *, what: str = "file") -> None:
     """Call ``write(f)`` on a temp file in the target folder, fsync it and ``os.replace`` it onto
-    ``path``: readers see the old file or the complete new one, never a partial write."""
+    ``path``: readers see the old file or the complete new one, never a partial write.
+
+    Args:
+        path: the destination; its folder is created.
+        write: writes the content to the binary file object it gets.
+        what: what the file is, for the error message.
+
+    Raises:
+        DiskWriteError: the disk is full or not writable (the temp file is removed, ``path`` unchanged).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(e, OSError):
+            raise disk_write_error(e, path, what) from e
         raise
 
 
@@ -65,9 +121,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path``, atomically: a crash never leaves a half-written checkpoint."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *, what: str = "checkpoint") -> None:
+    """``torch.save`` to ``path``, atomically: a crash never leaves a half-written checkpoint.
+
+    The object is serialised in memory first, so a disk error surfaces as itself (a
+    :class:`DiskWriteError`), not wrapped in torch's zip writer.
+    """
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, lambda f: f.write(buf.getbuffer()), what=what)
 
 
 def resolve_device(device: str | torch.device | None = "auto", local_rank: int = 0) -> torch.device:

@@ -71,23 +71,60 @@ _FLAG_KEYS = ("method", "model", "dataset", "data_dir", "download", "epochs", "b
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    """The :class:`TrainConfig` of the parsed arguments."""
-    from ..run_folder import CONFIG_FILE
+    """The :class:`TrainConfig` of the parsed arguments.
+
+    With ``--resume --out DIR`` and no recipe, the run's own ``config.json`` is the base (or, when
+    that file is lost, the copy inside its checkpoint).
+
+    Raises:
+        FileNotFoundError: ``--resume`` of a folder that holds no run.
+        ValueError: a damaged ``config.json``, an unknown recipe, a setting out of range.
+    """
     from ..train.config import TrainConfig, apply_overrides, load_recipe, parse_overrides
 
     overrides = parse_overrides(args.overrides)
     overrides.update({k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k, None) is not None})
-    if args.recipe is not None:
-        base = load_recipe(args.recipe)
-    elif args.resume and args.out and (Path(args.out) / CONFIG_FILE).is_file():
-        # Resuming a run folder: its own config, minus what the run added to it.
-        from ..train.config import RUN_INFO_KEYS
-
-        saved = json.loads((Path(args.out) / CONFIG_FILE).read_text(encoding="utf-8"))
-        base = {k: v for k, v in saved.items() if k not in RUN_INFO_KEYS}
-    else:
-        base = {}
+    if args.recipe is None and args.resume and args.out:
+        # Resuming a run folder: its own config (config.json, else the checkpoint's copy), minus what
+        # the run added to it.
+        return _resumed_config(Path(args.out), overrides)
+    base = load_recipe(args.recipe) if args.recipe is not None else {}
     return TrainConfig.from_dict(apply_overrides(base, overrides))
+
+
+def _resumed_config(folder: Path, overrides: dict[str, Any]) -> Any:
+    """The config of the run in ``folder`` with ``overrides``; one-line errors naming the file."""
+    from ..run_folder import RunFolder, load_checkpoint, read_json
+    from ..train.config import RUN_INFO_KEYS, TrainConfig, apply_overrides
+
+    run = RunFolder(folder)
+    _check_resumable(folder)
+    if run.config_path.is_file():
+        source = run.config_path
+        saved = read_json(source)  # a ValueError naming the file when it is not JSON
+    else:  # config.json lost: the checkpoint keeps a copy
+        source = run.checkpoint_path
+        saved = load_checkpoint(source)["config"]
+    if not isinstance(saved, dict):
+        raise ValueError(f"{str(source)!r} must hold a JSON object of settings, got {type(saved).__name__}; "
+                         "restore it, or resume with the recipe and settings of the run")
+    base = {k: v for k, v in saved.items() if k not in RUN_INFO_KEYS}
+    try:
+        return TrainConfig.from_dict(apply_overrides(base, overrides))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"the config of the run in {str(source)!r} is not valid: {e}") from None
+
+
+def _check_resumable(folder: Path) -> None:
+    """Refuse ``--resume`` of a folder that holds no run to resume."""
+    from ..run_folder import CHECKPOINT_FILE
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no run to resume at {str(folder)}: the folder does not exist "
+                                "(start a new run without --resume)")
+    if not (folder / CHECKPOINT_FILE).is_file():
+        raise FileNotFoundError(f"no run to resume at {str(folder)}: it holds no {CHECKPOINT_FILE} "
+                                "(start a new run there without --resume, or with --overwrite)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..train.trainer import TrainingDiverged, train
 
+    if args.resume:
+        _check_resumable(config.run_dir())
     try:
         summary = train(config, resume=args.resume, overwrite=args.overwrite)
     except TrainingDiverged as e:

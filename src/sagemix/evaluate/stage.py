@@ -376,7 +376,12 @@ def _evaluate(run_dir: Path, ckpt: Path, o: EvalOptions, log: Callable[[str], No
     mean = tuple(config["mean"]) if config.get("mean") else None
     std = tuple(config["std"]) if config.get("std") else None
     out_dir = Path(o.out).expanduser() if o.out else run_dir / rf.EVAL_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:  # a run on a read-only mount: one line that says to pass --out (before any work)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from ..utils import disk_write_error
+
+        raise disk_write_error(e, out_dir, "evaluation folder") from e
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     result: dict[str, Any] = {"out_dir": out_dir, "checkpoint": ckpt, "device": str(device), "rows": rows,

@@ -3,10 +3,12 @@
 A checkpoint (``checkpoint.pt`` in the run folder) holds everything a run needs to continue exactly
 where it stopped: the model, optimizer, scheduler and GradScaler states, the RNG states of every
 process (torch's global RNG, CUDA's, the loader's and the mixer's generators), the epoch and step
-reached, the metrics history and the resolved config with its hash. It is written with
-:func:`sagemix.utils.atomic_torch_save` (temp file + ``os.replace``), so an interrupted write never
-leaves a half-written file behind; a damaged file (truncated, say) is refused with a clear message
-rather than half-loaded. Reading (:func:`load_checkpoint`, :func:`load_model`, :class:`CheckpointError`)
+reached, the metrics history and the resolved config with its hash, and a SHA-256 of all that
+(:func:`sagemix.run_folder.state_digest`; torch.load does not check the zip CRCs). It is written with
+:func:`sagemix.utils.atomic_torch_save` (temp file + fsync + ``os.replace``), so an interrupted write
+never leaves a half-written file behind, and a full or read-only disk is one clear error that leaves
+the previous checkpoint intact; a damaged file (truncated, or bytes changed inside a tensor) is
+refused with a message that says what to delete, rather than half-loaded. Reading (:func:`load_checkpoint`, :func:`load_model`, :class:`CheckpointError`)
 lives in :mod:`sagemix.run_folder`, so that evaluation reads checkpoints without importing the
 trainer; it is re-exported here.
 
@@ -25,7 +27,7 @@ import os
 from typing import Any
 
 from ..run_folder import (CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, CheckpointError, load_checkpoint,
-                          load_model)
+                          load_model, state_digest)
 from ..utils import atomic_torch_save
 from .config import RUN_DEFINING_KEYS, TrainConfig, config_hash
 
@@ -40,12 +42,17 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Write a checkpoint dict atomically (the trainer builds the dict).
 
     Args:
-        state: the checkpoint; ``format`` and ``format_version`` are added.
+        state: the checkpoint; ``format``, ``format_version`` and ``sha256`` (of the rest) are added.
         path: destination file; its folder is created.
+
+    Raises:
+        DiskWriteError: the disk is full or not writable (the previous checkpoint is left as it was).
     """
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict, got {type(state).__name__}")
-    atomic_torch_save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, path)
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
+    full["sha256"] = state_digest(full)
+    atomic_torch_save(full, path, what="checkpoint")
 
 
 def check_compatible(state: dict[str, Any], config: TrainConfig, path: str | os.PathLike = "checkpoint") -> None:

@@ -98,7 +98,8 @@ class TrainConfig:
         eval_batch_size: batch size of the evaluation loader.
         flip: random horizontal flip of the training images.
         crop_padding: padding of the random crop of the training images (0: no crop).
-        drop_last: drop the last incomplete training batch.
+        drop_last: drop the last incomplete training batch (a last batch of one image is dropped
+            always: BatchNorm cannot train on one image).
         max_steps_per_epoch: cap the steps per epoch (None: the whole training set); for demos.
         nan_check_every: check the loss for NaN/inf every this many steps (one device sync each).
         progress: show a tqdm progress bar.
@@ -262,7 +263,8 @@ class TrainConfig:
 
 # Keys a run adds to config.json next to the settings.
 RUN_INFO_KEYS = ("sagemix_version", "git_commit", "torch_version", "num_classes", "classes", "mean", "std",
-                  "input_size", "world_size", "device_used", "recipe", "created")
+                  "input_size", "world_size", "device_used", "recipe", "created", "data_hash", "test_data_hash",
+                  "torch_threads")
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -385,10 +387,15 @@ def _expect_int(key: str, value: Any, *, minimum: int, what: str | None = None) 
         raise ValueError(f"config key {key!r} must be {what or f'an integer >= {minimum}, got {value!r}'}")
 
 
+#: The largest float32: the optimizer computes in float32, so larger settings overflow there.
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _expect_float(key: str, value: Any, *, minimum: float, strict: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    ok = ok and (value > minimum if strict else value >= minimum)
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and abs(value) <= _FLOAT32_MAX
+    ok = ok and math.isfinite(value) and (value > minimum if strict else value >= minimum)
     if not ok:
         rel = ">" if strict else ">="
-        raise ValueError(f"config key {key!r} must be a finite number {rel} {minimum}, got {value!r}")
+        raise ValueError(f"config key {key!r} must be a finite number {rel} {minimum} and at most "
+                         f"{_FLOAT32_MAX:.4g} (float32, what training computes in), got {value!r}")
     return float(value)

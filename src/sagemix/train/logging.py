@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..run_folder import CONFIG_FILE, METRICS_CSV, METRICS_JSONL, SUMMARY_FILE
-from ..utils import atomic_write_json, atomic_write_text
+from ..utils import atomic_write_json, atomic_write_text, disk_write_error
 
 __all__ = ["METRIC_FIELDS", "RunLogger", "summarize", "git_commit"]
 
-# One row per epoch, in this column order (metrics.csv).
+# One row per epoch, in this column order (metrics.csv). The times count only the training steps
+# that ran (across a Ctrl-C and --resume); ``*_cpu_s`` is process-CPU time (``time.process_time``, all
+# threads), which holds when other jobs share the machine and wall time does not.
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s",
-                 "step_time_s", "images_per_s")
+                 "step_time_s", "images_per_s", "epoch_cpu_s", "step_cpu_s")
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
@@ -37,7 +39,8 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
 
 
 def summarize(history: Sequence[dict[str, Any]], *, epochs: int) -> dict[str, Any]:
-    """Best, final and median-of-last-10 test accuracy and the mean times of a metrics history.
+    """Best, final and median-of-last-10 test accuracy and the mean times (wall and process-CPU) of a
+    metrics history.
 
     Epochs without an evaluation (``test_acc`` None) are skipped in the accuracy statistics.
     """
@@ -46,6 +49,8 @@ def summarize(history: Sequence[dict[str, Any]], *, epochs: int) -> dict[str, An
     best_epoch, best = max(evaluated, key=lambda t: t[1]) if evaluated else (None, None)
     times = [float(r["epoch_time_s"]) for r in history if r.get("epoch_time_s") is not None]
     steps = [float(r["step_time_s"]) for r in history if r.get("step_time_s") is not None]
+    cpu = [float(r["epoch_cpu_s"]) for r in history if r.get("epoch_cpu_s") is not None]
+    step_cpu = [float(r["step_cpu_s"]) for r in history if r.get("step_cpu_s") is not None]
     done = int(history[-1]["epoch"]) if history else 0
     return {
         "epochs": epochs,
@@ -57,6 +62,8 @@ def summarize(history: Sequence[dict[str, Any]], *, epochs: int) -> dict[str, An
         "median_last10_acc": statistics.median(accs[-10:]) if accs else None,
         "mean_epoch_time_s": statistics.fmean(times) if times else None,
         "mean_step_time_s": statistics.fmean(steps) if steps else None,
+        "mean_epoch_cpu_s": statistics.fmean(cpu) if cpu else None,
+        "mean_step_cpu_s": statistics.fmean(step_cpu) if step_cpu else None,
     }
 
 
@@ -74,7 +81,10 @@ class RunLogger:
         self.enabled = enabled
         self._tb = None
         if enabled:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise disk_write_error(e, self.run_dir, "run folder") from e
             if tensorboard:
                 try:
                     from torch.utils.tensorboard import SummaryWriter

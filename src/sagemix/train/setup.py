@@ -276,6 +276,8 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
                               generator=torch.Generator().manual_seed(0), channels_last=cfg.channels_last,
                               distributed=shard, num_workers=cfg.workers)
     steps = len(train_loader)
+    if not cfg.drop_last and train_loader.num_samples % cfg.batch_size == 1:
+        steps -= 1  # a last batch of one image is not trained on (BatchNorm cannot train on one image)
     if cfg.max_steps_per_epoch is not None:
         steps = min(steps, cfg.max_steps_per_epoch)
     if dist.distributed:  # every rank must run the same number of DDP steps
@@ -284,7 +286,8 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
         steps = int(t.item())
     if steps < 1:
         raise ValueError(f"no training step per epoch: {len(train_data.labels)} images with "
-                         f"batch_size={cfg.batch_size} and drop_last={cfg.drop_last}")
+                         f"batch_size={cfg.batch_size} and drop_last={cfg.drop_last} (a last batch of one image "
+                         "is not trained on)")
 
     # Model, optimizer, schedule -----------------------------------------------------------------
     from ..models import create_model

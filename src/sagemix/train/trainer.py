@@ -19,6 +19,15 @@ What it does and why:
   loader's (shuffle, flip, crop) and the mixer's (seeded from (seed, rank), see ``setup.mixer_seed``). Their states are saved
   with the checkpoint before each step, so ``--resume`` continues exactly where the run stopped,
   after an epoch or after Ctrl-C in the middle of one.
+- Ctrl-C never cuts a step in half: while the loop runs (single process, main thread) a SIGINT
+  handler only sets a flag, which the loop reads between steps; the checkpoint then holds the state
+  of the last completed step (weights, optimizer, BatchNorm buffers, RNG states and the epoch's
+  running sums and timings), so the resumed run equals the uninterrupted one bit for bit on the
+  CPU. A second Ctrl-C stops at once and keeps the previous checkpoint.
+- One process at a time: :meth:`Trainer.fit` holds an OS lock on the run folder
+  (:class:`sagemix.run_folder.RunLock`); a second ``train`` or ``--resume`` into it is refused.
+- Timings are honest across an interruption: the wall and process-CPU time of the steps run before
+  Ctrl-C are saved with the partial checkpoint and added to the resumed epoch's.
 - Under ``torchrun`` the model is wrapped in DistributedDataParallel; each process mixes within its
   own batch and only rank 0 writes files. Rank 0 alone reads the run folder (is there a checkpoint,
   does it fit) and broadcasts the checkpoint or the error; batch-norm buffers are broadcast from rank 0
@@ -46,12 +55,13 @@ from torch import Tensor, nn
 from .. import __version__
 from ..evaluate.accuracy import _eval_sums, evaluate_accuracy
 from ..models.protocol import unwrap_model
-from ..run_folder import CHECKPOINT_FILE
+from ..run_folder import CHECKPOINT_FILE, RunLock
 from ..utils import Stopwatch
 from .checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_hash
 from .distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast_buffers, check_replicas,
                           cleanup_distributed, decide_on_main, setup_distributed)
+from .interrupt import StopOnSigint, data_hash
 from .logging import RunLogger, git_commit, summarize
 from .setup import Setup, build_setup, derive_seed, mixer_seed
 
@@ -71,17 +81,19 @@ class _EpochSums:
         self.loss = torch.zeros((), dtype=torch.float64, device=device)
         self.correct = torch.zeros((), dtype=torch.float64, device=device)
         self.count = 0
-        self.time_s = 0.0
+        self.time_s = 0.0  # wall-clock seconds of the steps run (across interruptions)
+        self.cpu_s = 0.0  # process-CPU seconds of the same steps
         self.steps = 0
 
     def state(self) -> dict[str, Any]:
         return {"loss": self.loss.cpu(), "correct": self.correct.cpu(), "count": self.count,
-                "time_s": self.time_s, "steps": self.steps}
+                "time_s": self.time_s, "cpu_s": self.cpu_s, "steps": self.steps}
 
     def load(self, state: dict[str, Any]) -> None:
         self.loss = state["loss"].to(self.loss.device)
         self.correct = state["correct"].to(self.correct.device)
         self.count, self.time_s, self.steps = int(state["count"]), float(state["time_s"]), int(state["steps"])
+        self.cpu_s = float(state.get("cpu_s", 0.0))
 
 
 class Trainer:
@@ -136,8 +148,11 @@ class Trainer:
         self._sums = _EpochSums(self.device)
         self._rng_at_step: dict[str, Any] | None = None
         self.stopped: str | None = None
+        self._sigint = StopOnSigint(enabled=not self.dist.distributed)
+        self._lock: RunLock | None = None
         self.replica_digests: list[str] | None = None
         self._git_commit = git_commit() if self.dist.is_main else None
+        self._data_hashes = (data_hash(self.train_data), data_hash(self.test_data))
         self._started = False
 
     # -- info ---------------------------------------------------------------------------------
@@ -148,11 +163,17 @@ class Trainer:
                 "git_commit": self._git_commit, "torch_version": str(torch.__version__), "num_classes": self.num_classes,
                 "classes": list(d.classes), "mean": list(d.mean), "std": list(d.std),
                 "input_size": list(d.images.shape[-2:]), "world_size": self.dist.world_size,
-                "device_used": str(self.device)}
+                "device_used": str(self.device), "data_hash": self._data_hashes[0],
+                "test_data_hash": self._data_hashes[1], "torch_threads": torch.get_num_threads()}
 
     def _print(self, text: str) -> None:
         if self._log is not None:
             self._log(text)
+
+    def request_stop(self) -> None:
+        """Ask the running :meth:`fit` to stop as Ctrl-C does: at the next step boundary, after saving
+        a checkpoint of the last completed step, with KeyboardInterrupt (single process)."""
+        self._sigint.requested = True
 
     # -- RNG states --------------------------------------------------------------------------
     def _rng_state(self) -> dict[str, Any]:
@@ -214,6 +235,10 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as e:
             raise ValueError(f"checkpoint {str(self.checkpoint_path)!r} does not fit this run: "
                              f"{str(e).splitlines()[0]}") from None
+        saved_hash = state["config"].get("data_hash") if isinstance(state["config"], dict) else None
+        if saved_hash is not None and self._data_hashes[0] is not None and saved_hash != self._data_hashes[0]:
+            self._print(f"warning: the training data differ from those the run started with (data_hash "
+                        f"{saved_hash} -> {self._data_hashes[0]}); the resumed run is another experiment")
         self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step"])
         self.history = list(state["history"])
         rngs = state["rng"]
@@ -255,7 +280,34 @@ class Trainer:
         self.model.train()
         sums = self._sums
         watch = Stopwatch().start()
+        try:
+            self._run_steps(epoch, it, pbar, watch)
+        finally:  # also on Ctrl-C: the partial checkpoint keeps the time of the steps that ran
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            watch.stop()
+            sums.time_s += watch.wall_s
+            sums.cpu_s += watch.cpu_s
+        self._rng_at_step = None
+        self._check_finite(epoch, self.steps_per_epoch)
+        if pbar is not None:
+            pbar.set_postfix(loss=f"{sums.loss.item() / max(sums.count, 1):.3f}",
+                             acc=f"{100 * sums.correct.item() / max(sums.count, 1):.1f}",
+                             img_s=f"{sums.count * self.dist.world_size / max(sums.time_s, 1e-9):.0f}")
+
+    def _stop_if_requested(self) -> None:
+        """At a step boundary: raise KeyboardInterrupt when Ctrl-C (or :meth:`request_stop`) asked to stop."""
+        if self._sigint.requested:
+            self._rng_at_step = None  # the state is that of the last completed step: save it as it is
+            raise KeyboardInterrupt
+
+    def _run_steps(self, epoch: int, it: Any, pbar: Any, watch: Stopwatch) -> None:
+        cfg = self.config
+        sums = self._sums
         for i in range(self.step_in_epoch, self.steps_per_epoch):
+            self._stop_if_requested()
+            # Kept for an interrupt raised from inside a step without the SIGINT handler (not in the
+            # main thread): the checkpoint then rewinds to the start of that step.
             self._rng_at_step = self._rng_state()
             images, labels = next(it)
             self.optimizer.zero_grad(set_to_none=True)
@@ -281,15 +333,6 @@ class Trainer:
                                      acc=f"{100 * sums.correct.item() / max(sums.count, 1):.1f}",
                                      img_s=f"{sums.count * self.dist.world_size / max(elapsed, 1e-9):.0f}",
                                      refresh=False)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        sums.time_s += watch.stop().wall_s
-        self._rng_at_step = None
-        self._check_finite(epoch, self.steps_per_epoch)
-        if pbar is not None:
-            pbar.set_postfix(loss=f"{sums.loss.item() / max(sums.count, 1):.3f}",
-                             acc=f"{100 * sums.correct.item() / max(sums.count, 1):.1f}",
-                             img_s=f"{sums.count * self.dist.world_size / max(sums.time_s, 1e-9):.0f}")
 
     def _end_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.config
@@ -302,7 +345,8 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": 100.0 * correct / count,
                                "test_loss": None, "test_acc": None, "lr": lr, "epoch_time_s": s.time_s,
-                               "step_time_s": s.time_s / max(s.steps, 1), "images_per_s": count / max(s.time_s, 1e-9)}
+                               "step_time_s": s.time_s / max(s.steps, 1), "images_per_s": count / max(s.time_s, 1e-9),
+                               "epoch_cpu_s": s.cpu_s, "step_cpu_s": s.cpu_s / max(s.steps, 1)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             sums = _eval_sums(unwrap_model(self.raw_model), self.test_loader, self.autocast_dtype).to(self.device)
             all_reduce_sum(sums)
@@ -315,7 +359,8 @@ class Trainer:
         cfg = self.config
         out = {"method": cfg.method, "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed,
                **summarize(self.history, epochs=cfg.epochs), "stopped": self.stopped,
-               "world_size": self.dist.world_size, "run_dir": str(self.run_dir)}
+               "world_size": self.dist.world_size, "torch_threads": torch.get_num_threads(),
+               "data_hash": self._data_hashes[0], "run_dir": str(self.run_dir)}
         if self.replica_digests is not None:
             out["replica_param_digests"] = self.replica_digests
             out["replicas_in_sync"] = len(set(self.replica_digests)) == 1
@@ -333,13 +378,28 @@ class Trainer:
 
         Raises:
             TrainingDiverged: the loss became NaN/inf (the last epoch's checkpoint is kept).
-            KeyboardInterrupt: after saving a checkpoint of the exact position (single process).
+            KeyboardInterrupt: after saving a checkpoint of the last completed step (single process).
+            RunFolderInUse: another process trains or resumes into the run folder.
+            DiskWriteError: the run folder's disk is full or not writable (the last checkpoint is kept).
         """
         cfg = self.config
         if until_epoch is not None and (isinstance(until_epoch, bool) or not isinstance(until_epoch, int)
                                         or until_epoch < 1):
             raise ValueError(f"until_epoch must be a positive int or None, got {until_epoch!r}")
         target = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
+        if self.dist.is_main:  # one process at a time in a run folder (released when fit returns)
+            self._lock = RunLock(self.run_dir).acquire()
+            for stale in self.run_dir.glob(".*.tmp"):  # temp files of writes cut by a kill -9
+                stale.unlink(missing_ok=True)
+        try:
+            return self._fit(target, resume=resume, overwrite=overwrite)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _fit(self, target: int, *, resume: bool, overwrite: bool) -> dict[str, Any]:
+        cfg = self.config
         if not self._started:
             if resume:
                 self._restore()
@@ -374,33 +434,22 @@ class Trainer:
             pbar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr, leave=False)
         write = (pbar.write if pbar is not None else self._print) if self._log is not None else (lambda s: None)
         try:
-            while self.epoch < target:
-                epoch = self.epoch
-                if pbar is not None:
-                    pbar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
-                self._train_epoch(epoch, pbar)
-                row = self._end_epoch(epoch)
-                self.scheduler.step()
-                self.history.append(row)
-                self.epoch, self.step_in_epoch = epoch + 1, 0
-                self._sums = _EpochSums(self.device)
-                self.save_checkpoint()
-                self.logger.write_metrics(self.history)
-                self.logger.write_summary(self.summary())
-                test = (f" test_loss {row['test_loss']:.4f} test_acc {row['test_acc']:.2f}"
-                        if row["test_acc"] is not None else "")
-                write(f"epoch {epoch + 1}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
-                      f"train_acc {row['train_acc']:.2f}{test} lr {row['lr']:.4g} {row['epoch_time_s']:.1f}s "
-                      f"({row['images_per_s']:.0f} img/s)")
+            with self._sigint:
+                self._epochs(target, pbar, write)
         except KeyboardInterrupt:
             self.stopped = "interrupted"
             if pbar is not None:
                 pbar.close()
                 pbar = None
-            if not self.dist.distributed:
+            where = (f"in epoch {self.epoch + 1} after step {self.step_in_epoch} of {self.steps_per_epoch}"
+                     if self.step_in_epoch else f"after epoch {self.epoch}")
+            if self._sigint.forced:
+                self._print(f"interrupted again: stopped at once, not saved; the previous checkpoint remains "
+                            f"({self.checkpoint_path})")
+            elif not self.dist.distributed:
                 self.save_checkpoint(partial=self.step_in_epoch > 0)
-                self._print(f"interrupted: checkpoint saved at epoch {self.epoch}, step {self.step_in_epoch} "
-                            f"({self.checkpoint_path}); continue with --resume")
+                self._print(f"interrupted: checkpoint saved {where} ({self.checkpoint_path}); "
+                            "continue with --resume")
             else:
                 self._print(f"interrupted: the checkpoint of epoch {self.epoch} remains ({self.checkpoint_path})")
             self.logger.write_summary(self.summary())
@@ -415,6 +464,28 @@ class Trainer:
             if pbar is not None:
                 pbar.close()
         return self._finish() if self.epoch >= cfg.epochs else self.summary()
+
+    def _epochs(self, target: int, pbar: Any, write: Callable[[str], None]) -> None:
+        cfg = self.config
+        while self.epoch < target:
+            self._stop_if_requested()
+            epoch = self.epoch
+            if pbar is not None:
+                pbar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+            self._train_epoch(epoch, pbar)
+            row = self._end_epoch(epoch)
+            self.scheduler.step()
+            self.history.append(row)
+            self.epoch, self.step_in_epoch = epoch + 1, 0
+            self._sums = _EpochSums(self.device)
+            self.save_checkpoint()
+            self.logger.write_metrics(self.history)
+            self.logger.write_summary(self.summary())
+            test = (f" test_loss {row['test_loss']:.4f} test_acc {row['test_acc']:.2f}"
+                    if row["test_acc"] is not None else "")
+            write(f"epoch {epoch + 1}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
+                  f"train_acc {row['train_acc']:.2f}{test} lr {row['lr']:.4g} {row['epoch_time_s']:.1f}s "
+                  f"({row['images_per_s']:.0f} img/s)")
 
     def _finish(self) -> dict[str, Any]:
         if self.dist.distributed:
@@ -435,6 +506,9 @@ class Trainer:
         trainer created it)."""
         self.mixer.close()
         self.logger.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         cleanup_distributed(self.dist)
 
 

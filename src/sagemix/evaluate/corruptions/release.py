@@ -1,7 +1,8 @@
 """Generating the corrupted test set in the layout of the official CIFAR-10-C release, and reading it.
 
 :func:`generate_corrupted` writes ``<name>.npy`` (the 5 severities stacked) and ``labels.npy``, plus a
-metadata file that makes a generated set resumable; :func:`load_corrupted` reads it or the release.
+metadata file that makes a generated set resumable and records each file's SHA-256;
+:func:`load_corrupted` reads it or the release, and refuses a generated file whose bytes changed.
 """
 from __future__ import annotations
 
@@ -33,6 +34,33 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
     except (OSError, ValueError, EOFError):
         return None
     return tuple(arr.shape), arr.dtype
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _recorded_digests(folder: Path) -> dict[str, str]:
+    """``{file name: sha256}`` recorded by :func:`generate_corrupted` ({} for the official release)."""
+    meta_path = folder / _META_FILE
+    if not meta_path.is_file():
+        return {}
+    try:
+        files = json.loads(meta_path.read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return files if isinstance(files, dict) else {}
+
+
+def _record_digest(folder: Path, path: Path) -> None:
+    meta_path = folder / _META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta.setdefault("files", {})[path.name] = _file_sha256(path)
+    atomic_write_json(meta_path, meta)
 
 
 def _check_labels(labels: Any, n: int) -> np.ndarray:
@@ -129,11 +157,15 @@ def generate_corrupted(images: Any, labels: Any, out_dir: str | os.PathLike, *,
             atomic_write(out / "labels.npy", lambda f: np.save(f, labels5))
     else:
         atomic_write(out / "labels.npy", lambda f: np.save(f, labels5))
+    if _recorded_digests(out).get("labels.npy") != _file_sha256(out / "labels.npy"):
+        _record_digest(out, out / "labels.npy")
 
     todo = []
+    recorded = _recorded_digests(out)
     for nm in names:
         paths[nm] = out / f"{nm}.npy"
-        if _npy_header(paths[nm]) != ((5 * n, IMAGE_SIZE, IMAGE_SIZE, 3), np.dtype(np.uint8)):
+        if (_npy_header(paths[nm]) != ((5 * n, IMAGE_SIZE, IMAGE_SIZE, 3), np.dtype(np.uint8))
+                or recorded.get(paths[nm].name) != _file_sha256(paths[nm])):  # damaged or unrecorded: redo
             todo.append(nm)
     bar = None
     if progress and todo:
@@ -152,6 +184,7 @@ def generate_corrupted(images: Any, labels: Any, out_dir: str | os.PathLike, *,
                     bar.set_postfix_str(f"{nm} s{s}")
                     bar.update(1)
             atomic_write(paths[nm], lambda f: np.save(f, result))
+            _record_digest(out, paths[nm])
     finally:
         if bar is not None:
             bar.close()
@@ -173,7 +206,8 @@ def load_corrupted(c_dir: str | os.PathLike, name: str, *, severity: int | None 
 
     Raises:
         FileNotFoundError: naming the expected file when the folder or a file is missing.
-        ValueError: when a file has the wrong shape or dtype.
+        ValueError: when a file has the wrong shape or dtype, or a generated file's bytes changed since
+            it was written (its SHA-256 is recorded in ``sagemix_corruptions.json``).
     """
     _check_name(name)
     if severity is not None:
@@ -188,6 +222,11 @@ def load_corrupted(c_dir: str | os.PathLike, name: str, *, severity: int | None 
             present = sorted(q.stem for q in folder.glob("*.npy") if q.stem in ALL_CORRUPTIONS)
             raise FileNotFoundError(f"expected {p.name} in {str(folder)!r} (CIFAR-C layout: <corruption>.npy and "
                                     f"labels.npy); corruptions present: {present or 'none'}")
+    recorded = _recorded_digests(folder)  # a generated set records its files' SHA-256; check them
+    for p in (img_path, lab_path):
+        if p.name in recorded and _file_sha256(p) != recorded[p.name]:
+            raise ValueError(f"{str(p)!r} is damaged: its SHA-256 differs from the one recorded when it was "
+                             f"generated; delete it and generate it again (sagemix eval --generate-corruptions)")
     try:
         imgs = np.load(img_path, mmap_mode="r" if mmap else None, allow_pickle=False)
         labs = np.load(lab_path, allow_pickle=False)

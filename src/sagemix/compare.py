@@ -14,7 +14,11 @@ A comparison is described by a JSON file (see ``configs/offline_comparison.json`
       "seeds": [0, 1, 2],
       "models": ["smallnet"],                   # optional (default: the recipe's model)
       "overrides": {"epochs": 8},               # applied to every run (dotted keys allowed)
-      "method_overrides": {"sage": {"method_kwargs.rand_pos": 0.01}},   # per method
+      "method_overrides": {"sage": {"method_kwargs.rand_pos": 0.01}},   # per method (or variant)
+      "variants": {"sage_exhaustive": {"method": "sage", "method_kwargs.rand_pos": null}},
+                                                # a registry method with other settings under its own
+                                                # name: list the name in "methods"; its runs go to
+                                                # <out>/<model>-<name>-s<seed> and the report shows it
       "eval": {"enabled": true, "args": ["--adversarial", "fgsm"]},     # the flags of `sagemix eval RUN`
                                                 # ({seed} {method} {model} {out} in args are filled in);
                                                 # or/and "options": {"adversarial": ["fgsm"], ...}, the
@@ -36,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +49,13 @@ from typing import Any, Callable, Mapping, Sequence
 from . import run_folder as rf
 
 __all__ = ["ComparisonConfig", "RunSpec", "load_comparison", "plan_runs", "run_state", "expected_eval_files",
-           "eval_args_for", "eval_options_for", "run_comparison"]
+           "eval_args_for", "eval_options_for", "check_plan", "run_comparison"]
 
-_KEYS = {"description", "recipe", "out", "methods", "seeds", "models", "overrides", "method_overrides", "eval",
-         "report", "estimate"}
+_KEYS = {"description", "recipe", "out", "methods", "seeds", "models", "overrides", "method_overrides", "variants",
+         "eval", "report", "estimate"}
+#: Config keys that the matrix sets for each run (not allowed in overrides or variants).
+_MATRIX_KEYS = ("method", "model", "seed", "out", "name")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 
 
 @dataclass
@@ -57,11 +65,13 @@ class ComparisonConfig:
     Attributes:
         recipe: a bundled recipe name or a recipe JSON file.
         out: folder of the runs and the report.
-        methods: registry names.
+        methods: registry names or variant names.
         seeds: one run per seed (and method and model).
         models: model names; None uses the recipe's.
         overrides: config overrides for every run (``{"epochs": 8, "method_kwargs.x": 1}``).
-        method_overrides: per-method overrides on top of ``overrides``.
+        method_overrides: per-method overrides on top of ``overrides`` (and of the variant's settings).
+        variants: ``{name: {"method": registry name, **config overrides}}``: a registry method with other
+            settings (usually ``method_kwargs``) under its own name in the run folders and the report.
         eval_enabled: evaluate each finished run (:func:`sagemix.evaluate.evaluate_run`).
         eval_args: flags of ``sagemix eval`` (placeholders allowed), read into the evaluation options.
         eval_options: :class:`sagemix.evaluate.EvalOptions` fields applied on top of ``eval_args``.
@@ -77,6 +87,7 @@ class ComparisonConfig:
     models: list[str] | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_enabled: bool = False
     eval_args: list[str] = field(default_factory=list)
     eval_options: dict[str, Any] = field(default_factory=dict)
@@ -119,7 +130,7 @@ class ComparisonConfig:
         overrides = d.get("overrides", {}) or {}
         if not isinstance(overrides, dict):
             raise TypeError(f"comparison key 'overrides' must be an object of config overrides, got {overrides!r}")
-        for k in ("method", "model", "seed", "out"):
+        for k in _MATRIX_KEYS:
             if k in overrides:
                 raise ValueError(f"comparison key 'overrides' must not set {k!r} (the matrix sets it), got "
                                  f"{k}={overrides[k]!r}")
@@ -129,6 +140,8 @@ class ComparisonConfig:
         for m in mo:
             if m not in methods:
                 raise ValueError(f"comparison key 'method_overrides' names {m!r}, which is not in methods {methods}")
+        variants = _check_variants(d.get("variants", {}) or {}, methods)
+        _check_methods(methods, variants)
         ev = d.get("eval", {}) or {}
         if not isinstance(ev, dict) or set(ev) - {"enabled", "args", "options"}:
             raise ValueError(f"comparison key 'eval' must be an object with 'enabled', 'args' and 'options', "
@@ -148,9 +161,58 @@ class ComparisonConfig:
         if not isinstance(desc, str):
             raise TypeError(f"comparison key 'description' must be a string, got {desc!r}")
         return cls(recipe=recipe, out=out, methods=methods, seeds=list(seeds), models=models,
-                   overrides=dict(overrides), method_overrides={k: dict(v) for k, v in mo.items()},
+                   overrides=dict(overrides), method_overrides={k: dict(v) for k, v in mo.items()}, variants=variants,
                    eval_enabled=enabled, eval_args=list(eval_args), eval_options=dict(eval_options), report_out=rep.get("out"),
                    report_plots=bool(rep.get("plots", True)), description=desc)
+
+
+def _check_variants(variants: Any, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Validate ``variants``: names usable in folder names, not registry names, each with a registry
+    ``method`` and config overrides whose keys are config fields (``method_kwargs`` keys are checked
+    against the mixer's options by :func:`check_plan`)."""
+    from .mixers.registry import list_mixers
+    from .train import TrainConfig
+
+    if not isinstance(variants, dict):
+        raise TypeError(f"comparison key 'variants' must map variant names to objects, got {variants!r}")
+    registry = list_mixers()
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in variants.items():
+        where = f"comparison key 'variants.{name}'"
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ValueError(f"comparison variant name {name!r} must be letters, digits, '_' or '.' (it names "
+                             "run folders)")
+        if name.lower().replace("-", "_") in registry:
+            raise ValueError(f"comparison variant name {name!r} is a registry method; choose another name "
+                             f"(registry methods: {registry})")
+        if name not in methods:
+            raise ValueError(f"{where} is not listed in methods {methods}; add it there to run it")
+        if not isinstance(spec, dict):
+            raise TypeError(f"{where} must be an object with 'method' and config overrides, got {spec!r}")
+        method = spec.get("method")
+        if not isinstance(method, str) or method.lower().replace("-", "_") not in registry:
+            raise ValueError(f"{where}.method must be a registry method, got {method!r}; expected one of {registry}")
+        for key in spec:
+            head = key.partition(".")[0]
+            if key != "method" and head in _MATRIX_KEYS:
+                raise ValueError(f"{where} must not set {key!r} (the matrix sets it), got {key}={spec[key]!r}")
+            if head not in fields:
+                raise ValueError(f"{where} has unknown config key {key!r}; expected 'method' and config keys "
+                                 f"(dotted keys allowed) from {sorted(fields)}")
+        out[name] = dict(spec)
+    return out
+
+
+def _check_methods(methods: list[str], variants: Mapping[str, Any]) -> None:
+    from .mixers.registry import list_mixers
+
+    registry = list_mixers()
+    bad = [m for m in methods if m not in variants and m.lower().replace("-", "_") not in registry]
+    if bad:
+        raise ValueError(f"comparison key 'methods' has unknown method(s) {bad}; expected registry methods "
+                         f"{registry}" + (f" or variants {sorted(variants)}" if variants else
+                                          " (or names defined under 'variants')"))
 
 
 def _check_eval_options(opts: Any) -> None:
@@ -187,7 +249,11 @@ def load_comparison(path: str | os.PathLike) -> ComparisonConfig:
 
 @dataclass
 class RunSpec:
-    """One cell of the matrix: its folder and its config overrides."""
+    """One cell of the matrix: its folder and its config overrides.
+
+    ``method`` is the name in ``methods`` (a variant's name for a variant), ``overrides["method"]`` the
+    registry method that trains it.
+    """
 
     method: str
     model: str | None
@@ -209,13 +275,51 @@ def plan_runs(cfg: ComparisonConfig) -> list[RunSpec]:
     for seed in cfg.seeds:
         for model in (cfg.models or [None]):
             for method in cfg.methods:
-                ov = {**cfg.overrides, **cfg.method_overrides.get(method, {}), "method": method, "seed": seed}
+                variant = dict(cfg.variants.get(method, {}))
+                base = variant.pop("method", method)
+                ov = {**cfg.overrides, **variant, **cfg.method_overrides.get(method, {}), "method": base,
+                      "seed": seed}
+                if method in cfg.variants:
+                    ov["name"] = method
                 if model is not None:
                     ov["model"] = model
                 run_dir = Path(cfg.out) / f"{model or base_model}-{method}-s{seed}"
                 ov["out"] = str(run_dir)
                 specs.append(RunSpec(method, model or base_model, seed, run_dir, ov))
     return specs
+
+
+def check_plan(cfg: ComparisonConfig, specs: Sequence[RunSpec] | None = None) -> None:
+    """Build every run's config and check its mixer options against the mixer's signature, so that a
+    misspelt key fails before any work (also with ``--dry-run``).
+
+    Raises:
+        ValueError: a run's config is invalid, or its ``method_kwargs`` name an option the mixer lacks.
+    """
+    import inspect
+
+    from .mixers.registry import get_mixer_class
+    from .train import load_config
+
+    checked: set[tuple[str, str]] = set()
+    for spec in plan_runs(cfg) if specs is None else specs:
+        try:
+            config = load_config(cfg.recipe, overrides=spec.overrides)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"comparison run {spec.name} ({spec.method}): {e}") from None
+        kwargs = config.mixer_kwargs()
+        key = (config.method, json.dumps(kwargs, sort_keys=True, default=str))
+        if key in checked:
+            continue
+        checked.add(key)
+        params = inspect.signature(get_mixer_class(config.method).__init__).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        known = sorted(n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL)
+        bad = sorted(set(kwargs) - set(known))
+        if bad:
+            raise ValueError(f"comparison run {spec.name}: method {config.method!r} has no option(s) {bad} "
+                             f"(method_kwargs {kwargs}); its options are {known}")
 
 
 def run_state(run_dir: str | os.PathLike) -> str:
@@ -318,6 +422,7 @@ def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] |
             if bad:
                 raise ValueError(f"--{key} {bad} not in the comparison's {key} {sorted(known, key=str)}")
             specs = [s for s in specs if getattr(s, attr) in wanted]
+    check_plan(cfg, specs)
     do_eval = cfg.eval_enabled if evaluate is None else evaluate
     result: dict[str, Any] = {"trained": [], "resumed": [], "skipped": [], "evaluated": [], "failed": {},
                               "report": None}

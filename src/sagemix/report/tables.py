@@ -177,14 +177,18 @@ def _csv_columns(cols: list[str]) -> list[str]:
 
 
 def _groups(runs: Sequence[Run]) -> list[tuple[str, str, list[Run]]]:
-    """Runs grouped by (model, method), models sorted, methods in :data:`METHOD_ORDER`."""
+    """Runs grouped by (model, method), models sorted, methods in :data:`METHOD_ORDER` (a variant right
+    after its registry method), seeds ascending."""
     d: dict[tuple[str, str], list[Run]] = {}
+    base: dict[str, str] = {}
     for r in runs:
         d.setdefault((r.model, r.method), []).append(r)
+        base.setdefault(r.method, getattr(r, "base_method", "") or r.method)
 
-    def order(key: tuple[str, str]) -> tuple[str, int, str]:
+    def order(key: tuple[str, str]) -> tuple[str, int, int, str]:
         m = key[1]
-        return key[0], METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m
+        b = base.get(m, m)
+        return key[0], METHOD_ORDER.index(b) if b in METHOD_ORDER else len(METHOD_ORDER), int(m != b), m
 
     return [(k[0], k[1], sorted(d[k], key=lambda r: (r.seed is None, r.seed or 0))) for k in sorted(d, key=order)]
 

@@ -94,3 +94,22 @@ def test_a_trained_variant_is_labelled_in_its_folder_and_the_report(tmp_path: Pa
     assert plain.method == plain.base_method == "sage"
     table = clean_table(collect_runs([cfg.out]))
     assert [r[1] for r in table.raw] == ["sage", "sage_no_rearrangement"]
+
+
+def test_shipped_evidence_comparison_config_is_valid() -> None:
+    from sagemix.compare import load_comparison
+    from sagemix.train import load_config
+
+    cfg = load_comparison(Path(__file__).resolve().parents[1] / "configs" / "evidence_comparison.json")
+    assert len(cfg.methods) == 10 and len(cfg.seeds) >= 5
+    assert set(cfg.variants) == {"sage_no_rearrangement", "sage_exhaustive"}
+    specs = plan_runs(cfg)
+    assert len(specs) == 10 * len(cfg.seeds)
+    check_plan(cfg, specs[:10])
+    kw = {s.method: load_config(cfg.recipe, overrides=s.overrides) for s in specs[:10]}
+    assert kw["sage_no_rearrangement"].mixer_kwargs()["rand_pos"] == 0
+    assert kw["sage_exhaustive"].mixer_kwargs()["rand_pos"] is None
+    assert kw["sage"].mixer_kwargs().get("rand_pos", 0.01) == 0.01
+    # the data are fixed across seeds: the same data_seed and subset for every run
+    assert len({(c.data_seed, c.train_limit, c.test_limit) for c in kw.values()}) == 1
+    assert {load_config(cfg.recipe, overrides=s.overrides).data_seed for s in specs} == {0}

@@ -155,3 +155,24 @@ def test_write_report_has_the_paired_tables_and_the_gap_plot(tmp_path: Path) -> 
     assert {"paired_clean", "paired_corruptions", "gap", "runs", "train_test_gap"} <= set(written)
     header = written["paired_clean"].read_text().splitlines()[0]
     assert "excludes_0_vs_vanilla" in header and "ci_lo_vs_sage" in header
+
+
+def test_report_cli_options_reach_the_tables(tmp_path: Path, capsys) -> None:
+    import json
+
+    from sagemix.cli import main
+
+    for method, seed, acc in [("vanilla", 0, 60.0), ("vanilla", 1, 62.0), ("vanilla", 2, 61.0),
+                              ("sage", 0, 62.0), ("sage", 1, 64.5), ("sage", 2, 63.0)]:
+        d = tmp_path / "runs" / f"{method}-s{seed}"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"method": method, "model": "m", "dataset": "offline",
+                                                    "seed": seed, "finished": True, "final_acc": acc,
+                                                    "best_acc": acc + 1, "median_last10_acc": acc}))
+        (d / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_acc": 99.0, "test_acc": acc}) + "\n")
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--no-plots", "--clean-metric", "best_acc",
+                 "--references", "vanilla"]) == 0
+    md = (out / "report.md").read_text()
+    assert "clean test accuracy (best, %)" in md and "Δ vs vanilla [95% CI]" in md and "Δ vs sage" not in md
+    assert "| m | sage | 3 | 64.17 ± 1.26 | 63.00 65.50 64.00 | +2.17 [" in md

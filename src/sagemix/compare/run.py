@@ -29,7 +29,10 @@ def run_one(cfg: ComparisonConfig, spec: RunSpec, *, head: str, do_eval: bool,
     from ..train import load_config
 
     if train_fn is None:
-        from ..train import train as train_fn  # noqa: PLW0127
+        from ..train import train
+
+        def train_fn(config: Any, *, resume: bool) -> Any:  # the trainer's lines go to this run's log
+            return train(config, resume=resume, log=log)
     out: dict[str, Any] = {"name": spec.name, "state": None, "evaluated": False, "failed": None}
     state = run_state(spec.run_dir)
     if state == "finished":

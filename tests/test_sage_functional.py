@@ -212,7 +212,7 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="images"):
         F.sage_mix(images.long(), sal, perm, 0.5, shifts)
     with pytest.raises(ValueError, match="rand_pos"):
-        F.candidate_shifts(6, 6, rand_pos=0)
+        F.candidate_shifts(6, 6, rand_pos=-0.1)
     with pytest.raises(ValueError, match="blur_kernel_size"):
         F.gaussian_smooth(sal, kernel_size=4)
 

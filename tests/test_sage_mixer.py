@@ -63,7 +63,7 @@ def test_step_protocol_and_reduction():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"upper_lambda": 1.2}, "upper_lambda"), ({"upper_lambda": -0.1}, "upper_lambda"),
-    ({"mixup_alpha": -1}, "mixup_alpha"), ({"rand_pos": 0}, "rand_pos"), ({"rand_pos": 1.5}, "rand_pos"),
+    ({"mixup_alpha": -1}, "mixup_alpha"), ({"rand_pos": -0.1}, "rand_pos"), ({"rand_pos": 1.5}, "rand_pos"),
     ({"update_ratio": 2}, "update_ratio"), ({"saliency_reduce": "max"}, "saliency_reduce"),
     ({"blur_kernel_size": 4}, "blur_kernel_size"), ({"blur_sigma": 0}, "blur_sigma"),
     ({"num_classes": 0}, "num_classes"), ({"generator": 3}, "generator"),

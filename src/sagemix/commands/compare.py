@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   sagemix compare --config configs/offline_comparison.json --dry-run  # the plan and each run's state
   sagemix compare --config configs/offline_comparison.json --methods vanilla sage --seeds 0
   sagemix compare --config configs/offline_comparison.json --no-eval --set device=cuda
+  sagemix compare --config configs/evidence_comparison.json --jobs 2   # two runs at once, 1 thread each
 """
 
 
@@ -35,6 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="extra config override for every run (repeatable), e.g. --set device=cuda")
     p.add_argument("--out", default=None, metavar="DIR", help="override the config's output folder")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the state of each run")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="runs at once, each in its own process with the runs' threads (default 1: one after "
+                        "the other in this process); resumable and writing the same run folders either way")
     ev = p.add_mutually_exclusive_group()
     ev.add_argument("--no-eval", action="store_true", help="skip the evaluations")
     ev.add_argument("--eval", action="store_true", help="evaluate even if the config does not ask for it")
@@ -45,11 +49,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Run the comparison; exit status 1 when a run or an evaluation failed."""
     from ..compare import load_comparison, run_comparison
+    from ..compare.config import MATRIX_KEYS
     from ..train.config import parse_overrides
 
     cfg = load_comparison(args.config)
     extra = parse_overrides(args.set)
-    for k in ("method", "model", "seed", "out"):
+    for k in MATRIX_KEYS:
         if k in extra:
             raise ValueError(f"--set {k}=... is not allowed: the comparison matrix sets {k!r} "
                              "(use --methods/--models/--seeds/--out)")
@@ -59,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         cfg.report_out = None
     evaluate = False if args.no_eval else (True if args.eval else None)
     only = {"methods": args.methods, "seeds": args.seeds, "models": args.models}
-    result = run_comparison(cfg, only=only, dry_run=args.dry_run, evaluate=evaluate, report=not args.no_report)
+    result = run_comparison(cfg, only=only, dry_run=args.dry_run, evaluate=evaluate, report=not args.no_report,
+                            jobs=args.jobs)
     if args.dry_run:
         return 0
     print(f"trained {len(result['trained'])}, resumed {len(result['resumed'])}, skipped {len(result['skipped'])} "

@@ -171,7 +171,8 @@ def candidate_shifts(height: int, width: int, *, rand_pos: float | None = 0.01, 
         height, width: image size.
         rand_pos: the fraction of all ``|T| = (2H-1)(2W-1)`` shifts to draw, ``K = max(1, floor(|T| rand_pos))``,
             without replacement and in random order; ``None`` (or 1.0) for the exhaustive search over all
-            shifts in :func:`all_shifts` order.
+            shifts in :func:`all_shifts` order; ``0`` for the zero shift only (no rearrangement: the
+            "no rearrangement" ablation, the partner stays in place and only the saliency blend remains).
         force_zero_shift: make the zero shift the first candidate (replacing the last random draw when it was
             not drawn), so K is unchanged.
         generator: source of randomness.
@@ -182,9 +183,12 @@ def candidate_shifts(height: int, width: int, *, rand_pos: float | None = 0.01, 
     grid = all_shifts(height, width)
     total = grid.shape[0]
     if rand_pos is not None:
-        if isinstance(rand_pos, bool) or not isinstance(rand_pos, (int, float)) or not 0 < float(rand_pos) <= 1:
-            raise ValueError(f"rand_pos must be a number in (0, 1] or None (exhaustive), got {rand_pos!r}")
-    if rand_pos is None or float(rand_pos) >= 1.0:
+        if isinstance(rand_pos, bool) or not isinstance(rand_pos, (int, float)) or not 0 <= float(rand_pos) <= 1:
+            raise ValueError(f"rand_pos must be a number in [0, 1] (0: the zero shift only) or None (exhaustive), "
+                             f"got {rand_pos!r}")
+    if rand_pos is not None and float(rand_pos) == 0.0:
+        out = torch.zeros(1, 2, dtype=torch.int64)
+    elif rand_pos is None or float(rand_pos) >= 1.0:
         out = grid
     else:
         k = max(1, int(math.floor(total * float(rand_pos))))

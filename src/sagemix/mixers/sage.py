@@ -35,7 +35,8 @@ class SAGE(Mixer):
         mixup_alpha: Beta parameter of the prior, 0 or in [1e-3, 1e3] (``ALPHA_RANGE``); 0 fixes
             ``alpha = 0.5 * upper_lambda``.
         rand_pos: fraction of all ``(2H-1)(2W-1)`` shifts drawn as candidates per batch (0.01 in the
-            reference: 39 of 3,969 at 32x32); ``None`` searches all shifts (the true optimum).
+            reference: 39 of 3,969 at 32x32); ``None`` searches all shifts (the true optimum); ``0`` keeps
+            only the zero shift (the no-rearrangement ablation: saliency blending without translation).
         force_zero_shift: always include the zero shift (first, so it wins ties).
         update_ratio: r; the training gradient is ``(1-r) grad L_clean + r grad L_mixed`` (reference:
             0.7 PreActResNet18, 0.5 WRN16-8 and ResNeXt29-4-24). ``r = 1`` discards the clean gradients.
@@ -67,8 +68,9 @@ class SAGE(Mixer):
         if self.mixup_alpha > 0:
             check_alpha(self.mixup_alpha, "mixup_alpha")
         if rand_pos is not None and (isinstance(rand_pos, bool) or not isinstance(rand_pos, (int, float))
-                                     or not 0 < float(rand_pos) <= 1):
-            raise ValueError(f"rand_pos must be a number in (0, 1] or None (exhaustive search), got {rand_pos!r}")
+                                     or not 0 <= float(rand_pos) <= 1):
+            raise ValueError(f"rand_pos must be a number in [0, 1] (0: the zero shift only) or None (exhaustive "
+                             f"search), got {rand_pos!r}")
         self.rand_pos = None if rand_pos is None else float(rand_pos)
         self.force_zero_shift = check_bool(force_zero_shift, "force_zero_shift")
         self.update_ratio = check_probability(update_ratio, "update_ratio")

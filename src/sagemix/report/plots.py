@@ -10,20 +10,22 @@ from ..utils import pyplot
 from .runs import Run
 from .tables import _groups, clean_numbers, cost_numbers, mean_std
 
-__all__ = ["plot_accuracy_vs_cost", "plot_learning_curves"]
+__all__ = ["plot_accuracy_vs_cost", "plot_learning_curves", "plot_train_test_gap", "mean_curves"]
 
 
 def plot_accuracy_vs_cost(runs: Sequence[Run], path: str | os.PathLike) -> Path | None:
     """Scatter of best accuracy (mean ± std over seeds) against epoch time relative to vanilla, per model.
 
+    The time is process CPU time when every method's runs recorded it, else wall time (the axis says which).
     Returns the PNG path, or None when no method has both numbers.
     """
     plt = pyplot()
     cost = cost_numbers(runs)
+    use_cpu = bool(cost) and all(d.get("epoch_cpu_ratio") is not None for d in cost.values())
     points: dict[str, list[tuple[str, float, float, float]]] = {}
     for model, method, rs in _groups(runs):
         m, s = mean_std([clean_numbers(r)["best_acc"] for r in rs])
-        ratio = cost[(model, method)].get("epoch_ratio")
+        ratio = cost[(model, method)].get("epoch_cpu_ratio" if use_cpu else "epoch_ratio")
         if m is not None and ratio is not None:
             points.setdefault(model, []).append((method, ratio, m, s or 0.0))
     if not points:
@@ -33,7 +35,7 @@ def plot_accuracy_vs_cost(runs: Sequence[Run], path: str | os.PathLike) -> Path 
         for method, x, y, e in pts:
             ax.errorbar([x], [y], yerr=[e], fmt="o", capsize=3, label=method)
             ax.annotate(method, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        ax.set_xlabel("epoch time relative to vanilla")
+        ax.set_xlabel(f"epoch {'CPU' if use_cpu else 'wall'} time relative to vanilla")
         ax.set_ylabel("best test accuracy (%)")
         ax.set_title(model)
         ax.grid(alpha=0.3)
@@ -48,15 +50,8 @@ def plot_learning_curves(runs: Sequence[Run], path: str | os.PathLike) -> Path |
     """Test accuracy per epoch (mean over seeds) for each method, one panel per model."""
     plt = pyplot()
     curves: dict[str, list[tuple[str, list[int], list[float]]]] = {}
-    for model, method, rs in _groups(runs):
-        by_epoch: dict[int, list[float]] = {}
-        for r in rs:
-            for i, row in enumerate(r.metrics):
-                if row.get("test_acc") not in (None, ""):
-                    by_epoch.setdefault(int(row.get("epoch", i + 1)), []).append(float(row["test_acc"]))
-        if by_epoch:
-            eps = sorted(by_epoch)
-            curves.setdefault(model, []).append((method, eps, [statistics.fmean(by_epoch[e]) for e in eps]))
+    for (model, method), (eps, accs) in mean_curves(runs, "test_acc").items():
+        curves.setdefault(model, []).append((method, eps, accs))
     if not curves:
         return None
     fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2), squeeze=False)
@@ -71,5 +66,57 @@ def plot_learning_curves(runs: Sequence[Run], path: str | os.PathLike) -> Path |
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def mean_curves(runs: Sequence[Run], column: str) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
+    """Per (model, method): the epochs and the mean over seeds of a metrics column at each epoch."""
+    out: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+    for model, method, rs in _groups(runs):
+        by_epoch: dict[int, list[float]] = {}
+        for r in rs:
+            for i, row in enumerate(r.metrics):
+                if row.get(column) not in (None, ""):
+                    by_epoch.setdefault(int(row.get("epoch", i + 1)), []).append(float(row[column]))
+        if by_epoch:
+            eps = sorted(by_epoch)
+            out[(model, method)] = (eps, [statistics.fmean(by_epoch[e]) for e in eps])
+    return out
+
+
+def plot_train_test_gap(runs: Sequence[Run], path: str | os.PathLike) -> Path | None:
+    """Learning curves with the train/test gap: per model, train (dashed) and test (solid) accuracy per
+    epoch for each method (mean over seeds), and the gap train − test per epoch.
+
+    Returns the PNG path, or None when no run has both curves.
+    """
+    plt = pyplot()
+    train, test = mean_curves(runs, "train_acc"), mean_curves(runs, "test_acc")
+    keys = [k for k in test if k in train]
+    models = sorted({k[0] for k in keys})
+    if not models:
+        return None
+    fig, axes = plt.subplots(len(models), 2, figsize=(12, 4.4 * len(models)), squeeze=False)
+    for row, model in zip(axes, models):
+        for i, key in enumerate(k for k in keys if k[0] == model):
+            colour = f"C{i % 10}"
+            (te_ep, te), (tr_ep, tr) = test[key], train[key]
+            row[0].plot(te_ep, te, color=colour, label=f"{key[1]} test")
+            row[0].plot(tr_ep, tr, color=colour, linestyle="--", linewidth=0.9)
+            common = sorted(set(te_ep) & set(tr_ep))
+            tr_d, te_d = dict(zip(tr_ep, tr)), dict(zip(te_ep, te))
+            row[1].plot(common, [tr_d[e] - te_d[e] for e in common], color=colour, label=key[1])
+        row[0].set_title(f"{model}: train (dashed) and test (solid) accuracy, mean over seeds", fontsize=9)
+        row[0].set_ylabel("accuracy (%)")
+        row[1].set_title(f"{model}: gap = train − test accuracy", fontsize=9)
+        row[1].set_ylabel("gap (points)")
+        for ax in row:
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -21,12 +21,15 @@ class Run:
 
     Attributes:
         path: the folder.
-        method, model, dataset: from ``summary.json`` (or ``config.json``).
+        method: the run's label in the tables: its config ``name`` (a comparison's variant name) when
+            set, else the registry method.
+        model, dataset: from ``summary.json`` (or ``config.json``).
         seed: the run's seed (None when unknown).
         summary: ``summary.json`` (empty when absent).
         config: ``config.json`` (empty when absent).
         metrics: the rows of ``metrics.jsonl`` (or ``metrics.csv``), one per epoch.
         eval: ``{"clean": ..., "corruptions": ..., "adversarial": ..., "fewshot": ...}`` from ``eval/*.json``.
+        base_method: the registry method that trained it (equals ``method`` unless the run is a variant).
     """
 
     path: Path
@@ -38,6 +41,11 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     eval: dict[str, Any] = field(default_factory=dict)
+    base_method: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.base_method:
+            self.base_method = self.method
 
     @property
     def finished(self) -> bool:
@@ -59,9 +67,12 @@ def load_run(path: str | os.PathLike) -> Run:
         return summary.get(key, config.get(key, default))
 
     seed = pick("seed")
-    return Run(path=folder.path, method=str(pick("method", "?")), model=str(pick("model", "?")),
+    method = str(pick("method", "?"))
+    label = pick("name") or method
+    return Run(path=folder.path, method=str(label), model=str(pick("model", "?")),
                dataset=str(pick("dataset", "?")), seed=int(seed) if seed is not None else None,
-               summary=summary, config=config, metrics=folder.read_metrics(), eval=folder.read_eval())
+               summary=summary, config=config, metrics=folder.read_metrics(), eval=folder.read_eval(),
+               base_method=method)
 
 
 def collect_runs(paths: Iterable[str | os.PathLike]) -> list[Run]:

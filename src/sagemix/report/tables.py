@@ -63,10 +63,12 @@ def _cost_numbers(run: Run) -> dict[str, float | None]:
         vals = [float(r[col]) for r in run.metrics if r.get(col) not in (None, "")]
         return statistics.fmean(vals) if vals else None
 
-    ep = run.summary.get("mean_epoch_time_s")
-    st = run.summary.get("mean_step_time_s")
-    return {"epoch_s": float(ep) if ep is not None else mean_of("epoch_time_s"),
-            "step_s": float(st) if st is not None else mean_of("step_time_s")}
+    out: dict[str, float | None] = {}
+    for key, col in (("epoch_s", "epoch_time_s"), ("step_s", "step_time_s"), ("epoch_cpu_s", "epoch_cpu_s"),
+                     ("step_cpu_s", "step_cpu_s")):
+        v = run.summary.get("mean_" + col)
+        out[key] = float(v) if v is not None else mean_of(col)
+    return out
 
 
 # -- evaluation files, as `sagemix eval` writes them (sagemix.commands.eval). A number these readers
@@ -177,14 +179,18 @@ def _csv_columns(cols: list[str]) -> list[str]:
 
 
 def _groups(runs: Sequence[Run]) -> list[tuple[str, str, list[Run]]]:
-    """Runs grouped by (model, method), models sorted, methods in :data:`METHOD_ORDER`."""
+    """Runs grouped by (model, method), models sorted, methods in :data:`METHOD_ORDER` (a variant right
+    after its registry method), seeds ascending."""
     d: dict[tuple[str, str], list[Run]] = {}
+    base: dict[str, str] = {}
     for r in runs:
         d.setdefault((r.model, r.method), []).append(r)
+        base.setdefault(r.method, getattr(r, "base_method", "") or r.method)
 
-    def order(key: tuple[str, str]) -> tuple[str, int, str]:
+    def order(key: tuple[str, str]) -> tuple[str, int, int, str]:
         m = key[1]
-        return key[0], METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m
+        b = base.get(m, m)
+        return key[0], METHOD_ORDER.index(b) if b in METHOD_ORDER else len(METHOD_ORDER), int(m != b), m
 
     return [(k[0], k[1], sorted(d[k], key=lambda r: (r.seed is None, r.seed or 0))) for k in sorted(d, key=order)]
 
@@ -302,33 +308,41 @@ def fewshot_table(runs: Sequence[Run]) -> Table:
 
 
 def cost_numbers(runs: Sequence[Run]) -> dict[tuple[str, str], dict[str, float | None]]:
-    """Per (model, method): mean epoch and step time over seeds and their ratios to vanilla's."""
+    """Per (model, method): mean epoch and step time over seeds (wall, and process CPU when the runs
+    recorded it) and their ratios to vanilla's on the same model."""
     out: dict[tuple[str, str], dict[str, float | None]] = {}
+    keys = ("epoch_s", "step_s", "epoch_cpu_s", "step_cpu_s")
     for model, method, rs in _groups(runs):
         c = [_cost_numbers(r) for r in rs]
-        out[(model, method)] = {"epoch_s": mean_std([x["epoch_s"] for x in c])[0],
-                                "step_s": mean_std([x["step_s"] for x in c])[0]}
+        out[(model, method)] = {k: mean_std([x[k] for x in c])[0] for k in keys}
     for (model, method), d in out.items():
         base = out.get((model, "vanilla"), {})
-        for k in ("epoch_s", "step_s"):
+        for k in keys:
             b = base.get(k)
             d[k.replace("_s", "_ratio")] = d[k] / b if d[k] is not None and b else None
     return out
 
 
 def cost_table(runs: Sequence[Run]) -> Table:
-    """Training time per epoch and per step, and both relative to vanilla on the same model."""
+    """Training time per epoch and per step, and both relative to vanilla on the same model (wall time,
+    and process CPU time when the runs recorded it)."""
     rows, raw = [], []
     for (model, method), d in cost_numbers(runs).items():
         rows.append([model, method, _fmt(d["epoch_s"]), _fmt(d["epoch_ratio"]), _fmt(d["step_s"], None, 4),
-                     _fmt(d["step_ratio"])])
-        raw.append([model, method, d["epoch_s"], d["epoch_ratio"], d["step_s"], d["step_ratio"]])
+                     _fmt(d["step_ratio"]), _fmt(d["epoch_cpu_s"]), _fmt(d["epoch_cpu_ratio"])])
+        raw.append([model, method, d["epoch_s"], d["epoch_ratio"], d["step_s"], d["step_ratio"], d["epoch_cpu_s"],
+                    d["epoch_cpu_ratio"]])
+    have_cpu = any(r[6] is not None for r in raw)
     return Table("cost", "Training cost (mean over seeds), relative to vanilla on the same model",
-                 ["model", "method", "epoch (s)", "epoch × vanilla", "step (s)", "step × vanilla"], rows, raw,
-                 note="Measured by the trainer during these runs (summary.json mean_epoch_time_s and "
-                      "mean_step_time_s); ratios are only comparable between runs made on the same machine "
-                      "under the same load.",
-                 csv_columns=["model", "method", "epoch_s", "epoch_x_vanilla", "step_s", "step_x_vanilla"])
+                 ["model", "method", "epoch (s)", "epoch × vanilla", "step (s)", "step × vanilla", "epoch CPU (s)",
+                  "CPU × vanilla"], rows, raw,
+                 note="Measured by the trainer during these runs: wall time (summary.json mean_epoch_time_s and "
+                      "mean_step_time_s), whose ratios are only comparable between runs made on the same machine "
+                      "under the same load; and process CPU time (mean_epoch_cpu_s), which holds when runs share "
+                      "the machine. " + ("" if have_cpu else "These runs recorded no CPU time: only wall time "
+                                         "is shown."),
+                 csv_columns=["model", "method", "epoch_s", "epoch_x_vanilla", "step_s", "step_x_vanilla",
+                              "epoch_cpu_s", "epoch_cpu_x_vanilla"])
 
 
 def build_tables(runs: Sequence[Run]) -> list[Table]:

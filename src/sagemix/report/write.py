@@ -5,21 +5,27 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .plots import plot_accuracy_vs_cost, plot_learning_curves
+from .paired import REFERENCES, gap_table, paired_tables, runs_table
+from .plots import plot_accuracy_vs_cost, plot_learning_curves, plot_train_test_gap
 from .runs import Run
 from .tables import DASH, build_tables
 
 __all__ = ["write_report"]
 
 
-def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool = True) -> dict[str, Path]:
+def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool = True,
+                 clean_key: str = "final_acc", references: Sequence[str] = REFERENCES,
+                 ci: str = "t") -> dict[str, Path]:
     """Write ``report.md``, one CSV per table and the plots into ``out_dir``.
 
     Args:
         runs: from :func:`collect_runs`.
         out_dir: the output folder (created).
-        plots: also draw ``accuracy_vs_cost.png`` and ``learning_curves.png`` (needs matplotlib; without
-            it the report says so and the tables are still written).
+        plots: also draw ``accuracy_vs_cost.png``, ``learning_curves.png`` and ``train_test_gap.png`` (needs
+            matplotlib; without it the report says so and the tables are still written).
+        clean_key: the clean accuracy of the paired table (``best_acc``, ``final_acc``, ``median_last10_acc``).
+        references: the methods the paired tables difference against (same model and seed).
+        ci: the paired confidence interval, ``"t"`` or ``"bootstrap"`` (:mod:`sagemix.report.stats`).
 
     Returns:
         ``{name: path}`` of the files written.
@@ -28,6 +34,7 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool
 
     if not runs:
         raise ValueError("runs is empty: nothing to report")
+    paired = paired_tables(runs, clean_key=clean_key, references=references, ci=ci)  # checks its options first
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = build_tables(runs)
@@ -36,7 +43,11 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool
     md = ["# sagemix comparison report", "",
           f"{len(runs)} runs ({sum(r.finished for r in runs)} finished), dataset(s): {', '.join(datasets)}. "
           f"Missing numbers are shown as {DASH}.", ""]
-    for t in tables:
+    if paired:
+        md += ["## Paired differences over seeds", ""]
+    for t in paired + [gap_table(runs)] + tables + [runs_table(runs, clean_key=clean_key)]:
+        if t is tables[0]:
+            md += ["## Tables", ""]
         md.append(t.to_markdown())
         if t.raw:
             p = out / f"{t.name}.csv"
@@ -44,7 +55,8 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool
             written[t.name] = p
     if plots:
         try:
-            for name, fn in (("accuracy_vs_cost", plot_accuracy_vs_cost), ("learning_curves", plot_learning_curves)):
+            for name, fn in (("accuracy_vs_cost", plot_accuracy_vs_cost), ("learning_curves", plot_learning_curves),
+                             ("train_test_gap", plot_train_test_gap)):
                 p = fn(runs, out / f"{name}.png")
                 if p is not None:
                     written[name] = p

@@ -105,6 +105,8 @@ class TrainConfig:
         progress: show a tqdm progress bar.
         tensorboard: also log to TensorBoard (needs ``pip install "sagemix[tensorboard]"``).
         description: free text (a recipe's description).
+        name: the run's label in reports (a comparison's variant name, e.g. ``sage_no_rearrangement``);
+            ``""`` labels it by ``method``.
     """
 
     method: str = "vanilla"
@@ -148,6 +150,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = False
     description: str = ""
+    name: str = ""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -155,7 +158,7 @@ class TrainConfig:
     # -- validation -------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
         """Check every field; raise TypeError/ValueError naming the key, the value and the expectation."""
-        for key in ("method", "model", "dataset", "loss", "amp", "device", "description"):
+        for key in ("method", "model", "dataset", "loss", "amp", "device", "description", "name"):
             _expect_str(key, getattr(self, key))
         for key in ("method", "model", "dataset"):
             if not getattr(self, key).strip():

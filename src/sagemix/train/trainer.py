@@ -212,7 +212,8 @@ class Trainer:
         self._sums = _EpochSums(self.device)
         if state.get("partial") is not None and self.step_in_epoch > 0:
             self._sums.load(state["partial"])
-        where = f"epoch {self.epoch}" + (f", step {self.step_in_epoch}" if self.step_in_epoch else "")
+        where = (f"epoch {self.epoch + 1}, after step {self.step_in_epoch}" if self.step_in_epoch
+                 else f"the end of epoch {self.epoch}")  # 1-based epochs, as the progress bar counts
         self._print(f"resumed from {self.checkpoint_path} at {where}")
 
     # -- the loop -----------------------------------------------------------------------------
@@ -376,8 +377,9 @@ class Trainer:
                 pbar = None
             if not self.dist.distributed:
                 self.save_checkpoint(partial=self.step_in_epoch > 0)
-                self._print(f"interrupted: checkpoint saved at epoch {self.epoch}, step {self.step_in_epoch} "
-                            f"({self.checkpoint_path}); continue with --resume")
+                where = (f"in epoch {self.epoch + 1} after step {self.step_in_epoch}" if self.step_in_epoch
+                         else f"at the end of epoch {self.epoch}")  # 1-based, as the progress bar counts
+                self._print(f"interrupted: checkpoint saved {where} ({self.checkpoint_path}); continue with --resume")
             else:
                 self._print(f"interrupted: the checkpoint of epoch {self.epoch} remains ({self.checkpoint_path})")
             self.logger.write_summary(self.summary())

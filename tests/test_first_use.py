@@ -244,3 +244,20 @@ def test_imagefolder_recipe(capsys) -> None:
 def test_imagefolder_without_data_dir_names_the_option(capsys, tmp_path) -> None:
     rc, _, err = main(capsys, "train", "imagefolder", "--out", str(tmp_path / "r"), "--no-progress")
     assert rc == 2 and "--data-dir" in err and "root" not in err
+
+
+@pytest.mark.slow
+def test_show_marks_guessed_labels_on_own_images(capsys, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for c in ("cat", "dog"):
+        (tmp_path / "photos" / c).mkdir(parents=True)
+        for i in range(2):
+            px = torch.randint(0, 256, (20, 24, 3), dtype=torch.uint8, generator=g).numpy()
+            Image.fromarray(px).save(tmp_path / "photos" / c / f"{i}.png")
+    rc, out, err = main(capsys, "show", "--images", str(tmp_path / "photos"), "--train-steps", "0", "--figures",
+                        "anatomy", "--cell", "32", "--pairs", "1", "--threads", "1", "--out", str(tmp_path / "f"))
+    assert rc == 0, err
+    assert "guesses (marked 'digit k?')" in out and (tmp_path / "f" / "sage_anatomy.png").is_file()

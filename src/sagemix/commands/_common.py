@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["add_threads_argument", "parse_threads", "auto_threads", "apply_threads", "add_progress_arguments",
+__all__ = ["usable_cpus", "add_threads_argument", "parse_threads", "auto_threads", "apply_threads", "add_progress_arguments",
            "progress_enabled", "check_out_dir", "check_methods", "check_mixer_options", "report_missing_extras"]
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import add_threads_argument, auto_threads, check_mixer_options, progress_enabled
+from ._common import add_threads_argument, auto_threads, check_mixer_options, progress_enabled, usable_cpus
 
 EXAMPLES = """\
 examples:
@@ -124,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:
         print(f"sagemix train: error: {e}", file=sys.stderr)
         return 1
+    if os.environ.get("RANK", "0") == "0" and auto_threads() == 1 and usable_cpus() > 1:
+        print("note: the machine was busy; epoch times and img/s are wall time and include the wait for the "
+              "CPU, so compare costs only with runs measured side by side (or by CPU time)", file=sys.stderr)
     if summary.get("best_acc") is not None and os.environ.get("RANK", "0") == "0":
         print(json.dumps({k: summary[k] for k in ("method", "model", "dataset", "seed", "epochs_done", "best_acc",
                                                    "final_acc", "median_last10_acc", "run_dir")}))

@@ -261,3 +261,13 @@ def test_show_marks_guessed_labels_on_own_images(capsys, tmp_path) -> None:
                         "anatomy", "--cell", "32", "--pairs", "1", "--threads", "1", "--out", str(tmp_path / "f"))
     assert rc == 0, err
     assert "guesses (marked 'digit k?')" in out and (tmp_path / "f" / "sage_anatomy.png").is_file()
+
+
+def test_demo_states_its_reproducibility(monkeypatch) -> None:
+    from sagemix.commands import demo
+
+    monkeypatch.setattr(demo, "EXPECTED_SPREAD", {})
+    assert "repeats exactly" in demo.spread_note() and "6 points" in demo.spread_note()
+    monkeypatch.setattr(demo, "EXPECTED_SPREAD", {"vanilla": 1.25, "sage": 2.0})
+    note = demo.spread_note()
+    assert "vanilla 1.2" in note and "sage 2.0" in note and "seeds 0, 1, 2" in note

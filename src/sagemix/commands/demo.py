@@ -37,8 +37,8 @@ QUICK = {"train_limit": 96, "test_limit": 64, "epochs": 1, "batch_size": 32, "lr
 
 
 # The seed-to-seed spread of the full demo's final test accuracy (percentage points): the range over
-# seeds 0, 1, 2 measured with 1 CPU thread on an x86-64 CPU. Other processors and other thread
-# counts give other numbers within about this spread (float reductions differ).
+# SPREAD_SEEDS of a measurement of the full demo. Empty until measured: the demo then prints what is
+# known (a run repeats on one machine; another CPU moved the seed-0 accuracies by up to 6 points).
 EXPECTED_SPREAD: dict[str, float] = {}
 SPREAD_SEEDS = (0, 1, 2)
 
@@ -46,7 +46,8 @@ SPREAD_SEEDS = (0, 1, 2)
 def spread_note() -> str:
     """The line the demo prints about the accuracy differences to expect between seeds and machines."""
     if not EXPECTED_SPREAD:
-        return "expect a few points of accuracy between seeds, CPUs and thread counts"
+        return ("reproducibility: a run repeats exactly on one machine with the same thread count; another CPU or "
+                "thread count moved these accuracies by up to 6 points at one seed (see the README)")
     parts = ", ".join(f"{m} {v:.1f}" for m, v in EXPECTED_SPREAD.items())
     return (f"seed-to-seed spread of the final accuracy (range over seeds {', '.join(map(str, SPREAD_SEEDS))}, "
             f"points): {parts}; another CPU or thread count moves the numbers within about this spread")

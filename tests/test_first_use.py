@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,22 @@ def test_demo_states_its_reproducibility(monkeypatch) -> None:
     monkeypatch.setattr(demo, "EXPECTED_SPREAD", {"vanilla": 1.25, "sage": 2.0})
     note = demo.spread_note()
     assert "vanilla 1.2" in note and "sage 2.0" in note and "seeds 0, 1, 2" in note
+
+
+def test_cli_process_sets_passive_openmp_before_torch(monkeypatch) -> None:
+    import sys
+
+    import sagemix
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delitem(sys.modules, "torch")  # as at the start of the process (restored afterwards)
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "pytest"], raising=False)
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    sagemix._quiet_openmp_for_cli()
+    assert "OMP_WAIT_POLICY" not in os.environ  # library use: untouched
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-u", "-m", "sagemix", "demo"], raising=False)
+    sagemix._quiet_openmp_for_cli()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice wins
+    sagemix._quiet_openmp_for_cli()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 __all__ = ["CONFIG_FILE", "METRICS_JSONL", "METRICS_CSV", "SUMMARY_FILE", "CHECKPOINT_FILE", "EVAL_DIR",
-           "EVAL_CLEAN", "EVAL_CORRUPTIONS", "EVAL_CORRUPTIONS_CSV", "EVAL_ADVERSARIAL", "EVAL_ADVERSARIAL_CSV",
+           "EVAL_CLEAN", "EVAL_CLEAN_CSV", "EVAL_CORRUPTIONS", "EVAL_CORRUPTIONS_CSV", "EVAL_ADVERSARIAL", "EVAL_ADVERSARIAL_CSV",
            "EVAL_FEWSHOT", "EVAL_FEWSHOT_CSV", "EVAL_SUMMARY", "EVAL_SUMMARY_CSV", "EVAL_RESULTS",
            "LOCK_FILE", "RunLock", "RunFolderInUse", "state_digest", "STATES", "RunFolder", "read_json", "read_metrics", "resolve_checkpoint",
            "CheckpointError", "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "load_checkpoint", "load_model",
@@ -57,6 +57,7 @@ LOCK_FILE = ".lock"
 EVAL_DIR = "eval"
 #: Files of ``<run>/eval/``.
 EVAL_CLEAN = "clean.json"
+EVAL_CLEAN_CSV = "clean.csv"
 EVAL_CORRUPTIONS = "corruptions.json"
 EVAL_CORRUPTIONS_CSV = "corruptions.csv"
 EVAL_ADVERSARIAL = "adversarial.json"

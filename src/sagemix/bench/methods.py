@@ -69,8 +69,9 @@ def bench_methods(methods: Sequence[str] | None = None, *, model: Any = "preactr
         progress: show a tqdm progress bar.
 
     Returns:
-        A :class:`BenchReport`. Methods that cannot run (a missing optional extra, a model without the
-        stage protocol for Manifold Mixup) are reported with ``error`` set rather than raising.
+        A :class:`BenchReport`. Methods that cannot run (a missing optional extra, found before any
+        step, or a model without the stage protocol for Manifold Mixup) are reported with ``error`` set
+        (``"skipped: needs ..."`` for a missing extra) rather than raising.
     """
     from ..mixers import list_mixers
     from ..step import MixStep
@@ -113,9 +114,15 @@ def bench_methods(methods: Sequence[str] | None = None, *, model: Any = "preactr
     images = torch.randn(batch_size, 3, h, w, generator=g).to(dev)
     labels = torch.randint(0, num_classes, (batch_size,), generator=g).to(dev)
 
+    from ..extras import missing_extras
+
     results: dict[str, MethodResult] = {n: MethodResult(n) for n in names}
     runners: dict[str, MixStep] = {}
+    missing = missing_extras(names)
     for i, n in enumerate(names):
+        if n in missing and not (n == "saliencymix" and "saliency_fn" in mixer_kwargs.get(n, {})):
+            results[n].error = f"skipped: {missing[n]}"
+            continue
         try:
             mixer = build_mixer(n, num_classes=num_classes, generator=torch.Generator().manual_seed(seed + 1 + i),
                                 mixer_kwargs=mixer_kwargs.get(n, {}))
@@ -146,9 +153,15 @@ def bench_methods(methods: Sequence[str] | None = None, *, model: Any = "preactr
                 del runners[n]
                 bar.total -= warmup + steps
         for _ in range(steps):
-            for n in runners:
+            for n in list(runners):
                 bar.set_postfix_str(n)
-                clock.time(n, lambda n=n: one_step(n))
+                try:
+                    clock.time(n, lambda n=n: one_step(n))
+                except (ImportError, ValueError, TypeError, RuntimeError, KeyError) as e:
+                    if n == "vanilla":  # a method that fails late loses its row, not the whole benchmark
+                        raise
+                    results[n].error = f"{type(e).__name__}: {e}"
+                    del runners[n]
                 bar.update(1)
             clock.flush()
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from ._common import (add_progress_arguments, add_threads_argument, apply_threads, check_methods, check_mixer_options,
+                      check_out_dir, progress_enabled, report_missing_extras)
 
 __all__ = ["add_parser", "run"]
 
@@ -40,9 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--steps", type=int, default=10, help="timed steps per method (default: 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps per method (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, batch and mixers (default: 0)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads (torch.set_num_threads); 0 keeps torch's default. On a shared, "
-                        "loaded machine 1 thread can be many times faster than 2")
+    add_threads_argument(p)
     p.add_argument("--mixer-kwargs", default=None, metavar="JSON",
                    help='per-method options as JSON, e.g. \'{"sage": {"rand_pos": 1.0}}\'')
     p.add_argument("--no-parts", action="store_true", help="skip timing the saliency pass and mixer alone")
@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     kern.add_argument("--kernels-only", action="store_true", help="only the kernels-alone benchmark")
     p.add_argument("--kernel-repeats", type=int, default=5, help="timed calls per kernel (default: 5)")
     p.add_argument("--out", default=None, metavar="DIR", help="write bench.json and bench.md into DIR")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_arguments(p)
     return p
 
 
@@ -70,13 +70,20 @@ def run(args: argparse.Namespace) -> int:
                              f"got {args.mixer_kwargs!r} ({e})") from None
         if not isinstance(mixer_kwargs, dict) or not all(isinstance(v, dict) for v in mixer_kwargs.values()):
             raise ValueError(f"--mixer-kwargs must map method names to option objects, got {args.mixer_kwargs!r}")
-    progress = not args.no_progress
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        import torch
+    # Everything named is checked before any work: methods, their options, the output folder, extras.
+    methods = check_methods(args.methods)
+    if not args.kernels_only:
+        from ..mixers import list_mixers
 
-        torch.set_num_threads(args.threads)
+        timed = ["vanilla"] + [m for m in (methods or list_mixers()) if m != "vanilla"]
+        for name, options in (mixer_kwargs or {}).items():
+            if name not in timed:
+                raise ValueError(f"--mixer-kwargs has options for {name!r}, which is not among the methods {timed}")
+            check_mixer_options(name, options, "--mixer-kwargs", num_classes=args.num_classes)
+        report_missing_extras(timed, "bench")
+    out = check_out_dir(args.out) if args.out else None
+    progress = progress_enabled(args.progress)
+    apply_threads(args.threads)
     if args.kernels_only:
         dev = resolve_device(args.device)
         report = BenchReport(device=str(dev), device_name=device_name(dev), model="(none)",
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                              num_classes=args.num_classes, steps=args.kernel_repeats, warmup=1,
                              timing=timing_method(dev), memory="not measured")
     else:
-        report = bench_methods(args.methods, model=args.model, num_classes=args.num_classes,
+        report = bench_methods(methods, model=args.model, num_classes=args.num_classes,
                                input_size=args.input_size, batch_size=args.batch_size, device=args.device,
                                steps=args.steps, warmup=args.warmup, seed=args.seed, mixer_kwargs=mixer_kwargs,
                                measure_parts=not args.no_parts, measure_memory=not args.no_memory,
@@ -95,10 +102,9 @@ def run(args: argparse.Namespace) -> int:
                                        progress=progress)
     md = report.to_markdown()
     print(md)
-    if args.out:
+    if out is not None:
         from ..utils import atomic_write_json, atomic_write_text
 
-        out = Path(args.out)
         atomic_write_json(out / "bench.json", report.to_dict())
         atomic_write_text(out / "bench.md", md)
         print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_threads_argument, auto_threads, check_methods, report_missing_extras
+
 __all__ = ["add_parser", "run"]
 
 EXAMPLES = """examples:
@@ -43,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     ev.add_argument("--no-eval", action="store_true", help="skip the evaluations")
     ev.add_argument("--eval", action="store_true", help="evaluate even if the config does not ask for it")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    add_threads_argument(p)
     return p
 
 
@@ -59,11 +62,30 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--set {k}=... is not allowed: the comparison matrix sets {k!r} "
                              "(use --methods/--models/--seeds/--out)")
     cfg.overrides.update(extra)
+    threads = getattr(args, "threads", "auto")
+    if threads != "auto" or "threads" not in cfg.overrides:  # --threads, else the config's, else auto
+        cfg.overrides["threads"] = auto_threads() if threads == "auto" else threads
+    # Names checked (registry methods and the config's variants; the config's own list was checked when it
+    # loaded), and methods whose extra is missing dropped, before any work.
+    methods = None
+    if args.methods is not None:
+        variants = {v.lower(): v for v in cfg.variants}
+        methods = [variants[m.lower()] if m.lower() in variants else check_methods([m])[0] for m in args.methods]
+    base = {m: cfg.variants.get(m, {}).get("method", m) for m in cfg.methods + (methods or [])}
+    missing_base = report_missing_extras(sorted(set(base.values())), "compare")
+    missing = {m: missing_base[b] for m, b in base.items() if b in missing_base}
+    if missing:
+        cfg.methods = [m for m in cfg.methods if m not in missing]
+        cfg.method_overrides = {m: v for m, v in cfg.method_overrides.items() if m not in missing}
+        methods = None if methods is None else [m for m in methods if m not in missing]
+        if not cfg.methods or methods == []:
+            raise ValueError("compare: every method asked for needs a missing extra: "
+                             + "; ".join(f"{m} {why}" for m, why in missing.items()))
     if args.out:
         cfg.out = args.out
         cfg.report_out = None
     evaluate = False if args.no_eval else (True if args.eval else None)
-    only = {"methods": args.methods, "seeds": args.seeds, "models": args.models}
+    only = {"methods": methods, "seeds": args.seeds, "models": args.models}
     result = run_comparison(cfg, only=only, dry_run=args.dry_run, evaluate=evaluate, report=not args.no_report,
                             jobs=args.jobs)
     if args.dry_run:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import Stopwatch, atomic_write_json, atomic_write_text
+from ._common import add_progress_arguments, add_threads_argument, apply_threads, check_methods, check_out_dir, \
+    progress_enabled
 
 METHODS = ("vanilla", "mixup", "cutmix", "sage")
 
@@ -34,6 +36,23 @@ QUICK = {"train_limit": 96, "test_limit": 64, "epochs": 1, "batch_size": 32, "lr
          "model_kwargs": {"width": 4}, "image_size": 16, "dataset_kwargs": {"n_train": 200, "n_test": 100}}
 
 
+# The seed-to-seed spread of the full demo's final test accuracy (percentage points): the range over
+# SPREAD_SEEDS of a measurement of the full demo. Empty until measured: the demo then prints what is
+# known (a run repeats on one machine; another CPU moved the seed-0 accuracies by up to 6 points).
+EXPECTED_SPREAD: dict[str, float] = {}
+SPREAD_SEEDS = (0, 1, 2)
+
+
+def spread_note() -> str:
+    """The line the demo prints about the accuracy differences to expect between seeds and machines."""
+    if not EXPECTED_SPREAD:
+        return ("reproducibility: a run repeats exactly on one machine with the same thread count; another CPU or "
+                "thread count moved these accuracies by up to 6 points at one seed (see the README)")
+    parts = ", ".join(f"{m} {v:.1f}" for m, v in EXPECTED_SPREAD.items())
+    return (f"seed-to-seed spread of the final accuracy (range over seeds {', '.join(map(str, SPREAD_SEEDS))}, "
+            f"points): {parts}; another CPU or thread count moves the numbers within about this spread")
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``demo``; returns its parser."""
     p = subparsers.add_parser("demo", help="compare vanilla, Mixup, CutMix and SAGE in a few CPU minutes, offline",
@@ -46,7 +65,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",
                    help=f"methods to compare (default: {' '.join(METHODS)}); vanilla is always run first")
     p.add_argument("--quick", action="store_true", help="a tiny budget (seconds), for smoke tests")
-    p.add_argument("--progress", action="store_true", help="show a progress bar per run")
+    add_progress_arguments(p)
+    add_threads_argument(p)
     return p
 
 
@@ -59,11 +79,26 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def pick_columns(index: Any, n: int) -> list[int]:
+    """The first ``n`` positions ``i`` whose partner ``index[i]`` is another image (self-pairs last, if needed).
+
+    Args:
+        index: the mixer's partner index, (B,) ints.
+        n: how many columns to show.
+    """
+    partners = [int(i) for i in index]
+    others = [c for c, p in enumerate(partners) if p != c]
+    selves = [c for c, p in enumerate(partners) if p == c]
+    return (others + selves)[:n]
+
+
 def save_mix_figure(trainer: Any, path: Path, *, n: int = 8) -> dict[str, Any]:
     """Picture SAGE's mixes with the trained model: originals, partners, mixes (with lam).
 
-    Uses matplotlib when installed (titles with lam), else ``torchvision.utils.save_image``.
-    Returns ``{"file", "lam", "index"}``.
+    Twice ``n`` test images are mixed and the first ``n`` whose partner is another image are shown
+    (the random pairing can pair an image with itself, a mix that shows nothing; one left over is
+    marked "itself"). Uses matplotlib when installed (titles with lam), else
+    ``torchvision.utils.save_image``. Returns ``{"file", "lam", "index", "self_pairs"}``.
     """
     import torch
 
@@ -71,17 +106,24 @@ def save_mix_figure(trainer: Any, path: Path, *, n: int = 8) -> dict[str, Any]:
 
     setup = trainer.setup
     images, labels = next(iter(setup.test_loader))
-    images, labels = images[:n], labels[:n]
-    n = images.shape[0]
-    soft = to_soft_targets(labels, setup.num_classes, n, device=images.device)
+    images, labels = images[:2 * n], labels[:2 * n]
+    soft = to_soft_targets(labels, setup.num_classes, images.shape[0], device=images.device)
     saliency, _, _ = setup.step.clean_pass(images, soft)
     setup.raw_model.zero_grad(set_to_none=True)
     out = setup.mixer(images, soft, saliency)
+    partner = out.index.detach().cpu().reshape(-1)
+    cols = pick_columns(partner, n)
+    n = len(cols)
+    pick = torch.tensor(cols, dtype=torch.long)
+    index = partner[pick]
+    lam_all = out.lam.detach().float().cpu().reshape(-1).expand(images.shape[0])
+    lam = [float(v) for v in lam_all[pick]]
+    self_pair = [int(i) == c for c, i in zip(cols, index.tolist())]
+    images, labels = images.detach().cpu(), labels.detach().cpu()
     mean = torch.tensor(setup.test_data.mean).view(1, 3, 1, 1)
     std = torch.tensor(setup.test_data.std).view(1, 3, 1, 1)
     show = lambda x: (x.detach().float().cpu() * std + mean).clamp(0, 1)  # noqa: E731
-    rows = [show(images), show(images[out.index]), show(out.images)]
-    lam = [float(v) for v in out.lam]
+    rows = [show(images[pick]), show(images[index]), show(out.images.detach().cpu()[pick])]
     from ..utils import pyplot
 
     try:
@@ -104,15 +146,16 @@ def save_mix_figure(trainer: Any, path: Path, *, n: int = 8) -> dict[str, Any]:
                 if r == 2:
                     ax.set_title(f"lam={lam[c]:.2f}", fontsize=8)
                 elif r == 0:
-                    ax.set_title(f"label {int(labels[c])}", fontsize=8)
+                    ax.set_title(f"label {int(labels[cols[c]])}", fontsize=8)
                 else:
-                    ax.set_title(f"label {int(labels[out.index[c]])}", fontsize=8)
+                    ax.set_title("itself" if self_pair[c] else f"label {int(labels[index[c]])}", fontsize=8)
         fig.suptitle("SAGE: partner shifted to the best position, blended by saliency (lam = own-label weight)",
                      fontsize=9)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
-    return {"file": path.name, "lam": lam, "index": [int(i) for i in out.index]}
+    return {"file": path.name, "lam": lam, "index": [int(i) for i in index], "columns": cols,
+            "self_pairs": sum(self_pair)}
 
 
 def _warm_up(budget: dict[str, Any], methods: list[str]) -> None:
@@ -143,26 +186,26 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import load_config
     from ..train.trainer import Trainer
 
-    methods = ["vanilla"] + [m for m in dict.fromkeys(args.methods) if m != "vanilla"]
-    known = list_mixers()
-    for m in methods:
-        if m not in known:
-            raise ValueError(f"--methods: unknown method {m!r}; expected some of {known}")
+    names = check_methods(args.methods) or []
+    methods = ["vanilla"] + [m for m in names if m != "vanilla"]
     if isinstance(args.seed, bool) or args.seed < 0:
         raise ValueError(f"--seed must be a non-negative int, got {args.seed!r}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out_dir(args.out)
+    threads = apply_threads(getattr(args, "threads", "auto"))
+    progress = progress_enabled(getattr(args, "progress", None))
     budget = QUICK if args.quick else FULL
     watch = Stopwatch().start()
     _warm_up(budget, methods)
     trainers = {}
     for method in methods:
         cfg = load_config("offline", overrides={**budget, "method": method, "seed": args.seed, "device": "cpu",
-                                                 "out": str(out / "runs" / method), "progress": bool(args.progress)})
+                                                 "out": str(out / "runs" / method), "progress": progress})
         trainers[method] = Trainer(cfg, log=None)
     first = trainers["vanilla"]
+    data_hash = getattr(first.setup.train_data, "data_hash", None)
     print(f"[{watch.wall_s:4.0f}s] {', '.join(methods)}: {first.config.epochs} epochs x "
-          f"{len(first.setup.train_data)} images, batch {first.config.batch_size}, seed {args.seed}", flush=True)
+          f"{len(first.setup.train_data)} images, batch {first.config.batch_size}, seed {args.seed}, "
+          f"{threads} CPU thread(s)" + (f", data {data_hash}" if data_hash else ""), flush=True)
     # The runs advance in turns, one epoch each, so that a change in the machine's load during the demo
     # affects every method alike and the step-time ratios stay fair.
     summaries: dict[str, dict[str, Any]] = {}
@@ -191,8 +234,9 @@ def run(args: argparse.Namespace) -> int:
     from .. import __version__
 
     info = {"budget": budget, "seed": args.seed, "quick": bool(args.quick), "dataset": "offline",
-            "model": "smallnet", "wall_time_s": elapsed, "torch_threads": torch.get_num_threads(),
-            "sagemix_version": __version__}
+            "model": "smallnet", "wall_time_s": elapsed, "cpu_time_s": watch.cpu_s,
+            "torch_threads": torch.get_num_threads(), "data_hash": data_hash, "sagemix_version": __version__,
+            "expected_spread": None if args.quick else EXPECTED_SPREAD}
     atomic_write_json(out / "demo.json", {"rows": rows, "figure": figure, **info})
     md = [f"# sagemix demo ({'quick' if args.quick else 'full'})", "",
           f"smallnet on the offline dataset, same budget and seed ({args.seed}) for every method: "
@@ -205,6 +249,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(table)
     print()
+    if not args.quick:
+        print(spread_note())
+    print(f"time/step is wall time: other processes on the machine slow every method alike (the runs take "
+          f"turns), but the ratios move by about 10%; process CPU time of the whole demo {watch.cpu_s:.0f} s.")
     print(f"wall time {elapsed:.0f} s; wrote {out / 'demo.md'}, {out / 'demo.json'}"
           + (f", {out / 'sage_mixes.png'}" if figure else ""))
     return 0

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
+from ._common import add_threads_argument, auto_threads
+
 __all__ = ["add_parser", "add_eval_arguments", "options_from_args", "parse_options", "run"]
 
 EXAMPLES = """\
@@ -27,7 +29,7 @@ examples:
   sagemix eval runs/off-base-sage --fewshot --novel-classes 5-9 --shots 1 5 --classifier logreg proto
   sagemix eval runs/mini-sage --fewshot --data-dir ~/data/mini-imagenet     # novel = test.csv classes
 
-Writes <run>/eval/clean.json, corruptions.json|csv, adversarial.json|csv, fewshot.json|csv and
+Writes <run>/eval/clean.json|csv, corruptions.json|csv, adversarial.json|csv, fewshot.json|csv and
 summary.json|csv (the printed table). Few-shot episodes are kept as JSON files (--episodes-dir) so
 every method is judged on the same tasks.
 """
@@ -42,6 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", metavar="CHECKPOINT_OR_RUN_DIR", help="a run folder (with checkpoint.pt) or a checkpoint file")
     add_eval_arguments(p)
+    add_threads_argument(p)
     return p
 
 
@@ -158,7 +161,11 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate the run with the parsed options, print the table; returns the exit status."""
     from ..evaluate.stage import evaluate_run
 
-    options = options_from_args(args)
+    import dataclasses
+
+    threads = getattr(args, "threads", "auto")
+    threads = auto_threads() if threads == "auto" else threads
+    options = dataclasses.replace(options_from_args(args), threads=threads or None)
     result = evaluate_run(args.run, options)
     print(_fmt_table(result["rows"]))
     print(f"results in {result['out_dir']}")

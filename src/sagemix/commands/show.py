@@ -8,6 +8,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ._common import (add_progress_arguments, add_threads_argument, apply_threads, check_methods, check_out_dir,
+                      progress_enabled, report_missing_extras)
+
 __all__ = ["add_parser", "run"]
 
 FIGURES = ("mixes", "anatomy", "rearrangement")
@@ -57,8 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="SAGE's alpha in the anatomy and rearrangement figures (default: 0.5)")
     p.add_argument("--cell", type=int, default=128, help="side of each picture in pixels (default: 128)")
     p.add_argument("--device", default="cpu", help="device of the model (default: cpu)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads; 0 keeps torch's default (1 is faster on a loaded machine)")
+    add_threads_argument(p)
+    add_progress_arguments(p)
     p.add_argument("--out", default="sagemix-figures", metavar="DIR", help="output folder (default: sagemix-figures)")
     return p
 
@@ -95,7 +98,7 @@ def _predict_pair_labels(model: Any, x: Any, n_pairs: int) -> tuple[Any, list[tu
 
 
 def _train_quick_model(train: Any, *, mean: Any, std: Any, steps: int, seed: int, batch_size: int = 64,
-                       lr: float = 0.05) -> Any:
+                       lr: float = 0.05, progress: bool = True) -> Any:
     """A smallnet trained for about ``steps`` plain (vanilla) SGD steps through the Trainer, in eval mode.
 
     The run is built by :func:`sagemix.train.setup.build_setup` and trained by
@@ -118,7 +121,7 @@ def _train_quick_model(train: Any, *, mean: Any, std: Any, steps: int, seed: int
     with tempfile.TemporaryDirectory(prefix="sagemix-show-") as tmp:
         cfg = TrainConfig(method="vanilla", model="smallnet", dataset=str(train.name), epochs=epochs, batch_size=batch,
                           lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4, milestones=[], seed=seed,
-                          crop_padding=0, drop_last=True, device="cpu", progress=True, test_limit=256,
+                          crop_padding=0, drop_last=True, device="cpu", progress=progress, test_limit=256,
                           max_steps_per_epoch=max(1, math.ceil(steps / epochs)), out=str(Path(tmp) / "run"))
         trainer = Trainer(cfg, train_data=data, test_data=data, log=None)
         try:
@@ -143,11 +146,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--prior must be in [0, 1], got {args.prior}")
     if args.train_steps < 0:
         raise ValueError(f"--train-steps must be >= 0, got {args.train_steps}")
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    methods = check_methods(args.methods) or list(viz.FIG1_METHODS)
+    out = check_out_dir(args.out)
+    if "mixes" in args.figures:
+        report_missing_extras(methods, "show")
+    apply_threads(args.threads)
+    progress = progress_enabled(args.progress)
     model = None
     classes = None
     config: dict = {}
@@ -184,9 +188,12 @@ def run(args: argparse.Namespace) -> int:
                              image_size=args.image_size or (64 if args.images else None), seed=args.seed)
         print(f"training smallnet for {args.train_steps} steps on {train.name} for the saliency "
               "(use --checkpoint for a trained model)")
-        model = _train_quick_model(train, mean=mean, std=std, steps=args.train_steps, seed=args.seed).to(args.device)
-        if args.images:
-            classes = list(train.classes)
+        model = _train_quick_model(train, mean=mean, std=std, steps=args.train_steps, seed=args.seed,
+                                   progress=progress).to(args.device)
+        if args.images:  # the digit network's guesses on your photos: marked as guesses, not your classes
+            classes = [f"digit {c}?" for c in train.classes]
+            print("labels of your images: the offline digit network's guesses (marked 'digit k?'); pass "
+                  "--checkpoint of a model trained on your classes for meaningful labels")
     if args.images:
         labels, pairs = _predict_pair_labels(model, x, args.pairs)
         if classes is None and config.get("classes"):
@@ -199,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     with torch.random.fork_rng(devices=[]):
         if "mixes" in args.figures:
             written.append(viz.figure_mixes(x, labels, path=out / "mixes.png",
-                                            methods=tuple(args.methods or viz.FIG1_METHODS), layout=layout,
+                                            methods=tuple(methods), layout=layout,
                                             **common))
         if "anatomy" in args.figures:
             written.append(viz.figure_sage_anatomy(x, labels, path=out / "sage_anatomy.png", prior=args.prior,

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._common import add_threads_argument, auto_threads, check_mixer_options, progress_enabled, usable_cpus
+
 EXAMPLES = """\
 examples:
   sagemix train cifar100_preactresnet18_sage --data-dir ~/data/cifar
@@ -20,11 +22,19 @@ examples:
   sagemix train offline --method sage --epochs 3 --out runs/off-sage   # CPU, no download
   sagemix train offline --set lr=0.1 --set method_kwargs.upper_lambda=0.5 --set amp=bf16
   sagemix train --resume --out runs/off-sage --epochs 6               # continue (or extend) a run
+  sagemix train imagefolder --data-dir ~/photos --method sage          # your own images: one folder per class
   torchrun --nproc_per_node 4 -m sagemix train cifar10_preactresnet18_sage --amp bf16
 
 Settings: recipe < --set key=value < the flags below. The run folder gets config.json,
 metrics.jsonl, metrics.csv, summary.json and checkpoint.pt (written every epoch; Ctrl-C saves the
 exact position, --resume continues it). Keys: see `sagemix train --show-config`.
+
+Your own images: the imagefolder recipe resizes them to 64x64 and trains PreActResNet18 for 60
+epochs (batch 64, lr 0.05), holding out 20% of each class as the test split; change any of it with
+the flags or --set (e.g. --set image_size=96, --model smallnet on a CPU).
+Threads: --threads auto (the default) uses 1 torch thread when the machine is busy (load average +
+1 > CPUs), else torch's default; the command sets OMP_WAIT_POLICY=PASSIVE unless you set it. Times
+(epoch_time_s, img/s) are wall time: runs that share a machine are slower by their share of it.
 """
 
 
@@ -54,8 +64,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision (fp16 needs CUDA)")
     g.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    g.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="progress bar (default: when standard error is a terminal)")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (one line per epoch still)")
+    add_threads_argument(g)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config key; values are JSON when they parse (--set milestones=[50,75], "
                         "--set method_kwargs.update_ratio=0.5); repeatable")
@@ -84,7 +97,17 @@ def build_config(args: argparse.Namespace) -> Any:
 
     overrides = parse_overrides(args.overrides)
     overrides.update({k: getattr(args, k) for k in _FLAG_KEYS if getattr(args, k, None) is not None})
-    if args.recipe is None and args.resume and args.out:
+    threads = getattr(args, "threads", "auto")
+    resuming = args.recipe is None and args.resume and args.out
+    if threads != "auto":
+        overrides["threads"] = threads
+    elif "threads" not in overrides and not resuming:
+        # auto: 1 thread on a busy machine, unless --set threads=... chose; a resumed run keeps its own
+        # thread count (it changes the arithmetic, and so the bitwise equality with an uninterrupted run)
+        overrides["threads"] = auto_threads()
+    if "progress" not in overrides:
+        overrides["progress"] = progress_enabled(None)
+    if resuming:
         # Resuming a run folder: its own config (config.json, else the checkpoint's copy), minus what
         # the run added to it.
         return _resumed_config(Path(args.out), overrides)
@@ -130,6 +153,7 @@ def _check_resumable(folder: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``sagemix train``; 0 on success, 1 when the loss diverged."""
     config = build_config(args)
+    check_mixer_options(config.method, config.mixer_kwargs(), "--set method_kwargs", num_classes=10)
     if args.show_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
@@ -142,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:
         print(f"sagemix train: error: {e}", file=sys.stderr)
         return 1
+    if os.environ.get("RANK", "0") == "0" and auto_threads() == 1 and usable_cpus() > 1:
+        print("note: the machine was busy; epoch times and img/s are wall time and include the wait for the "
+              "CPU, so compare costs only with runs measured side by side (or by CPU time)", file=sys.stderr)
     if summary.get("best_acc") is not None and os.environ.get("RANK", "0") == "0":
         print(json.dumps({k: summary[k] for k in ("method", "model", "dataset", "seed", "epochs_done", "best_acc",
                                                    "final_acc", "median_last10_acc", "run_dir")}))

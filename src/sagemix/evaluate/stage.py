@@ -403,8 +403,9 @@ def _evaluate(run_dir: Path, ckpt: Path, o: EvalOptions, log: Callable[[str], No
             "train_dataset": config.get("dataset"), "epoch": config.get("epoch"), "seed": config.get("seed")}
     atomic_write_json(out_dir / rf.EVAL_CLEAN, {**meta, "dataset": dataset, "split": "test",
                                                 "n": len(test.labels), "acc": clean, "limit": o.limit})
+    _write_csv(out_dir / rf.EVAL_CLEAN_CSV, [{**meta, "dataset": dataset, "n": len(test.labels), "acc": clean}])
     result["clean"] = clean
-    result["files"].append(rf.EVAL_CLEAN)
+    result["files"] += [rf.EVAL_CLEAN, rf.EVAL_CLEAN_CSV]
     rows.append({"evaluation": "clean", "setting": f"{dataset} test ({len(test.labels)} images)", "acc": clean})
 
     if o.evaluates_corruptions:

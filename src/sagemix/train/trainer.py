@@ -255,7 +255,8 @@ class Trainer:
         self._sums = _EpochSums(self.device)
         if state.get("partial") is not None and self.step_in_epoch > 0:
             self._sums.load(state["partial"])
-        where = f"epoch {self.epoch}" + (f", step {self.step_in_epoch}" if self.step_in_epoch else "")
+        where = (f"epoch {self.epoch + 1}, after step {self.step_in_epoch}" if self.step_in_epoch
+                 else f"the end of epoch {self.epoch}")  # 1-based epochs, as the progress bar counts
         self._print(f"resumed from {self.checkpoint_path} at {where}")
 
     # -- the loop -----------------------------------------------------------------------------

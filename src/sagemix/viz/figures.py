@@ -70,9 +70,12 @@ def figure_mixes(images: Tensor, labels: Tensor, *, model: nn.Module, mean: Sequ
     Returns:
         The PNG path. A method that cannot run (missing extra) gets an empty panel saying why.
     """
+    from ..extras import missing_extras, short_hint
+
     images, labels, pairs = _prepare(images, labels, pairs, n_pairs, seed)
     device = next(iter(model.parameters())).device
     k = num_classes or _num_outputs(model, images)
+    missing = missing_extras(methods)
     grid = _Grid(len(pairs), 2 + len(methods), layout)
     for r, (i, j) in enumerate(pairs):
         x = images[[i, j]].to(device)
@@ -87,6 +90,10 @@ def figure_mixes(images: Tensor, labels: Tensor, *, model: nn.Module, mean: Sequ
         for c, m in enumerate(methods, start=2):
             ax = grid.ax(r, c)
             _title(ax, _PRETTY.get(m, m))
+            if m in missing:  # a short label; the command says the whole reason on the console
+                ax.text(0.5, 0.5, "not installed:\n" + short_hint(m).replace("pip install ", "pip install\n"),
+                        ha="center", va="center", fontsize=7, transform=ax.transAxes)
+                continue
             try:
                 mixed, target, _ = mix_pair(m, x, y, k, grad, seed=seed, min_weight=min_weight,
                                             mixer_kwargs=(mixer_kwargs or {}).get(m))

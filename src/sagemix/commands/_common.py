@@ -1,0 +1,183 @@
+"""What the commands share: the ``--threads`` and progress options, early checks of output folders and names.
+
+- :func:`add_threads_argument` / :func:`apply_threads`: ``--threads auto|N``. ``auto`` (the default)
+  uses one torch thread when the machine is busy (the 1-minute load average plus this process
+  exceeds the CPUs this process may use), else torch's default. On a shared 2-core machine one
+  thread per process was several times faster than torch's default (which oversubscribes the cores).
+- :func:`add_progress_arguments` / :func:`progress_enabled`: progress bars on by default when
+  standard error is a terminal, off otherwise (CI, pipes), ``--progress``/``--no-progress`` to choose.
+- :func:`check_out_dir`: an output folder is created and checked writable before any work.
+- :func:`check_methods`: method names checked against the registry before any work.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["usable_cpus", "add_threads_argument", "parse_threads", "auto_threads", "apply_threads", "add_progress_arguments",
+           "progress_enabled", "check_out_dir", "check_methods", "check_mixer_options", "report_missing_extras"]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_threads(load: float | None = None, cpus: int | None = None) -> int:
+    """The torch thread count ``--threads auto`` picks: 1 on a busy machine, else 0 (torch's default).
+
+    Args:
+        load: the 1-minute load average (default: ``os.getloadavg()``; 0 where the OS has none).
+        cpus: the usable CPUs (default: :func:`usable_cpus`).
+
+    Returns:
+        1 when ``load + 1 > cpus`` (other processes already occupy the cores, so more threads would
+        only wait on each other), else 0 meaning torch's default.
+    """
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            load = 0.0
+    cpus = usable_cpus() if cpus is None else cpus
+    return 1 if cpus <= 1 or load + 1.0 > cpus else 0
+
+
+def parse_threads(text: str) -> int | str:
+    """argparse type of ``--threads``: ``"auto"`` or an int >= 0 (0: torch's default)."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of threads >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of threads >= 0, got {text!r}")
+    return value
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """Add ``--threads auto|N`` (default auto) to ``p``."""
+    p.add_argument("--threads", type=parse_threads, default="auto", metavar="auto|N",
+                   help="torch CPU threads: auto (default: 1 when the machine is busy, else torch's default), "
+                        "N, or 0 for torch's default. On a shared machine 1 thread per process is fastest")
+
+
+def apply_threads(threads: int | str) -> int:
+    """Set torch's CPU threads for ``--threads`` and return the count in use (auto resolved)."""
+    import torch
+
+    n = auto_threads() if threads == "auto" else threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"--threads must be 'auto' or an int >= 0, got {threads!r}")
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def add_progress_arguments(p: argparse.ArgumentParser) -> None:
+    """Add ``--progress`` / ``--no-progress`` (default: on when standard error is a terminal)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show progress bars (default: when standard error is a terminal)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def progress_enabled(flag: bool | None) -> bool:
+    """``flag`` when given, else whether standard error is an interactive terminal."""
+    if flag is not None:
+        return bool(flag)
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Create ``path`` and check that a file can be written there, before any work.
+
+    Raises:
+        ValueError: it is a file, or it cannot be created or written (naming the option and the path).
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {str(out)!r} is a file; expected a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".sagemix-write-check-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"{option} {str(out)!r} is not a writable folder ({e.strerror or e}); "
+                         "choose another folder") from None
+    return out
+
+
+def check_methods(methods: Iterable[str] | None, option: str = "--methods") -> list[str] | None:
+    """Registry names of ``methods`` (``-`` read as ``_``, lower case), refusing unknown ones.
+
+    Raises:
+        ValueError: an unknown method, naming the option and listing the registered ones.
+    """
+    if methods is None:
+        return None
+    from ..mixers import list_mixers
+
+    known = list_mixers()
+    names: list[str] = []
+    for m in methods:
+        key = str(m).lower().replace("-", "_")
+        if key not in known:
+            raise ValueError(f"{option}: unknown method {m!r}; expected some of {known}")
+        if key not in names:
+            names.append(key)
+    return names
+
+
+def report_missing_extras(methods: Iterable[str], command: str) -> dict[str, str]:
+    """The methods whose optional extra is missing, each announced on standard error as skipped."""
+    from ..extras import missing_extras
+
+    missing = missing_extras(list(methods))
+    for m, why in missing.items():
+        print(f"sagemix {command}: skipping {m}: {why}", file=sys.stderr)
+    return missing
+
+
+
+def check_mixer_options(method: str, options: dict[str, Any], option: str, *, num_classes: int = 10) -> None:
+    """Refuse unknown or invalid options of ``method``'s mixer before any work.
+
+    The option names are checked against the mixer's constructor (an unknown one is refused with the
+    list of valid ones), then the mixer is built once to check the values. A missing optional extra
+    is left to the caller (it skips the method).
+
+    Raises:
+        ValueError: an unknown option or a bad value, naming ``option``, the method and the valid options.
+    """
+    import inspect
+
+    from ..mixers import create_mixer, get_mixer_class
+
+    cls = get_mixer_class(method)
+    params = inspect.signature(cls.__init__).parameters
+    valid = sorted(n for n, p in params.items()
+                   if n not in ("self", "num_classes", "generator") and p.kind is not p.VAR_KEYWORD
+                   and p.kind is not p.VAR_POSITIONAL)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    unknown = sorted(k for k in options if k not in valid)
+    if unknown and not takes_any:
+        raise ValueError(f"{option}: {method} has no option {', '.join(map(repr, unknown))}; "
+                         f"its options are {', '.join(valid) or '(none)'}")
+    try:
+        create_mixer(method, num_classes=num_classes, **options)
+    except ImportError:
+        return
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{option}: bad options for {method}: {e}") from None

@@ -94,7 +94,8 @@ def as_nchw_uint8(images: Any, name: str = "images") -> Tensor:
                      f"got shape {tuple(images.shape)}")
 
 
-def _check_labels(labels: Any, n: int, name: str = "labels") -> Tensor:
+def check_labels(labels: Any, n: int, name: str = "labels") -> Tensor:
+    """``labels`` as an int64 (n,) tensor; a clear TypeError/ValueError otherwise."""
     if not isinstance(labels, Tensor):
         try:
             labels = torch.as_tensor(labels)
@@ -127,7 +128,8 @@ def iter_batches(images: Tensor, labels: Tensor | None, *, batch_size: int, devi
         yield x, y
 
 
-def _check_common(model: Any, batch_size: Any) -> None:
+def check_model_and_batch(model: Any, batch_size: Any) -> None:
+    """Refuse a ``model`` that is not an ``nn.Module`` and a ``batch_size`` that is not a positive int."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -205,14 +207,14 @@ def accuracy(model: nn.Module, images: Tensor | Iterable[tuple[Tensor, Tensor]],
         The share of correctly classified images, in [0, 100], counted by the trainer's
         :func:`evaluate_accuracy` (the same code that logs the trainer's ``test_acc``).
     """
-    _check_common(model, batch_size)
+    check_model_and_batch(model, batch_size)
     dev = resolve_device(device)
     if isinstance(images, (Tensor,)) or type(images).__module__ == "numpy":
         x_all = as_nchw_uint8(images)
         if labels is None or mean is None or std is None:
             raise ValueError("labels, mean and std are required when images are uint8 pixels "
                              f"(got labels={'set' if labels is not None else None}, mean={mean}, std={std})")
-        y_all = _check_labels(labels, x_all.shape[0])
+        y_all = check_labels(labels, x_all.shape[0])
         mean, std = check_mean_std(mean, std, x_all.shape[1])
         batches: Iterable[tuple[Tensor, Tensor]] = (
             (normalize(x, mean, std), y) for x, y in iter_batches(x_all, y_all, batch_size=batch_size, device=dev))

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .accuracy import (_check_common, _check_labels, as_nchw_uint8, check_mean_std, eval_mode, iter_batches,
+from .accuracy import (check_model_and_batch, check_labels, as_nchw_uint8, check_mean_std, eval_mode, iter_batches,
                        normalize, resolve_device)
 
 __all__ = ["fgsm", "pgd", "adversarial_accuracy", "parse_eps", "ATTACKS"]
@@ -71,7 +71,7 @@ def _check_images01(images01: Any, labels: Any) -> tuple[Tensor, Tensor]:
         raise TypeError("images01 must be a float tensor (B, C, H, W) of pixels in [0, 1], got "
                         f"{type(images01).__name__} {getattr(images01, 'dtype', '')} "
                         f"{tuple(getattr(images01, 'shape', ()))}")
-    labels = _check_labels(labels, images01.shape[0])
+    labels = check_labels(labels, images01.shape[0])
     return images01, labels.to(images01.device)
 
 
@@ -186,12 +186,12 @@ def adversarial_accuracy(model: nn.Module, images: Tensor, labels: Tensor, *, at
         A dict with ``attack, eps, clean_acc, adv_acc, n`` (and ``steps, step_size, random_start,
         seed`` for PGD); accuracies in [0, 100].
     """
-    _check_common(model, batch_size)
+    check_model_and_batch(model, batch_size)
     if attack not in ATTACKS:
         raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
     eps = _check_eps(eps)
     x_all = as_nchw_uint8(images)
-    y_all = _check_labels(labels, x_all.shape[0])
+    y_all = check_labels(labels, x_all.shape[0])
     mean, std = check_mean_std(mean, std, x_all.shape[1])
     dev = resolve_device(device)
     generator = torch.Generator(device=dev).manual_seed(int(seed)) if attack == "pgd" else None

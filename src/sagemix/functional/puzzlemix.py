@@ -30,6 +30,14 @@ and an ``n x n`` block grid (blocks of ``H/n x W/n`` pixels):
 Conventions beyond the paper (documented, they do not change the default CIFAR behaviour):
 
 - Non-square images use an ``n x n`` grid of rectangular blocks; ``n`` must divide ``H`` and ``W``.
+- The transport cell is relative to the image (``t_size="auto"``, the default): ``max(4, min(H, W) // 8)``
+  pixels, i.e. the research code's CIFAR cell of 4 px up to 39 px images (so CIFAR is unchanged) and
+  an 8 x 8 transport grid (or the block grid, when finer) beyond, e.g. 28 px cells at 224 px: at most
+  ``max(n, 8)^2`` cells (256 at ``n = 16``) instead of 12,544 with a fixed 4 px cell. The authors'
+  ImageNet code (snu-mllab/PuzzleMix, ``imagenet/mixup.py`` with ``imagenet/train.py``) transports
+  on the graph-cut block grid itself (``block_num = 2**randint(1, 5)``, ``t_eps = 0.8``; it also
+  caps ``neigh_size`` at 2 and transports in chunks of 16 images); ``t_size="block"`` reproduces that
+  cell, an int keeps a fixed cell in pixels.
 - ``neigh`` (and the transport cell ``t``) is the largest divisor of the block side that is at most
   ``neigh_size`` (``t_size``): equal to ``min(neigh_size, block)`` whenever that divides the block, as
   for every power-of-two size.
@@ -54,13 +62,15 @@ from .pool import WorkerPool
 __all__ = ["largest_divisor_at_most", "block_unary", "boundary_differences", "smoothness_terms",
            "label_prior", "label_unary", "quantise_energy", "graphcut_mask", "transport_cost_matrix",
            "greedy_transport_plan", "mask_transport_plan", "transport_blocks", "fgsm_noise",
-           "PuzzleMixResult", "puzzle_mix", "TRANSPORT_RESOLVE"]
+           "PuzzleMixResult", "puzzle_mix", "TRANSPORT_RESOLVE", "TRANSPORT_CELLS", "transport_cell"]
 
 #: How a target claimed by several source blocks is resolved in one transport round:
 #: ``"cheapest"`` (default): the claimant with the lowest cost wins.
 #: ``"research"``: the research code's ``argmin(plan * cost)``, which also counts the non-claimants'
 #: zeros, so a target whose claimants all have a positive cost gets no winner that round.
 TRANSPORT_RESOLVE = ("cheapest", "research")
+#: The named transport cells: ``"auto"`` (relative to the image) and ``"block"`` (the graph-cut block).
+TRANSPORT_CELLS = ("auto", "block")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -72,6 +82,40 @@ def largest_divisor_at_most(n: int, cap: int) -> int:
         if n % d == 0:
             return d
     return 1  # pragma: no cover - 1 always divides
+
+
+def transport_cell(height: int, width: int, block: tuple[int, int], t_size: int | str = "auto"
+                   ) -> tuple[int, int]:
+    """The transport cell ``(th, tw)`` in pixels for a ``height x width`` image and a graph-cut block.
+
+    Args:
+        height, width: image size.
+        block: (block height, block width) of the graph-cut grid.
+        t_size: the cell side in pixels (an int >= 1), ``"auto"`` (``max(4, min(H, W) // 8)`` px: 4 px
+            up to 39 px images, 28 px at 224) or ``"block"`` (the graph-cut block, as the authors'
+            ImageNet code).
+
+    Returns:
+        Each side is the largest divisor of the block side that is at most the requested side.
+
+    Example:
+        >>> transport_cell(32, 32, (2, 2)), transport_cell(224, 224, (14, 14)), transport_cell(224, 224, (56, 56))
+        ((2, 2), (14, 14), (28, 28))
+    """
+    if t_size == "block":
+        return block
+    if t_size == "auto":
+        side = max(4, min(height, width) // 8)
+    elif isinstance(t_size, bool) or not isinstance(t_size, int) or t_size < 1:
+        raise ValueError(f"t_size must be an int >= 1 or one of {TRANSPORT_CELLS}, got {t_size!r}")
+    else:
+        side = t_size
+    return largest_divisor_at_most(block[0], side), largest_divisor_at_most(block[1], side)
+
+
+def _host(t: Tensor) -> Tensor:
+    """``t`` on the CPU, without a call (or a copy) when it already is."""
+    return t if t.device.type == "cpu" else t.cpu()
 
 
 def _grid_blocks(h: int, w: int, grid_size: int) -> tuple[int, int]:
@@ -244,9 +288,9 @@ def quantise_energy(unary: Tensor, edge_v: Tensor, edge_h: Tensor, *, grid_size:
     """
     m = unary.shape[-1]
     scale = 1000.0 * grid_size ** 2
-    u = torch.trunc(unary.double() * scale).cpu().numpy().astype(np.int64) * (m - 1) ** 2
-    ev = torch.trunc(edge_v.double() * scale).cpu().numpy().astype(np.int64)
-    eh = torch.trunc(edge_h.double() * scale).cpu().numpy().astype(np.int64)
+    u = _host(torch.trunc(unary.double() * scale)).numpy().astype(np.int64) * (m - 1) ** 2
+    ev = _host(torch.trunc(edge_v.double() * scale)).numpy().astype(np.int64)
+    eh = _host(torch.trunc(edge_h.double() * scale)).numpy().astype(np.int64)
     lim = np.iinfo(np.int32).max
     for name, arr in (("unary", u), ("edge_v", ev), ("edge_h", eh)):
         if arr.size and np.abs(arr).max() > lim:
@@ -286,8 +330,13 @@ def graphcut_mask(images01: Tensor, saliency: Tensor, index: Tensor, lam: float 
     dv, dh = boundary_differences(images01.float(), index, n, neigh_size)
     beta_n = beta / (n * 16)
     cost1, cost2, ev, eh = smoothness_terms(s1, s2, dv, dh, beta_n=beta_n, gamma=gamma)
-    unary = label_unary(cost1.cpu(), cost2.cpu(), lam_t.cpu(), n_labels=n_labels, eta_n=eta / n ** 2)
-    u, pw, cv, ch = quantise_energy(unary, ev, eh, grid_size=n)
+    # One device-to-host transfer for the whole batch: the four terms packed into one tensor.
+    sizes = [cost1[0].numel(), cost2[0].numel(), ev[0].numel(), eh[0].numel()]
+    packed = torch.cat([t.reshape(b, -1).float() for t in (cost1, cost2, ev, eh)], dim=1).cpu()
+    c1, c2, ev_h, eh_h = packed.split(sizes, dim=1)
+    unary = label_unary(c1.reshape(cost1.shape), c2.reshape(cost2.shape), _host(lam_t), n_labels=n_labels,
+                        eta_n=eta / n ** 2)
+    u, pw, cv, ch = quantise_energy(unary, ev_h.reshape(ev.shape), eh_h.reshape(eh.shape), grid_size=n)
     labels = cut_grid_batch(u, pw, cv, ch, algorithm="swap", pool=pool)
     z = 1.0 - torch.from_numpy(labels).float() / (n_labels - 1)
     return z.to(images01.device), s1
@@ -461,7 +510,7 @@ class PuzzleMixResult(NamedTuple):
 def puzzle_mix(images: Tensor, saliency: Tensor, index: Tensor, lam: float | Tensor, *, grid_size: int,
                mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor, n_labels: int = 3,
                beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4,
-               transport: bool = True, t_eps: float = 0.8, t_size: int = 4,
+               transport: bool = True, t_eps: float = 0.8, t_size: int | str = "auto",
                transport_resolve: str = "cheapest", noise1: Tensor | None = None, noise2: Tensor | None = None,
                pool: WorkerPool | None = None) -> PuzzleMixResult:
     """Puzzle Mix of a batch with its partners (steps 3-7 of the module docstring).
@@ -491,6 +540,7 @@ def puzzle_mix(images: Tensor, saliency: Tensor, index: Tensor, lam: float | Ten
     """
     b, c, h, w = images.shape
     bh, bw = _grid_blocks(h, w, grid_size)
+    saliency = saliency.to(images.device)  # the saliency may come from another device
     if saliency.shape != (b, h, w):
         raise ValueError(f"saliency must have shape {(b, h, w)} to match the images, got {tuple(saliency.shape)}")
     index = _check_index(index, b)
@@ -505,7 +555,7 @@ def puzzle_mix(images: Tensor, saliency: Tensor, index: Tensor, lam: float | Ten
     if noise2 is not None:
         x2 = ((x01[index] + noise2.float()).clamp(0.0, 1.0) - mean_t) / std_t
     if transport:
-        th, tw = largest_divisor_at_most(bh, t_size), largest_divisor_at_most(bw, t_size)
+        th, tw = transport_cell(h, w, (bh, bw), t_size)
         if (th, tw) == (bh, bw):
             zt, u1 = z, s1
         else:
@@ -520,4 +570,6 @@ def puzzle_mix(images: Tensor, saliency: Tensor, index: Tensor, lam: float | Ten
     zc = zp.unsqueeze(1)
     mixed = zc * x1 + (1.0 - zc) * x2
     rho = zp.mean(dim=(1, 2))
+    if c > 1 and images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous():
+        mixed = mixed.contiguous(memory_format=torch.channels_last)  # keep the caller's layout
     return PuzzleMixResult(mixed.to(images.dtype), rho, z, zp)

@@ -49,6 +49,10 @@ class SaliencyMix(Mixer):
         std: per-channel std of that normalisation; CIFAR-10's by default.
         saliency_fn: optional callable ``images (N, C, H, W) normalised -> (N, H, W)`` saliency, used
             instead of OpenCV (e.g. in tests, or for another detector).
+        num_workers: > 0 runs OpenCV's detector in a :class:`sagemix.functional.pool.WorkerPool` of
+            that many spawn processes (the graph-cut mixers' pool; started on first use, reused, stopped
+            by :meth:`close`), one slice of the batch per worker; 0 runs it in this process.
+        start_method: multiprocessing start method of the pool (None: ``"spawn"``).
         num_classes: K, needed when targets are integer labels.
         generator: optional CPU ``torch.Generator`` for every draw.
 
@@ -70,14 +74,15 @@ class SaliencyMix(Mixer):
 
     def __init__(self, *, alpha: float = 1.0, prob: float = 0.5, per_batch_box: bool = False,
                  mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
-                 saliency_fn: SaliencyFn | None = None, num_classes: int | None = None,
-                 generator: torch.Generator | None = None) -> None:
+                 saliency_fn: SaliencyFn | None = None, num_workers: int = 0, start_method: str | None = None,
+                 num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
         self.set_options(alpha=alpha, prob=prob, per_batch_box=per_batch_box)
         self.set_normalization(mean, std)
         if saliency_fn is not None and not callable(saliency_fn):
             raise TypeError(f"saliency_fn must be callable as saliency_fn(images) -> (N, H, W), got {saliency_fn!r}")
         self.saliency_fn = saliency_fn
+        self.init_pool(num_workers, start_method)
 
     def compute_saliency(self, images: Tensor) -> Tensor:
         """Saliency (N, H, W) of normalised images (N, C, H, W): ``saliency_fn`` or OpenCV's detector."""
@@ -87,7 +92,7 @@ class SaliencyMix(Mixer):
             if len(self.mean) != images.shape[1]:
                 raise ValueError(f"mean/std have {len(self.mean)} channels but the images have "
                                  f"C={images.shape[1]}; pass mean=... and std=... of your normalisation")
-            sal = opencv_saliency(denormalize_to_uint8(images, self.mean, self.std))
+            sal = opencv_saliency(denormalize_to_uint8(images, self.mean, self.std), pool=getattr(self, "_pool", None))
         return self._check_saliency(sal, images.shape[0], images.shape[2], images.shape[3], "saliency_fn output")
 
     @staticmethod

@@ -63,34 +63,45 @@ def pool2(x: Tensor) -> Tensor:
 def objective_per_pair(a: Tensor, p: Tensor, shifts: Tensor) -> Tensor:
     """``J_b(t) = sum (a^2 + q^2) / max(a + q, eps)`` with ``q = T_t(p)``, for per-pair shifts.
 
+    Computed as in :mod:`sagemix.functional.sage_objective`, ``sum(a) + inframe(p, t) - 2 sum a q / (a + q)``:
+    the in-frame mass from four look-ups in a cumulative sum, the harmonic term as
+    ``1 / (1/a + 1/q)`` over the frame (one gather, one add, one reciprocal and one sum per pixel; 0
+    where either map is 0 or the partner is out of the frame).
+
     Args:
         a: (B, H, W) own maps (scaled by alpha).
         p: (B, H, W) partner maps (already permuted, scaled by 1 - alpha).
-        shifts: (B, K, 2) int64 shifts (dy, dx) of each pair (a shift with no overlap scores
-            ``sum(a)``: the partner is entirely outside the frame).
+        shifts: (B, K, 2) int64 shifts (dy, dx) of each pair, ``|dy| < H`` and ``|dx| < W``.
 
     Returns:
-        (B, K) float32 objective values (the naive formula, evaluated in memory-bounded chunks).
+        (B, K) float32 objective values (evaluated in memory-bounded chunks of candidates).
     """
     b, h, w = a.shape
     k = shifts.shape[1]
     dev = a.device
-    pad = F.pad(p.float(), (w, w, h, h)).reshape(b, -1)  # zero outside the frame
+    shifts = shifts.to(dev)
+    # in-frame mass of the shifted partner: the source rectangle [r0, r1) x [c0, c1) of each shift
+    c = F.pad(p.double().cumsum(1).cumsum(2), (1, 0, 1, 0)).reshape(b, -1)
+    dy, dx = shifts[..., 0], shifts[..., 1]
+    r0, r1 = (-dy).clamp_min(0), h - dy.clamp_min(0)
+    c0, c1 = (-dx).clamp_min(0), w - dx.clamp_min(0)
+    corners = torch.cat([r1 * (w + 1) + c1, r0 * (w + 1) + c1, r1 * (w + 1) + c0, r0 * (w + 1) + c0], dim=1)
+    v = c.gather(1, corners).view(b, 4, k)
+    inframe = (v[:, 0] - v[:, 1] - v[:, 2] + v[:, 3]).float()
+    # harmonic term: reciprocal maps, the partner's padded with inf (out of the frame: contributes 0)
+    ra = a.float().reciprocal().reshape(b, 1, h * w)
+    rp = F.pad(p.float().reciprocal(), (w, w, h, h), value=float("inf")).reshape(b, -1)
     wp = 3 * w
-    i = torch.arange(h, device=dev).view(1, 1, h, 1)
-    j = torch.arange(w, device=dev).view(1, 1, 1, w)
-    af = a.float().unsqueeze(1)
-    a2 = af.square()
-    out = []
+    base = (torch.arange(h, device=dev).view(h, 1) + h) * wp + torch.arange(w, device=dev).view(1, w) + w
+    harm = []
     step = max(1, chunk_elements(dev) // max(1, b * h * w))
     for k0 in range(0, k, step):  # memory-bounded chunks of candidates
-        s = shifts[:, k0:k0 + step].to(dev)
-        kk = s.shape[1]
-        rows = (i - s[..., 0].view(b, kk, 1, 1) + h).clamp(0, 3 * h - 1)
-        cols = (j - s[..., 1].view(b, kk, 1, 1) + w).clamp(0, wp - 1)
-        q = pad.gather(1, (rows * wp + cols).reshape(b, -1)).view(b, kk, h, w)
-        out.append(((a2 + q.square()) / (af + q).clamp_min(_EPS)).sum(dim=(2, 3)))
-    return torch.cat(out, dim=1)
+        s = shifts[:, k0:k0 + step]
+        off = (s[..., 0] * wp + s[..., 1]).unsqueeze(-1)  # (B, k, 1): flat offset of the source pixel
+        idx = (base.reshape(1, 1, -1) - off).reshape(b, -1)
+        t = rp.gather(1, idx).view(b, -1, h * w).add_(ra).reciprocal_()
+        harm.append(t.sum(dim=2))
+    return a.float().sum(dim=(1, 2)).unsqueeze(1) + inframe - 2.0 * torch.cat(harm, dim=1)
 
 
 def _all_shifts(h: int, w: int, device: torch.device) -> Tensor:

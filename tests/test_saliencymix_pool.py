@@ -34,3 +34,16 @@ def test_pool_gives_the_in_process_maps_and_mix():
         b.close()
     with pytest.raises(ValueError, match="num_workers"):
         SaliencyMix(num_classes=3, num_workers=-1)
+
+
+def test_auto_workers_stay_in_process_for_small_images():
+    from sagemix.mixers.saliencymix import AUTO_POOL_PIXELS
+
+    mixer = SaliencyMix(prob=1.0, num_classes=3, generator=torch.Generator().manual_seed(0))
+    try:
+        assert mixer.auto_workers and 16 * 16 < AUTO_POOL_PIXELS
+        mixer(torch.randn(4, 3, 16, 16), torch.arange(4) % 3)
+        assert mixer.pool is None or not mixer.pool.started  # no process was started for 16 px
+    finally:
+        mixer.close()
+    assert SaliencyMix(num_classes=3, num_workers=0).pool is None

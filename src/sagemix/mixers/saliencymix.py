@@ -56,7 +56,7 @@ class SaliencyMix(Mixer):
         num_workers: > 0 runs OpenCV's detector in a :class:`sagemix.functional.pool.WorkerPool` of
             that many spawn processes (the graph-cut mixers' pool; started on first use, reused, stopped
             by :meth:`close`), one slice of the batch per worker; 0 runs it in this process.
-            ``"auto"`` (default): a pool of ``min(2, cpu_count - 1)`` workers for images of at least
+            ``"auto"`` (default): a pool of 2 workers (none on a 1-core machine) for images of at least
             :data:`AUTO_POOL_PIXELS` pixels, in process for smaller ones (and on a 1-core machine).
             Measured with benchmarks/bench_scale.py (B = 64, 2 loaded cores): 224 px 6.2 s in process
             vs 4.2 s with 2 workers, 64 px 0.60 vs 0.16 s, 32 px 0.20 vs 0.11 s; the pool start
@@ -93,7 +93,8 @@ class SaliencyMix(Mixer):
         self.saliency_fn = saliency_fn
         self.auto_workers = num_workers == "auto"
         if self.auto_workers:
-            num_workers = max(0, min(2, (os.cpu_count() or 1) - 1))
+            cores = os.cpu_count() or 1
+            num_workers = 2 if cores >= 2 else 0  # measured: 2 workers on 2 cores (1 worker gains nothing)
         self.init_pool(num_workers, start_method)
 
     def compute_saliency(self, images: Tensor) -> Tensor:

@@ -15,7 +15,8 @@ def test_transport_cell_rules():
     for size in (8, 16, 32, 36):
         for block in (1, 2, 4, 8, 16):
             if size % block == 0 or block <= size:
-                assert transport_cell(size, size, (block, block), "auto") == transport_cell(size, size, (block, block), 4)
+                cell = (block, block)
+                assert transport_cell(size, size, cell, "auto") == transport_cell(size, size, cell, 4)
     # ... and 1/8 of the side beyond: at most an 8 x 8 grid, or the block grid when that is finer.
     assert transport_cell(224, 224, (14, 14)) == (14, 14)
     assert transport_cell(224, 224, (112, 112)) == (28, 28)

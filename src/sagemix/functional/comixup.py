@@ -494,7 +494,8 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
             block_num: int = 4, beta: float = 0.32, gamma: float = 1.0, eta: float = 0.05, omega: float = 0.001,
             thres: float = 0.83, niter: int = 4, set_resolve: bool = True, warm_start: bool = False,
             half_bias: float = HALF_BIAS, stop_before_resolve: bool = False, variant: str = "paper",
-            pool_size: int = 8, generator: torch.Generator | None = None, pool: WorkerPool | None = None) -> ComixupResult:
+            pool_size: int = 8, generator: torch.Generator | None = None,
+            pool: WorkerPool | None = None) -> ComixupResult:
     """Co-Mixup of a whole batch: partition, solve each partition's labelling, mix.
 
     Args:

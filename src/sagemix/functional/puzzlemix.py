@@ -23,8 +23,8 @@ and an ``n x n`` block grid (blocks of ``H/n x W/n`` pixels):
    code's, whose float label distance makes ``gco`` rescale by 1e5 and can overflow int32).
 5. :func:`graphcut_mask`: one alpha-beta swap cut per sample (:mod:`sagemix.functional.graphcut`).
 6. :func:`mask_transport_plan` / :func:`greedy_transport_plan` / :func:`transport_blocks` (in
-   :mod:`sagemix.functional.puzzlemix_transport`, re-exported here): the greedy transport of each image's blocks towards the region its mask keeps, moved with one batched
-   matmul.
+   :mod:`sagemix.functional.puzzlemix_transport`, re-exported here): the greedy transport of each
+   image's blocks towards the region its mask keeps, moved with one batched matmul.
 7. :func:`puzzle_mix`: everything together; ``rho = mean(z)`` weights the own label.
 
 Conventions beyond the paper (documented, they do not change the default CIFAR behaviour):

@@ -83,7 +83,8 @@ class SaliencyMix(Mixer):
 
     def __init__(self, *, alpha: float = 1.0, prob: float = 0.5, per_batch_box: bool = False,
                  mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
-                 saliency_fn: SaliencyFn | None = None, num_workers: int | str = "auto", start_method: str | None = None,
+                 saliency_fn: SaliencyFn | None = None, num_workers: int | str = "auto",
+                 start_method: str | None = None,
                  num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
         self.set_options(alpha=alpha, prob=prob, per_batch_box=per_batch_box)

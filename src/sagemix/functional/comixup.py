@@ -25,6 +25,18 @@ labels the output. With ``thres = 0``, ``set_resolve = False``, ``half_bias = 0`
 ``warm_start = True`` every cut solves the exact block subproblem starting from the current
 labelling, so the objective never increases; the defaults follow the paper and its code.
 
+Two differences from the authors' code (snu-mllab/Co-Mixup, ``match.py``), both documented and
+reproduced by ``variant="research"`` (:data:`VARIANTS`; the default ``"paper"`` follows the paper):
+
+- the capped usage term: the paper keeps ``1[r_i > tau N] r_i``; their expression
+  ``(A @ p > thres).float() * A @ p`` evaluates, by Python's left-to-right precedence of ``*`` and
+  ``@``, as ``(mask * A) @ p``, i.e. ``r_i = sum_k A_ik 1[r_k > tau N] p_k`` (the mask broadcast
+  over A's columns, thresholding the *other* inputs' usage);
+- the three most-used inputs of an output (its half-half labels): sagemix takes them with a stable
+  sort (ties: the lowest index); their ``torch.topk`` breaks ties among equal counts its own way.
+  Replaying their random draws, 101 of 517 masks matched the paper variant and 491 of 517 matched
+  with these two changed (the rest: near-ties in the rounding of the graph-cut energy).
+
 The solver runs in NumPy float64 on the CPU (graph cuts are CPU-only); every random draw (the
 initial labelling; the Dirichlet prior is drawn by the caller) comes from a ``torch.Generator``.
 Nothing here imports from the rest of sagemix outside :mod:`sagemix.functional`.
@@ -55,8 +67,13 @@ __all__ = [
     "comixup",
     "ComixupResult",
     "HALF_BIAS",
+    "VARIANTS",
+    "modular_penalty",
+    "most_used",
 ]
 
+#: ``"paper"`` (default) or ``"research"``: the authors' capped usage term and top-3 tie-breaking.
+VARIANTS = ("paper", "research")
 #: The research code's bonus for half-half labels (subtracted from their unary cost).
 HALF_BIAS = 5e-4
 # Integer resolution of the graph-cut energies: the largest energy term maps to this many units.
@@ -280,11 +297,38 @@ def _resolve_sets(counts: np.ndarray) -> np.ndarray:
     return add
 
 
+def modular_penalty(compat: np.ndarray, others: np.ndarray, thr: float, variant: str = "paper") -> np.ndarray:
+    """The capped usage term ``r`` of one output given the other outputs' block counts ``others``.
+
+    ``"paper"``: ``r = A others`` kept where ``r_i > thr``; ``"research"``: ``(1[r > thr] * A) @ others``
+    (the authors' operator precedence: the mask scales A's columns).
+
+    Example:
+        >>> A = np.array([[1.0, 0.5], [0.5, 1.0]]); o = np.array([4.0, 1.0])
+        >>> modular_penalty(A, o, 3.0).tolist(), modular_penalty(A, o, 3.0, "research").tolist()
+        ([4.5, 0.0], [4.0, 2.0])
+    """
+    r = compat @ others
+    if variant == "research":
+        return (compat * (r > thr)) @ others
+    return np.where(r > thr, r, 0.0)
+
+
+def most_used(counts: np.ndarray, k: int = 3, variant: str = "paper") -> np.ndarray:
+    """Indices (ascending) of the ``k`` most-used inputs: ties to the lowest index (``"paper"``) or as
+    ``torch.topk`` on float32 counts breaks them (``"research"``, the authors' call)."""
+    if variant == "research":
+        top = torch.topk(torch.from_numpy(np.asarray(counts, dtype=np.float32)), k).indices.numpy()
+    else:
+        top = np.argsort(-counts, kind="stable")[:k]
+    return np.sort(top)
+
+
 def solve_labelling(cost: np.ndarray | Tensor, compat: np.ndarray | Tensor, prior: np.ndarray | Tensor,
                     init: np.ndarray | Tensor, *, beta: float = 0.32, gamma: float = 1.0, eta: float = 0.05,
                     thres: float = 0.83, niter: int = 4, set_resolve: bool = True, warm_start: bool = False,
                     half_bias: float = HALF_BIAS, tol: float = 1e-6,
-                    stop_before_resolve: bool = False) -> LabellingResult:
+                    stop_before_resolve: bool = False, variant: str = "paper") -> LabellingResult:
     """Co-Mixup's block-coordinate descent for one partition (see the module docstring).
 
     Args:
@@ -306,6 +350,8 @@ def solve_labelling(cost: np.ndarray | Tensor, compat: np.ndarray | Tensor, prio
             after the sweep that introduced non-zero set-resolution costs, so that they are used.
         stop_before_resolve: option, off by default: the research code's order, where the
             convergence test may stop right after the set resolution, before its costs act.
+        variant: ``"paper"`` or ``"research"`` (the authors' capped usage term and top-3 ties; see
+            the module docstring and :func:`modular_penalty`, :func:`most_used`).
 
     Returns:
         LabellingResult with (m_out, n, n, m) masks and the objective history.
@@ -331,6 +377,8 @@ def solve_labelling(cost: np.ndarray | Tensor, compat: np.ndarray | Tensor, prio
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if isinstance(niter, bool) or not isinstance(niter, int) or niter < 1:
         raise ValueError(f"niter must be a positive int, got {niter!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     init = init.astype(np.int64)
     n_out = init.shape[0]
     big_n = n * n
@@ -350,8 +398,7 @@ def solve_labelling(cost: np.ndarray | Tensor, compat: np.ndarray | Tensor, prio
     for it in range(niter):
         for j in range(n_out):
             own = counts[j]
-            r = compat @ (total - own)
-            r = np.where(r > thr, r, 0.0)
+            r = modular_penalty(compat, total - own, thr, variant)
             u = unary + 2.0 * gamma_n * r[None, :]
             if add_cost is not None:
                 u = u + gamma_n * add_cost[j][None, :]
@@ -362,7 +409,7 @@ def solve_labelling(cost: np.ndarray | Tensor, compat: np.ndarray | Tensor, prio
                 if used.size == 2:
                     pairs = [(int(used[0]), int(used[1]))]
                 elif used.size >= 3:
-                    top = np.sort(np.argsort(-own, kind="stable")[:3])
+                    top = most_used(own, 3, variant)
                     pairs = [(int(top[0]), int(top[1])), (int(top[0]), int(top[2])), (int(top[1]), int(top[2]))]
             vectors = eye
             dist = 1.0 - eye
@@ -446,8 +493,9 @@ def _solve_job(job: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[s
 def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *, m_part: int = 20,
             block_num: int = 4, beta: float = 0.32, gamma: float = 1.0, eta: float = 0.05, omega: float = 0.001,
             thres: float = 0.83, niter: int = 4, set_resolve: bool = True, warm_start: bool = False,
-            half_bias: float = HALF_BIAS, stop_before_resolve: bool = False, pool_size: int = 8,
-            generator: torch.Generator | None = None, pool: WorkerPool | None = None) -> ComixupResult:
+            half_bias: float = HALF_BIAS, stop_before_resolve: bool = False, variant: str = "paper",
+            pool_size: int = 8, generator: torch.Generator | None = None,
+            pool: WorkerPool | None = None) -> ComixupResult:
     """Co-Mixup of a whole batch: partition, solve each partition's labelling, mix.
 
     Args:
@@ -459,8 +507,8 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
         m_part: inputs per partition; the last partition holds ``B mod m_part`` inputs when that is
             not 0 (a batch of 1 is one partition of 1, returned unmixed).
         block_num: n, the label grid side.
-        beta, gamma, eta, thres, niter, set_resolve, warm_start, half_bias, stop_before_resolve: see
-            :func:`solve_labelling`.
+        beta, gamma, eta, thres, niter, set_resolve, warm_start, half_bias, stop_before_resolve,
+            variant: see :func:`solve_labelling`.
         omega: compatibility weight (:func:`compatibility_from_peaks`).
         pool_size: the average pool before the saliency peaks are located (8 in Co-Mixup).
         generator: draws the random initial labelling.
@@ -490,14 +538,20 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
     dev = images.device
     gdev = generator.device if generator is not None else torch.device("cpu")
 
-    cost = (-block_saliency(saliency, n)).cpu().numpy()
-    peaks = pooled_saliency_peaks(saliency, pool_size).cpu()
-    prior_np = prior.detach().to("cpu", torch.float64).numpy()
+    # One device-to-host transfer: block costs, saliency peaks and the prior packed together.
+    packed = torch.cat([-block_saliency(saliency, n).double().reshape(b, -1),
+                        pooled_saliency_peaks(saliency, pool_size).double(),
+                        prior.detach().double().reshape(b, 1).to(saliency.device)], dim=1).cpu()
+    cost = packed[:, :n * n].reshape(b, n, n).numpy()
+    peaks = packed[:, n * n:n * n + 2].long()
+    prior_np = packed[:, -1].numpy()
     options = dict(beta=beta, gamma=gamma, eta=eta, thres=thres, niter=niter, set_resolve=set_resolve,
-                   warm_start=warm_start, half_bias=half_bias, stop_before_resolve=stop_before_resolve)
+                   warm_start=warm_start, half_bias=half_bias, stop_before_resolve=stop_before_resolve,
+                   variant=variant)
     jobs = []
     for s, e in bounds:  # one job per partition (a handful per batch)
-        init = torch.randint(0, e - s, (e - s, n, n), generator=generator, device=gdev).cpu().numpy()
+        init = torch.randint(0, e - s, (e - s, n, n), generator=generator, device=gdev)
+        init = (init if init.device.type == "cpu" else init.cpu()).numpy()  # a CPU generator needs no copy
         compat = compatibility_from_peaks(peaks[s:e], omega).numpy()
         jobs.append((cost[s:e], compat, prior_np[s:e], init, options))
     if pool is not None and len(jobs) > 1:
@@ -516,7 +570,8 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
         src1[s:e] = top.indices[..., 0] + s
         share1[s:e] = top.values[..., 0]
         src2[s:e] = (top.indices[..., 1] if e - s > 1 else top.indices[..., 0]) + s
-    share1, src1, src2 = share1.to(dev), src1.to(dev), src2.to(dev)
+    back = torch.stack([share1, src1.double(), src2.double()]).to(dev)  # one host-to-device transfer
+    share1, src1, src2 = back[0], back[1].long(), back[2].long()
 
     rows = block_index(h, n, dev)
     cols = block_index(w, n, dev)

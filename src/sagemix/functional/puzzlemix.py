@@ -22,14 +22,22 @@ and an ``n x n`` block grid (blocks of ``H/n x W/n`` pixels):
    so that the label distance ``(l_p - l_q)^2`` is an integer too (the same minimiser as the research
    code's, whose float label distance makes ``gco`` rescale by 1e5 and can overflow int32).
 5. :func:`graphcut_mask`: one alpha-beta swap cut per sample (:mod:`sagemix.functional.graphcut`).
-6. :func:`mask_transport_plan` / :func:`greedy_transport_plan` / :func:`transport_blocks`: the
-   greedy transport of each image's blocks towards the region its mask keeps, moved with one batched
-   matmul.
+6. :func:`mask_transport_plan` / :func:`greedy_transport_plan` / :func:`transport_blocks` (in
+   :mod:`sagemix.functional.puzzlemix_transport`, re-exported here): the greedy transport of each
+   image's blocks towards the region its mask keeps, moved with one batched matmul.
 7. :func:`puzzle_mix`: everything together; ``rho = mean(z)`` weights the own label.
 
 Conventions beyond the paper (documented, they do not change the default CIFAR behaviour):
 
 - Non-square images use an ``n x n`` grid of rectangular blocks; ``n`` must divide ``H`` and ``W``.
+- The transport cell is relative to the image (``t_size="auto"``, the default): ``max(4, min(H, W) // 8)``
+  pixels, i.e. the research code's CIFAR cell of 4 px up to 39 px images (so CIFAR is unchanged) and
+  an 8 x 8 transport grid (or the block grid, when finer) beyond, e.g. 28 px cells at 224 px: at most
+  ``max(n, 8)^2`` cells (256 at ``n = 16``) instead of 12,544 with a fixed 4 px cell. The authors'
+  ImageNet code (snu-mllab/PuzzleMix, ``imagenet/mixup.py`` with ``imagenet/train.py``) transports
+  on the graph-cut block grid itself (``block_num = 2**randint(1, 5)``, ``t_eps = 0.8``; it also
+  caps ``neigh_size`` at 2 and transports in chunks of 16 images); ``t_size="block"`` reproduces that
+  cell, an int keeps a fixed cell in pixels.
 - ``neigh`` (and the transport cell ``t``) is the largest divisor of the block side that is at most
   ``neigh_size`` (``t_size``): equal to ``min(neigh_size, block)`` whenever that divides the block, as
   for every power-of-two size.
@@ -39,7 +47,6 @@ Conventions beyond the paper (documented, they do not change the default CIFAR b
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple, Sequence
 
@@ -50,28 +57,19 @@ from torch import Tensor
 
 from .graphcut import cut_grid_batch
 from .pool import WorkerPool
+from .puzzlemix_transport import (TRANSPORT_CELLS, TRANSPORT_RESOLVE, greedy_transport_plan, largest_divisor_at_most,
+                                  mask_transport_plan, transport_blocks, transport_cell, transport_cost_matrix)
 
 __all__ = ["largest_divisor_at_most", "block_unary", "boundary_differences", "smoothness_terms",
            "label_prior", "label_unary", "quantise_energy", "graphcut_mask", "transport_cost_matrix",
            "greedy_transport_plan", "mask_transport_plan", "transport_blocks", "fgsm_noise",
-           "PuzzleMixResult", "puzzle_mix", "TRANSPORT_RESOLVE"]
-
-#: How a target claimed by several source blocks is resolved in one transport round:
-#: ``"cheapest"`` (default): the claimant with the lowest cost wins.
-#: ``"research"``: the research code's ``argmin(plan * cost)``, which also counts the non-claimants'
-#: zeros, so a target whose claimants all have a positive cost gets no winner that round.
-TRANSPORT_RESOLVE = ("cheapest", "research")
+           "PuzzleMixResult", "puzzle_mix", "TRANSPORT_RESOLVE", "TRANSPORT_CELLS", "transport_cell"]
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def largest_divisor_at_most(n: int, cap: int) -> int:
-    """The largest divisor of ``n`` that is at most ``cap`` (``n, cap >= 1``)."""
-    if n < 1 or cap < 1:
-        raise ValueError(f"n and cap must be >= 1, got n={n}, cap={cap}")
-    for d in range(min(n, cap), 0, -1):
-        if n % d == 0:
-            return d
-    return 1  # pragma: no cover - 1 always divides
+def _host(t: Tensor) -> Tensor:
+    """``t`` on the CPU, without a call (or a copy) when it already is."""
+    return t if t.device.type == "cpu" else t.cpu()
 
 
 def _grid_blocks(h: int, w: int, grid_size: int) -> tuple[int, int]:
@@ -244,9 +242,9 @@ def quantise_energy(unary: Tensor, edge_v: Tensor, edge_h: Tensor, *, grid_size:
     """
     m = unary.shape[-1]
     scale = 1000.0 * grid_size ** 2
-    u = torch.trunc(unary.double() * scale).cpu().numpy().astype(np.int64) * (m - 1) ** 2
-    ev = torch.trunc(edge_v.double() * scale).cpu().numpy().astype(np.int64)
-    eh = torch.trunc(edge_h.double() * scale).cpu().numpy().astype(np.int64)
+    u = _host(torch.trunc(unary.double() * scale)).numpy().astype(np.int64) * (m - 1) ** 2
+    ev = _host(torch.trunc(edge_v.double() * scale)).numpy().astype(np.int64)
+    eh = _host(torch.trunc(edge_h.double() * scale)).numpy().astype(np.int64)
     lim = np.iinfo(np.int32).max
     for name, arr in (("unary", u), ("edge_v", ev), ("edge_h", eh)):
         if arr.size and np.abs(arr).max() > lim:
@@ -286,134 +284,16 @@ def graphcut_mask(images01: Tensor, saliency: Tensor, index: Tensor, lam: float 
     dv, dh = boundary_differences(images01.float(), index, n, neigh_size)
     beta_n = beta / (n * 16)
     cost1, cost2, ev, eh = smoothness_terms(s1, s2, dv, dh, beta_n=beta_n, gamma=gamma)
-    unary = label_unary(cost1.cpu(), cost2.cpu(), lam_t.cpu(), n_labels=n_labels, eta_n=eta / n ** 2)
-    u, pw, cv, ch = quantise_energy(unary, ev, eh, grid_size=n)
+    # One device-to-host transfer for the whole batch: the four terms packed into one tensor.
+    sizes = [cost1[0].numel(), cost2[0].numel(), ev[0].numel(), eh[0].numel()]
+    packed = torch.cat([t.reshape(b, -1).float() for t in (cost1, cost2, ev, eh)], dim=1).cpu()
+    c1, c2, ev_h, eh_h = packed.split(sizes, dim=1)
+    unary = label_unary(c1.reshape(cost1.shape), c2.reshape(cost2.shape), _host(lam_t), n_labels=n_labels,
+                        eta_n=eta / n ** 2)
+    u, pw, cv, ch = quantise_energy(unary, ev_h.reshape(ev.shape), eh_h.reshape(eh.shape), grid_size=n)
     labels = cut_grid_batch(u, pw, cv, ch, algorithm="swap", pool=pool)
     z = 1.0 - torch.from_numpy(labels).float() / (n_labels - 1)
     return z.to(images01.device), s1
-
-
-# -- 6. transport ----------------------------------------------------------------------------------
-def transport_cost_matrix(grid_h: int, grid_w: int | None = None, *, device: torch.device | str | None = None,
-                          dtype: torch.dtype = torch.float32) -> Tensor:
-    """Squared grid distances between all cells, normalised by ``(N-1)^2`` (``N = max(h, w)``).
-
-    Cells are numbered row-major (``u = i * grid_w + j``); any grid side works.
-
-    Returns:
-        (h*w, h*w) tensor; all zero for a single cell.
-    """
-    grid_w = grid_h if grid_w is None else grid_w
-    ii, jj = torch.meshgrid(torch.arange(grid_h, device=device), torch.arange(grid_w, device=device),
-                            indexing="ij")
-    ii, jj = ii.reshape(-1).to(dtype), jj.reshape(-1).to(dtype)
-    c = (ii[:, None] - ii[None, :]) ** 2 + (jj[:, None] - jj[None, :]) ** 2
-    side = max(grid_h, grid_w)
-    return c / (side - 1) ** 2 if side > 1 else c
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_cost_matrix(grid_h: int, grid_w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    # Built once per grid, device and dtype (read-only: callers never modify it).
-    return transport_cost_matrix(grid_h, grid_w, device=device, dtype=dtype)
-
-
-def greedy_transport_plan(cost: Tensor, n_iter: int, *, resolve: str = "cheapest") -> Tensor:
-    """The greedy transport plan (batched): ``n_iter`` rounds of claims and conflict resolution.
-
-    Each round every source ``u`` claims its cheapest target ``argmin_v cost[u, v]`` (ties: lowest
-    ``v``); of the claimants of a target the cheapest wins (ties: lowest ``u``) and every loser gets
-    ``+1`` on the entry it claimed. The last round's winners form the plan.
-
-    Only the losers' rows change between rounds, so after the first round only their claims are
-    recomputed (the dense ``(B, N, N)`` work is one ``argmin``, not one per round).
-
-    Args:
-        cost: (B, N, N) cost of moving source block ``u`` (row) to target ``v`` (column).
-        n_iter: number of rounds (>= 1).
-        resolve: ``"cheapest"`` (default) or ``"research"`` (see :data:`TRANSPORT_RESOLVE`).
-
-    Returns:
-        (B, N, N) 0/1 plan in ``cost.dtype``: at most one 1 per row and per column.
-    """
-    if resolve not in TRANSPORT_RESOLVE:
-        raise ValueError(f"resolve must be one of {TRANSPORT_RESOLVE}, got {resolve!r}")
-    n_iter = max(int(n_iter), 1)
-    if resolve == "research":
-        return _greedy_transport_research(cost, n_iter)
-    b, n, _ = cost.shape
-    cost = cost.clone()
-    rows = torch.arange(n, device=cost.device).expand(b, n)
-    best = cost.argmin(dim=-1)                                                  # (B, N) claims
-    wins = torch.ones(b, n, dtype=torch.bool, device=cost.device)
-    for it in range(n_iter):
-        claim_cost = cost.gather(-1, best.unsqueeze(-1)).squeeze(-1)             # (B, N)
-        col_min = torch.full_like(claim_cost, float("inf")).scatter_reduce(
-            -1, best, claim_cost, reduce="amin", include_self=True)
-        cand = torch.where(claim_cost == col_min.gather(-1, best), rows, n)     # cheapest claimants
-        col_row = torch.full_like(best, n).scatter_reduce(-1, best, cand, reduce="amin", include_self=True)
-        wins = col_row.gather(-1, best) == rows                                 # lowest index among them
-        if it == n_iter - 1:
-            break
-        bi, ui = (~wins).nonzero(as_tuple=True)
-        if bi.numel() == 0:  # no conflict left: later rounds repeat this one
-            break
-        cost[bi, ui, best[bi, ui]] += 1.0
-        best[bi, ui] = cost[bi, ui].argmin(dim=-1)
-    return torch.zeros_like(cost).scatter_(-1, best.unsqueeze(-1), wins.unsqueeze(-1).to(cost.dtype))
-
-
-def _greedy_transport_research(cost: Tensor, n_iter: int) -> Tensor:
-    """The research code's rounds: a column's winner is ``argmin_u (claim * cost)[u, v]``."""
-    cost = cost.clone()
-    win = torch.zeros_like(cost)
-    for _ in range(n_iter):
-        claim = torch.zeros_like(cost).scatter_(-1, cost.argmin(dim=-1, keepdim=True), 1.0)
-        fight = (claim * cost).transpose(1, 2).contiguous()                     # (B, target, source)
-        win = torch.zeros_like(cost).scatter_(-2, fight.argmin(dim=-1).unsqueeze(-2), 1.0) * claim
-        cost += claim - win
-    return win
-
-
-def mask_transport_plan(mask: Tensor, unary: Tensor, *, t_eps: float = 0.8, resolve: str = "cheapest") -> Tensor:
-    """Plan moving an image's blocks towards the cells its mask keeps.
-
-    ``K[u, v] = t_eps * C[u, v] - unary[u] * 1[mask_v > 0]`` on the mask's grid, ``N = max(h, w)``
-    greedy rounds.
-
-    Args:
-        mask: (B, h, w) the image's share of each cell (``z`` for image 1, ``1 - z`` for image 2).
-        unary: (B, h, w) its normalised saliency at the same resolution.
-        t_eps: weight of the transport distance.
-        resolve: conflict rule (:data:`TRANSPORT_RESOLVE`).
-
-    Returns:
-        (B, h*w, h*w) plan (source row, target column).
-    """
-    b, gh, gw = mask.shape
-    c = _cached_cost_matrix(gh, gw, unary.device, unary.dtype)
-    keep = (mask > 0).to(unary.dtype).reshape(b, 1, gh * gw)
-    cost = t_eps * c - unary.reshape(b, gh * gw, 1) * keep
-    return greedy_transport_plan(cost, max(gh, gw), resolve=resolve)
-
-
-def transport_blocks(images: Tensor, plan: Tensor, grid: tuple[int, int]) -> Tensor:
-    """Move blocks with one batched matmul: target ``v`` receives ``sum_u plan[u, v] * block_u``.
-
-    Args:
-        images: (B, C, H, W).
-        plan: (B, N, N) with ``N = grid[0] * grid[1]``.
-        grid: (Th, Tw) cells (must divide H, W).
-
-    Returns:
-        (B, C, H, W); a target no block moves to becomes 0.
-    """
-    b, c, h, w = images.shape
-    th_n, tw_n = grid
-    th, tw = h // th_n, w // tw_n
-    patches = images.reshape(b, c, th_n, th, tw_n, tw).permute(0, 2, 4, 1, 3, 5).reshape(b, th_n * tw_n, -1)
-    moved = torch.bmm(plan.transpose(1, 2).to(patches.dtype), patches)
-    return moved.reshape(b, th_n, tw_n, c, th, tw).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
 
 # -- 8. adversarial noise --------------------------------------------------------------------------
@@ -461,7 +341,7 @@ class PuzzleMixResult(NamedTuple):
 def puzzle_mix(images: Tensor, saliency: Tensor, index: Tensor, lam: float | Tensor, *, grid_size: int,
                mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor, n_labels: int = 3,
                beta: float = 1.2, gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4,
-               transport: bool = True, t_eps: float = 0.8, t_size: int = 4,
+               transport: bool = True, t_eps: float = 0.8, t_size: int | str = "auto",
                transport_resolve: str = "cheapest", noise1: Tensor | None = None, noise2: Tensor | None = None,
                pool: WorkerPool | None = None) -> PuzzleMixResult:
     """Puzzle Mix of a batch with its partners (steps 3-7 of the module docstring).
@@ -491,6 +371,7 @@ def puzzle_mix(images: Tensor, saliency: Tensor, index: Tensor, lam: float | Ten
     """
     b, c, h, w = images.shape
     bh, bw = _grid_blocks(h, w, grid_size)
+    saliency = saliency.to(images.device)  # the saliency may come from another device
     if saliency.shape != (b, h, w):
         raise ValueError(f"saliency must have shape {(b, h, w)} to match the images, got {tuple(saliency.shape)}")
     index = _check_index(index, b)
@@ -505,7 +386,7 @@ def puzzle_mix(images: Tensor, saliency: Tensor, index: Tensor, lam: float | Ten
     if noise2 is not None:
         x2 = ((x01[index] + noise2.float()).clamp(0.0, 1.0) - mean_t) / std_t
     if transport:
-        th, tw = largest_divisor_at_most(bh, t_size), largest_divisor_at_most(bw, t_size)
+        th, tw = transport_cell(h, w, (bh, bw), t_size)
         if (th, tw) == (bh, bw):
             zt, u1 = z, s1
         else:
@@ -520,4 +401,6 @@ def puzzle_mix(images: Tensor, saliency: Tensor, index: Tensor, lam: float | Ten
     zc = zp.unsqueeze(1)
     mixed = zc * x1 + (1.0 - zc) * x2
     rho = zp.mean(dim=(1, 2))
+    if c > 1 and images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous():
+        mixed = mixed.contiguous(memory_format=torch.channels_last)  # keep the caller's layout
     return PuzzleMixResult(mixed.to(images.dtype), rho, z, zp)

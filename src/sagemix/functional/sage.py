@@ -25,6 +25,7 @@ from torch import Tensor
 from ..debug import check_values, to_device
 from .mixup import check_perm
 from .sage_objective import objective_from_maps
+from .sage_search import coarse_to_fine_search
 
 __all__ = [
     "EPS", "reduce_saliency", "gaussian_kernel1d", "gaussian_smooth", "normalize_saliency", "translate",
@@ -273,7 +274,7 @@ def sage_mask(saliency: Tensor, perm: Tensor, prior: float | Tensor, chosen: Ten
 
 
 def sage_mix(images: Tensor, saliency: Tensor, perm: Tensor, prior: float | Tensor,
-             shifts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+             shifts: Tensor | str) -> tuple[Tensor, Tensor, Tensor]:
     """Saliency-guided mixup with the optimal rearrangement (docs/SAGE.md §2-§4).
 
     Each pair ``(b, perm[b])`` keeps image ``b`` in place and shifts its partner by the candidate
@@ -285,7 +286,8 @@ def sage_mix(images: Tensor, saliency: Tensor, perm: Tensor, prior: float | Tens
         saliency: (B, H, W) non-negative smoothed saliency of ``images``.
         perm: (B,) int64 partner of each sample.
         prior: alpha in [0, 1]: the own map is scaled by alpha, the partner's by 1 - alpha.
-        shifts: (K, 2) int64 candidate shifts (dy, dx), content moving down by dy and right by dx.
+        shifts: (K, 2) int64 candidate shifts (dy, dx), content moving down by dy and right by dx,
+            or ``"coarse_to_fine"`` for :func:`sagemix.functional.sage_search.coarse_to_fine_search`.
 
     Returns:
         ``(mixed, lam, chosen)``: (B, C, H, W) mixed images in the images' dtype, (B,) float32 label
@@ -304,10 +306,14 @@ def sage_mix(images: Tensor, saliency: Tensor, perm: Tensor, prior: float | Tens
     if not isinstance(saliency, Tensor) or saliency.shape != (images.shape[0],) + tuple(images.shape[2:]):
         raise ValueError(f"saliency must have shape (B, H, W) = {(images.shape[0],) + tuple(images.shape[2:])} "
                          f"to match images, got {tuple(getattr(saliency, 'shape', ()))}")
-    shifts = _check_shifts(shifts)
-    a, p = prepare_maps(saliency, perm, prior)
-    best = objective_from_maps(a, p, shifts).argmax(dim=1)  # the first maximum: ties go to the earliest candidate
-    chosen = shifts.to(images.device)[best]
+    if isinstance(shifts, str) and shifts == "coarse_to_fine":
+        a, p = prepare_maps(saliency, perm, prior)
+        chosen = coarse_to_fine_search(a, p)[0]
+    else:
+        shifts = _check_shifts(shifts)
+        a, p = prepare_maps(saliency, perm, prior)
+        best = objective_from_maps(a, p, shifts).argmax(dim=1)  # the first maximum: ties go to the earliest candidate
+        chosen = shifts.to(images.device)[best]
     q = translate(p, chosen)
     mask = a / (a + q).clamp_min(EPS)  # (B, H, W); 0 where both maps are 0
     x = images.detach().float()

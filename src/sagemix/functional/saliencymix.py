@@ -7,22 +7,26 @@ using a mobile platform and novel features derived from a visual saliency mechan
 Vision Computing 2010), from ``opencv-contrib-python(-headless)``:
 ``pip install "sagemix[saliencymix]"``.
 
-The detector runs image by image in OpenCV (it has no batched form); everything else here (the
-de-normalisation, the peaks, the boxes and, in :mod:`sagemix.functional.boxes`, the paste) is
-batched.
+The detector runs image by image in OpenCV (it has no batched form), in this process or, given a
+:class:`sagemix.functional.pool.WorkerPool`, in its worker processes (the batch leaves the device in
+one transfer and comes back in one; the pool gets one contiguous slice of images per worker).
+Everything else here (the de-normalisation, the peaks, the boxes and, in
+:mod:`sagemix.functional.boxes`, the paste) is batched.
 
-Nothing here imports from the rest of sagemix.
+Nothing here imports from the rest of sagemix outside :mod:`sagemix.functional`.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .boxes import box_sides, centered_boxes
+from .pool import WorkerPool
 
-__all__ = ["denormalize_to_uint8", "opencv_saliency", "saliency_argmax", "saliency_boxes"]
+__all__ = ["denormalize_to_uint8", "opencv_saliency", "saliency_of_arrays", "saliency_argmax", "saliency_boxes"]
 
 _EXTRA_HINT = 'pip install "sagemix[saliencymix]"'
 
@@ -51,18 +55,49 @@ def denormalize_to_uint8(images: Tensor, mean: Sequence[float], std: Sequence[fl
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
-def opencv_saliency(images_uint8: Tensor) -> Tensor:
+def _detector():  # noqa: ANN202 - an OpenCV object
+    try:
+        import cv2  # noqa: PLC0415 (optional extra)
+
+        return cv2.saliency.StaticSaliencyFineGrained_create()
+    except (ImportError, AttributeError) as e:
+        raise ImportError("SaliencyMix's default saliency needs OpenCV's contrib build (cv2.saliency): "
+                          f"{_EXTRA_HINT}, or pass saliency_fn=...") from e
+
+
+def saliency_of_arrays(arr: np.ndarray) -> np.ndarray:
+    """OpenCV's static fine-grained saliency of (N, H, W, 3) BGR or (N, H, W) grey uint8 arrays.
+
+    A top-level function, so that a :class:`sagemix.functional.pool.WorkerPool` can run it.
+
+    Returns:
+        (N, H, W) float32 maps in [0, 1].
+    """
+    detector = _detector()
+    out = np.empty(arr.shape[:3], dtype=np.float32)
+    for i, img in enumerate(arr):  # OpenCV has no batched saliency
+        ok, sal = detector.computeSaliency(np.ascontiguousarray(img))
+        if not ok:
+            raise RuntimeError("OpenCV StaticSaliencyFineGrained.computeSaliency failed")
+        sal = np.asarray(sal)
+        out[i] = sal.astype(np.float32) * (1.0 / 255.0 if sal.dtype == np.uint8 else 1.0)  # 8-bit builds
+    return out
+
+
+def opencv_saliency(images_uint8: Tensor, *, pool: WorkerPool | None = None) -> Tensor:
     """OpenCV's static fine-grained saliency of each image, (B, H, W) float32 in [0, 1].
 
     RGB images are passed to OpenCV in its BGR order (the detector converts colour images to grey
     with the BGR weights); one-channel images are passed as they are. The detector runs on the CPU,
-    one image at a time; the result is moved back to the input's device.
+    one image at a time, in this process or in ``pool`` (one slice of the batch per worker; the
+    same maps either way); the batch goes to the CPU in one transfer and the maps come back in one.
 
     Args:
         images_uint8: (B, 3, H, W) RGB or (B, 1, H, W) grey uint8 images.
+        pool: an optional :class:`sagemix.functional.pool.WorkerPool`.
 
     Returns:
-        (B, H, W) float32 saliency maps.
+        (B, H, W) float32 saliency maps on the device of ``images_uint8``.
 
     Raises:
         ImportError: OpenCV's contrib build (``cv2.saliency``) is not installed.
@@ -74,27 +109,17 @@ def opencv_saliency(images_uint8: Tensor) -> Tensor:
     c = images_uint8.shape[1]
     if c not in (1, 3):
         raise ValueError(f"OpenCV saliency needs 1 (grey) or 3 (RGB) channels, got C={c}")
-    try:
-        import cv2  # noqa: PLC0415 (optional extra)
-
-        detector = cv2.saliency.StaticSaliencyFineGrained_create()
-    except (ImportError, AttributeError) as e:
-        raise ImportError("SaliencyMix's default saliency needs OpenCV's contrib build (cv2.saliency): "
-                          f"{_EXTRA_HINT}, or pass saliency_fn=...") from e
-    import numpy as np  # noqa: PLC0415
-
+    _detector()  # fail here, naming the extra, rather than in a worker
     arr = images_uint8.detach().cpu()
     arr = arr.flip(1) if c == 3 else arr  # RGB -> BGR, OpenCV's channel order
     arr = arr.permute(0, 2, 3, 1).contiguous().numpy()
-    maps = []
-    for img in arr:  # OpenCV has no batched saliency
-        ok, sal = detector.computeSaliency(np.ascontiguousarray(img if c == 3 else img[..., 0]))
-        if not ok:
-            raise RuntimeError("OpenCV StaticSaliencyFineGrained.computeSaliency failed")
-        sal = np.asarray(sal)
-        scale = 1.0 / 255.0 if sal.dtype == np.uint8 else 1.0  # a build that returns 8-bit maps
-        maps.append(torch.from_numpy(sal.astype(np.float32) * scale))
-    return torch.stack(maps).to(images_uint8.device)
+    arr = arr if c == 3 else arr[..., 0]
+    if pool is not None and arr.shape[0] > 1:
+        parts = np.array_split(arr, min(pool.num_workers, arr.shape[0]))
+        maps = np.concatenate(pool.map(saliency_of_arrays, parts))
+    else:
+        maps = saliency_of_arrays(arr)
+    return torch.from_numpy(maps).to(images_uint8.device)
 
 
 def saliency_argmax(saliency: Tensor) -> tuple[Tensor, Tensor]:

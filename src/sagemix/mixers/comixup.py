@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..functional.comixup import HALF_BIAS, comixup, partition_bounds
+from ..functional.comixup import HALF_BIAS, VARIANTS, comixup, partition_bounds
 from ..functional.graphcut import import_gco
 from .base import (MixOutput, Mixer, check_bool, check_int, check_nonnegative, check_positive, check_probability,
                    sample_gamma)
@@ -57,6 +57,9 @@ class CoMixup(Mixer):
             resolution at iteration ``niter - 2``, before its costs are used. By default the sweep
             after a non-empty resolution always runs, so that the outputs it targets can diverge.
         pool_size: average-pool size before locating the saliency peaks (8 in the research code).
+        variant: ``"paper"`` (default) or ``"research"``: the authors' code's capped usage term
+            (``(mask * A) @ p``, an operator-precedence quirk) and ``torch.topk`` tie-breaking among
+            the most-used inputs (see :mod:`sagemix.functional.comixup`).
 
     Example:
         >>> import torch
@@ -76,7 +79,7 @@ class CoMixup(Mixer):
                  gamma: float = 1.0, eta: float = 0.05, omega: float = 0.001, thres: float = 0.83,
                  niter: int = 4, set_resolve: bool = True, clean_lam: float = 1.0, num_workers: int = 0,
                  warm_start: bool = False, half_bias: float = HALF_BIAS, stop_before_resolve: bool = False,
-                 pool_size: int = 8) -> None:
+                 pool_size: int = 8, variant: str = "paper") -> None:
         super().__init__(num_classes=num_classes, generator=generator)
         self.m_part = check_int(m_part, "m_part", 1)
         self.m_block_num = check_int(m_block_num, "m_block_num", 1)
@@ -93,6 +96,9 @@ class CoMixup(Mixer):
         self.half_bias = check_nonnegative(half_bias, "half_bias")
         self.stop_before_resolve = check_bool(stop_before_resolve, "stop_before_resolve")
         self.pool_size = check_int(pool_size, "pool_size", 1)
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        self.variant = variant
         self.init_pool(num_workers)
 
     # -- the step protocol -------------------------------------------------------------------
@@ -131,6 +137,7 @@ class CoMixup(Mixer):
                       beta=self.beta, gamma=self.gamma, eta=self.eta, omega=self.omega, thres=self.thres,
                       niter=self.niter, set_resolve=self.set_resolve, warm_start=self.warm_start,
                       half_bias=self.half_bias, stop_before_resolve=self.stop_before_resolve,
+                      variant=getattr(self, "variant", "paper"),
                       pool_size=self.pool_size, generator=self.generator,
                       pool=self.pool)
         weights = res.weights

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..functional.graphcut import import_gco
-from ..functional.puzzlemix import TRANSPORT_RESOLVE, fgsm_noise, puzzle_mix
+from ..functional.puzzlemix import TRANSPORT_RESOLVE, fgsm_noise, puzzle_mix, transport_cell
 from .base import (CIFAR10_MEAN, CIFAR10_STD, MixOutput, Mixer, check_bool, check_int, check_nonnegative,
                    check_probability, mix_targets, random_permutation, sample_beta)
 from .registry import register_mixer
@@ -50,7 +50,10 @@ class PuzzleMix(Mixer):
         neigh_size: pooling cell of the data-smoothness term (``min(neigh_size, block)``).
         transport: move each image's salient blocks towards the region its mask keeps.
         t_eps: weight of the transport distance.
-        t_size: transport cell side in pixels (``min(t_size, block)``).
+        t_size: transport cell side in pixels (``min(t_size, block)``), or ``"auto"`` (default:
+            ``max(4, min(H, W) // 8)`` px, the research code's 4 px on CIFAR, 28 px at 224 px) or
+            ``"block"`` (the graph-cut block, as the authors' ImageNet code); see
+            :func:`sagemix.functional.puzzlemix.transport_cell`.
         grid_sizes: grid sides ``n`` to draw from, uniformly among those dividing H and W.
         clean_lam: weight of the clean loss (> 0: clean pass in train mode, its gradients kept with
             weight ``2 * clean_lam / K``).
@@ -78,7 +81,7 @@ class PuzzleMix(Mixer):
 
     def __init__(self, *, alpha: float = 1.0, n_labels: int = 3, beta: float = 1.2, gamma: float = 0.5,
                  eta: float = 0.2, neigh_size: int = 4, transport: bool = True, t_eps: float = 0.8,
-                 t_size: int = 4, grid_sizes: Sequence[int] = (2, 4, 8, 16), clean_lam: float = 0.0,
+                 t_size: int | str = "auto", grid_sizes: Sequence[int] = (2, 4, 8, 16), clean_lam: float = 0.0,
                  adv_p: float = 0.0, adv_eps: float = 10 / 255, mean: Sequence[float] = CIFAR10_MEAN,
                  std: Sequence[float] = CIFAR10_STD, num_workers: int = 0, transport_resolve: str = "cheapest",
                  start_method: str | None = None, num_classes: int | None = None,
@@ -92,7 +95,8 @@ class PuzzleMix(Mixer):
         self.neigh_size = check_int(neigh_size, "neigh_size", 1)
         self.transport = check_bool(transport, "transport")
         self.t_eps = check_nonnegative(t_eps, "t_eps")
-        self.t_size = check_int(t_size, "t_size", 1)
+        transport_cell(8, 8, (8, 8), t_size)  # validates t_size
+        self.t_size = t_size
         if isinstance(grid_sizes, (str, bytes)) or not isinstance(grid_sizes, Sequence) or len(grid_sizes) == 0:
             raise ValueError(f"grid_sizes must be a non-empty sequence of ints >= 1, got {grid_sizes!r}")
         self.grid_sizes = tuple(check_int(n, "grid_sizes entries", 1) for n in grid_sizes)
@@ -150,8 +154,14 @@ class PuzzleMix(Mixer):
                              f"got {tuple(saliency.shape)}")
         if not saliency.is_floating_point():
             raise TypeError(f"saliency must be a floating tensor, got dtype {saliency.dtype}")
-        if not bool(torch.isfinite(saliency).all()) or bool((saliency < 0).any()):
-            raise ValueError("saliency must be finite and non-negative (e.g. sqrt(mean_c grad^2))")
+        saliency = saliency.to(images.device)  # the saliency may come from another device
+        ok = torch.isfinite(saliency).all() & (saliency >= 0).all()
+        msg = "saliency must be finite and non-negative (e.g. sqrt(mean_c grad^2))"
+        if saliency.device.type == "cpu":
+            if not bool(ok):
+                raise ValueError(msg)
+        else:  # no host read of a device value: checked asynchronously
+            torch._assert_async(ok, msg)
         if c != len(self.mean):
             raise ValueError(f"images have {c} channels but mean/std have {len(self.mean)} values")
         sides = self.valid_grid_sizes(h, w)

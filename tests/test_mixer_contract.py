@@ -141,13 +141,7 @@ def test_bad_inputs_name_the_argument(name):
             mixer(x, y)
 
 
-#: Mixers another branch brings to channels_last (issue 10.3); xfail here until it lands.
-CHANNELS_LAST_PENDING = {"puzzlemix"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason="fixed on the Puzzle Mix branch",
-                                                                         strict=False))
-                                  if n in CHANNELS_LAST_PENDING else n for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_channels_last_is_preserved(name):
     x, y, sal = _batch(4)
     x = x.contiguous(memory_format=torch.channels_last)

@@ -17,6 +17,7 @@ from sagemix.train import TrainConfig
 from sagemix.train.distributed import (ReplicaMismatch, check_replicas, decide_on_main, param_digest,
                                        process_device_setting, run_in_turns, _raise_packed, _pack_error)
 from sagemix.train.setup import derive_seed, mixer_seed, set_tf32
+from sagemix.run_folder import state_digest
 
 from test_train import make_trainer
 
@@ -142,6 +143,7 @@ def _doctor_checkpoint(path: Path, *, world: int, step: int) -> None:
         state["partial"] = {"loss": torch.zeros((), dtype=torch.float64), "correct": torch.zeros((), dtype=torch.float64),
                             "count": 8, "time_s": 0.1, "steps": step}
         state["epoch"] = 0
+    state["sha256"] = state_digest(state)  # a doctored checkpoint that is still self-consistent
     torch.save(state, path)
 
 

@@ -1,7 +1,9 @@
 """Building a training set-up from a config: the one place where data, model, optimizer, mixer and step are made.
 
 :func:`build_setup` turns a :class:`~sagemix.train.config.TrainConfig` into a :class:`Setup`: the data
-splits (optionally subsampled), the device-resident loaders, the model (raw, and wrapped in DDP /
+splits (optionally subsampled), their loaders (device-resident for in-memory data; decoding workers
+for image folders that stream from disk, as the ``stream`` key and :func:`sagemix.data.decide_stream`
+say), the model (raw, and wrapped in DDP /
 ``torch.compile`` as configured), SGD with its multi-step schedule, the mixer with its own generator,
 and the :class:`sagemix.MixStep` that ties model, mixer and loss together. The :class:`Trainer
 <sagemix.train.trainer.Trainer>` runs its loop on a set-up; ``sagemix demo`` and ``sagemix show`` train
@@ -61,8 +63,8 @@ class Setup:
         config: the validated config.
         dist: where this process stands in a (possibly single-process) run.
         device: the device of the model and the batches.
-        train_data: the training ``ImageData`` (after ``train_limit``).
-        test_data: the test ``ImageData`` (after ``test_limit``).
+        train_data: the training ``ImageData`` or ``StreamingImageFolder`` (after ``train_limit``).
+        test_data: the test ``ImageData`` or ``StreamingImageFolder`` (after ``test_limit``).
         num_classes: K.
         mean: per-channel normalisation mean of the data (0-1 scale).
         std: per-channel normalisation std of the data.
@@ -259,8 +261,9 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
 
     Args:
         config: the run's settings (validated here).
-        train_data: an ``ImageData`` to train on instead of ``load_dataset(config.dataset)``.
-        test_data: an ``ImageData`` to evaluate on instead of the dataset's test split.
+        train_data: an ``ImageData`` (or ``StreamingImageFolder``) to train on instead of the
+            configured dataset.
+        test_data: the same kind, to evaluate on instead of the dataset's test split.
         dist: the process's place in a torchrun group (from
             :func:`sagemix.train.distributed.setup_distributed`); None: a single process.
         device: the device (None: ``config.device`` through :func:`sagemix.utils.resolve_device`).

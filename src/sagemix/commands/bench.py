@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   sagemix bench --device cuda --steps 50 --out bench-h100      # writes bench.json and bench.md there
   sagemix bench --kernels-only --batch-size 100                # sage_mix K=39 vs exhaustive, graph cuts
   sagemix bench --methods sage --mixer-kwargs '{"sage": {"rand_pos": 1.0}}'
+  sagemix bench --scale --scale-root /tmp/scale --scale-large   # streaming loader vs decode limit, RSS 10k vs 40k
 """
 
 
@@ -53,11 +54,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--kernel-repeats", type=int, default=5, help="timed calls per kernel (default: 5)")
     p.add_argument("--out", default=None, metavar="DIR", help="write bench.json and bench.md into DIR")
     add_progress_arguments(p)
+    scale = p.add_argument_group("scale benchmark (--scale: the streaming loader on generated JPEG folders)")
+    scale.add_argument("--scale", action="store_true",
+                       help="run the scale benchmark's loader part instead: loader images/s on a generated folder "
+                            "of 256 px JPEGs against the decode limit measured in the same run, and the loader's "
+                            "peak RSS per folder size (sagemix.data.throughput.loader_scale_report)")
+    scale.add_argument("--scale-root", default="sagemix-scale-data", metavar="DIR",
+                       help="where the JPEG folders are generated and reused (default: sagemix-scale-data)")
+    scale.add_argument("--scale-files", type=int, default=10_000, metavar="N",
+                       help="files of the throughput folder (default: 10000)")
+    scale.add_argument("--scale-large", type=int, nargs="?", const=40_000, default=None, metavar="N",
+                       help="also a folder of N files (default 40000) for the RSS comparison (generation takes "
+                            "minutes)")
+    scale.add_argument("--scale-workers", type=int, default=None, metavar="W",
+                       help="loader workers (default: CPUs - 1, at most 8)")
     return p
+
+
+def _run_scale(args: argparse.Namespace) -> int:
+    """``sagemix bench --scale``: the loader half of the scale benchmark."""
+    from ..data.throughput import loader_report_markdown, loader_scale_report
+
+    report = loader_scale_report(args.scale_root, n_small=args.scale_files, n_large=args.scale_large,
+                                 workers=args.scale_workers, log=None if args.no_progress else print)
+    md = loader_report_markdown(report)
+    print(md)
+    if args.out:
+        from ..utils import atomic_write_json, atomic_write_text
+
+        out = Path(args.out)
+        atomic_write_json(out / "scale_loader.json", report)
+        atomic_write_text(out / "scale_loader.md", md)
+        print(f"wrote {out / 'scale_loader.json'} and {out / 'scale_loader.md'}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the Markdown table, write the files."""
+    if args.scale:
+        return _run_scale(args)
     from ..bench import BenchReport, bench_kernels, bench_methods, device_name, parse_input_size, timing_method
     from ..utils import resolve_device
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from .loader import EpochPlan, ImageLoader, flip_crop, make_loader
 from .registry import ImageData, get_dataset_fn, list_datasets, load_dataset, register_dataset
-from .stream_loader import load_image_data, make_any_loader, make_stream_loader, open_image_folder
+from .stream_loader import decide_stream, load_image_data, make_any_loader, make_stream_loader, open_image_folder
 from .streaming import StreamingImageFolder, estimate_mean_std, should_stream
 
 __all__ = ["ImageData", "load_dataset", "list_datasets", "register_dataset", "get_dataset_fn",
            "make_loader", "ImageLoader", "EpochPlan", "flip_crop", "load_image_data", "make_any_loader",
-           "make_stream_loader", "open_image_folder", "StreamingImageFolder", "estimate_mean_std", "should_stream"]
+           "make_stream_loader", "open_image_folder", "decide_stream", "StreamingImageFolder", "estimate_mean_std", "should_stream"]

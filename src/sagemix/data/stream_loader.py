@@ -32,7 +32,7 @@ from .registry import ImageData, _check_image_size, load_dataset
 from .streaming import StreamingImageFolder, estimate_mean_std, resolve_stream, should_stream
 
 __all__ = ["open_image_folder", "make_stream_loader", "StreamLoader", "ShardBatchSampler", "load_image_data",
-           "make_any_loader", "STREAMABLE"]
+           "make_any_loader", "decide_stream", "STREAMABLE"]
 
 # Dataset names load_image_data can stream, and the scan layout of each.
 STREAMABLE = {"imagefolder": "auto", "imagenet": "imagenet", "tiny_imagenet": "tiny_imagenet"}
@@ -240,6 +240,40 @@ def load_image_data(name: str, *, root: str | os.PathLike | None = None, train: 
         raise ValueError(f"{name!r} is only available streamed: pass stream=true (or 'auto')")
     mem_kw = {k: v for k, v in kwargs.items() if k in ("mean", "std", "empty_classes", "test_fraction")}
     return load_dataset("imagefolder", root=str(root), train=train, image_size=image_size, seed=seed, **mem_kw)
+
+
+def decide_stream(name: str, root: str | os.PathLike | None, stream: Any = "auto", *,
+                  image_size: int | tuple[int, int] | None = None, budget_bytes: int | None = None,
+                  empty_classes: str = "error") -> bool:
+    """Whether dataset ``name`` at ``root`` streams under the ``stream`` setting (the trainer's and evaluator's rule).
+
+    ``True`` streams (only the names of :data:`STREAMABLE`, else a ValueError), ``False`` does not;
+    ``"auto"`` streams a streamable dataset whose training files, decoded at ``image_size`` (224 when
+    None), exceed the memory budget (:func:`should_stream`; a directory scan, nothing decoded), and
+    the ImageNet layouts, which have no in-memory loader, always. Without a ``root`` ``"auto"`` says
+    False (the in-memory loader reports the missing folder).
+
+    Args:
+        name: the dataset name.
+        root: the dataset folder (or None).
+        stream: ``"auto"``, True/False or their spellings (:func:`resolve_stream`).
+        image_size: the training image size.
+        budget_bytes: the memory budget of ``"auto"`` (None: the default).
+        empty_classes: how the scan treats a class folder without images.
+    """
+    choice = resolve_stream(stream)
+    if name not in STREAMABLE:
+        if choice:
+            raise ValueError(f"stream=true needs an image-folder dataset (one of {sorted(STREAMABLE)}), got {name!r}")
+        return False
+    if choice is not None:
+        return choice
+    if name != "imagefolder":
+        return True
+    if root is None:
+        return False
+    index = scan_layout(root, train=True, layout=STREAMABLE[name], empty_classes=empty_classes)
+    return should_stream(len(index), _check_image_size(224 if image_size is None else image_size), budget_bytes)
 
 
 def make_any_loader(data: ImageData | StreamingImageFolder, *, batch_size: int, train: bool,

@@ -18,8 +18,11 @@ __all__ = ["make_jpeg_folder"]
 
 
 def make_jpeg_folder(root: str | os.PathLike, n: int, size: int | tuple[int, int] = 64, classes: int = 10,
-                     seed: int = 0, quality: int = 90) -> Path:
+                     seed: int = 0, quality: int = 90, start: int = 0) -> Path:
     """Write ``n`` JPEG files of ``size`` (H, W) spread round-robin over ``classes`` class folders.
+
+    Files are numbered from ``start`` (``class_<(start + i) % classes>/<start + i>.jpg``), so several
+    processes can each write a slice of one large folder (with different seeds).
 
     Args:
         root: the folder to create (may exist; existing files of the same names are overwritten).
@@ -28,6 +31,7 @@ def make_jpeg_folder(root: str | os.PathLike, n: int, size: int | tuple[int, int
         classes: number of class folders ``class_000``, ``class_001``, ... (1 <= classes <= n).
         seed: seed of the pixels.
         quality: JPEG quality (1-95).
+        start: number of the first file (>= 0).
 
     Returns:
         ``root`` as a Path.
@@ -35,7 +39,9 @@ def make_jpeg_folder(root: str | os.PathLike, n: int, size: int | tuple[int, int
     for arg, val, lo in (("n", n, 1), ("classes", classes, 1), ("quality", quality, 1)):
         if isinstance(val, bool) or not isinstance(val, int) or val < lo:
             raise ValueError(f"{arg} must be an int >= {lo}, got {val!r}")
-    if classes > n:
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"start must be an int >= 0, got {start!r}")
+    if classes > n + start:
         raise ValueError(f"classes must be <= n={n} (every class folder holds an image), got {classes}")
     h, w = (size, size) if isinstance(size, int) else size
     if min(h, w) < 1:
@@ -48,7 +54,7 @@ def make_jpeg_folder(root: str | os.PathLike, n: int, size: int | tuple[int, int
     rng = np.random.default_rng(seed)
     yy = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
     xx = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :, None]
-    for i in range(n):
+    for i in range(start, start + n):
         a, b, c = rng.uniform(0, 255, (3, 1, 1, 3)).astype(np.float32)
         img = a + (b - a) * yy + (c - a) * xx * (1 - yy) + rng.normal(0, 6, (h, w, 3)).astype(np.float32)
         arr = np.clip(img, 0, 255).astype(np.uint8)

@@ -362,9 +362,10 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None,
 
 
 def _evaluate(run_dir: Path, ckpt: Path, o: EvalOptions, log: Callable[[str], None]) -> dict[str, Any]:
-    from ..data import load_dataset
+    from ..data import decide_stream, load_dataset
     from ..utils import atomic_write_json
     from .accuracy import accuracy, resolve_device
+    from .streamed import check_streamed_options, open_streamed_test, streamed_accuracy
 
     device = resolve_device(o.device)
     model, config = rf.load_model(ckpt, map_location=device)
@@ -389,16 +390,25 @@ def _evaluate(run_dir: Path, ckpt: Path, o: EvalOptions, log: Callable[[str], No
                               "fewshot": None}
 
     kwargs = dict(config.get("dataset_kwargs") or {}) if same else {}
-    test = load_dataset(dataset, root=data_dir, train=False, image_size=config.get("image_size"),
-                        seed=int(config.get("data_seed", 0)) if same else 0, **kwargs)
-    test = subset(test, o.limit)
+    streamed = decide_stream(dataset, data_dir, config.get("stream", "auto") if same else "auto",
+                             image_size=config.get("image_size"), empty_classes=kwargs.get("empty_classes", "error"))
+    if streamed:  # a dataset too large for memory: clean accuracy only (evaluate/streamed.py)
+        check_streamed_options(o)
+        test = open_streamed_test(dataset, data_dir, config if same else {}, mean=mean, std=std, limit=o.limit)
+    else:
+        test = load_dataset(dataset, root=data_dir, train=False, image_size=config.get("image_size"),
+                            seed=int(config.get("data_seed", 0)) if same else 0, **kwargs)
+        test = subset(test, o.limit)
     if mean is None:
         mean, std = test.mean, test.std
     if config.get("num_classes") not in (None, test.num_classes):
         raise ValueError(f"the run's model has {config['num_classes']} classes but the {dataset} test split has "
                          f"{test.num_classes}; clean accuracy needs the training label space (use --fewshot for "
                          "novel classes)")
-    clean = accuracy(model, test.images, test.labels, mean=mean, std=std, device=device, batch_size=o.batch_size)
+    if streamed:
+        clean = streamed_accuracy(model, test, device=device, batch_size=o.batch_size)
+    else:
+        clean = accuracy(model, test.images, test.labels, mean=mean, std=std, device=device, batch_size=o.batch_size)
     meta = {"checkpoint": str(ckpt), "method": config.get("method"), "model": config.get("model"),
             "train_dataset": config.get("dataset"), "epoch": config.get("epoch"), "seed": config.get("seed")}
     atomic_write_json(out_dir / rf.EVAL_CLEAN, {**meta, "dataset": dataset, "split": "test",

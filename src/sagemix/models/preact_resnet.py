@@ -53,17 +53,21 @@ class PreActResNet(StagedNet):
         blocks: blocks per stage (``(2, 2, 2, 2)`` for PreActResNet18).
         width: channels of the stem and first stage; stage k has ``width * 2**(k-1)``.
         final_bn: add BN-ReLU after the last stage (False: the reference code's behaviour).
+        stem_stride: stride of the stem convolution; the Puzzle Mix / Co-Mixup code uses 2 for
+            64x64 Tiny-ImageNet (``stride = 2`` in their ``main.py``), 1 for CIFAR.
     """
 
     def __init__(self, num_classes: int, *, blocks: Sequence[int] = (2, 2, 2, 2), width: int = 64,
-                 final_bn: bool = False) -> None:
+                 final_bn: bool = False, stem_stride: int = 1) -> None:
         super().__init__()
         check_num_classes(num_classes)
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive int, got {width!r}")
         if len(blocks) < 1 or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in blocks):
             raise ValueError(f"blocks must be a non-empty sequence of positive ints, got {blocks!r}")
-        self.stem = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+        if stem_stride not in (1, 2) or isinstance(stem_stride, bool):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
+        self.stem = nn.Conv2d(3, width, 3, stride=stem_stride, padding=1, bias=False)
         stages = []
         in_ch = width
         for i, n in enumerate(blocks):
@@ -81,12 +85,13 @@ class PreActResNet(StagedNet):
 
 
 @register_model("preactresnet18")
-def preactresnet18(num_classes: int, *, width: int = 64, final_bn: bool = False) -> PreActResNet:
+def preactresnet18(num_classes: int, *, width: int = 64, final_bn: bool = False, stem_stride: int = 1) -> PreActResNet:
     """PreActResNet18: blocks [2, 2, 2, 2] at 64/128/256/512 channels (~11.2M parameters, 10 classes).
 
     Args:
         num_classes: number of output logits.
         width: stem/first-stage width (64 in the paper).
         final_bn: add the final BN-ReLU before pooling (off by default, like the reference code).
+        stem_stride: 1 (CIFAR) or 2 (the reference code's 64x64 Tiny-ImageNet setting).
     """
-    return PreActResNet(num_classes, blocks=(2, 2, 2, 2), width=width, final_bn=final_bn)
+    return PreActResNet(num_classes, blocks=(2, 2, 2, 2), width=width, final_bn=final_bn, stem_stride=stem_stride)

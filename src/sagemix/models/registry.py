@@ -151,7 +151,17 @@ def list_models() -> list[str]:
 
 
 def get_model_fn(name: str) -> Callable[..., nn.Module]:
-    """The constructor registered under ``name`` (case and ``-``/``_`` insensitive)."""
+    """The constructor registered under ``name`` (case and ``-``/``_`` insensitive).
+
+    ``tv_<name>`` and ``timm_<name>`` are torchvision's and timm's models
+    (:mod:`sagemix.models.external`); they are not listed by :func:`list_models`.
+    """
+    if isinstance(name, str):
+        from .external import external_model_fn
+
+        fn = external_model_fn(_MODELS.key(name))
+        if fn is not None:
+            return fn
     return _MODELS.get(name)
 
 
@@ -160,12 +170,14 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
     Args:
         name: one of :func:`list_models` (``preactresnet18``, ``wrn16_8``, ``resnext29_4_24``,
-            ``smallnet``).
+            ``smallnet``), ``tv_<torchvision name>`` (e.g. ``tv_resnet50``) or ``timm_<timm name>``
+            (:mod:`sagemix.models.external`).
         num_classes: the number of output logits.
         **kwargs: keyword options of that model (e.g. ``final_bn=True`` for PreActResNet18).
 
     Returns:
-        The model (a :class:`StagedNet`, train mode, float32, on the CPU).
+        The model (train mode, float32, on the CPU): a :class:`StagedNet` for the registry names and
+        torchvision's ResNet family, the library's module for other ``tv_``/``timm_`` models.
 
     Example:
         >>> model = create_model("smallnet", 10)

@@ -92,7 +92,12 @@ class TrainConfig:
             every process uses ``cuda:LOCAL_RANK``: an explicit ``cuda:N`` is overridden with a warning.
         threads: CPU threads for torch (``torch.set_num_threads``); 0 keeps torch's default.
         workers: DataLoader worker processes, used only when the data set does not fit on the device
-            (the resident loader needs none).
+            (the resident loader needs none); with ``stream`` the decoding workers (0: decode in the
+            training process).
+        stream: ``"auto"`` (stream an image-folder dataset from disk when its decoded training split
+            would not fit the memory budget of :func:`sagemix.data.should_stream`), ``True`` (always
+            stream; ``imagefolder``, ``imagenet`` and ``tiny_imagenet`` only) or ``False`` (decode into
+            memory, the device-resident path).
         out: the run folder (None: ``runs/<dataset>-<model>-<method>-s<seed>``).
         eval_every: evaluate every this many epochs (and always after the last one).
         eval_batch_size: batch size of the evaluation loader.
@@ -139,6 +144,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     workers: int = 0
+    stream: Any = "auto"
     out: str | None = None
     eval_every: int = 1
     eval_batch_size: int = 500
@@ -215,6 +221,10 @@ class TrainConfig:
             raise ValueError(f"config key 'loss' must be one of {LOSS_CHOICES}, got {self.loss!r}")
         if self.amp not in AMP_CHOICES:
             raise ValueError(f"config key 'amp' must be one of {AMP_CHOICES}, got {self.amp!r}")
+        if isinstance(self.stream, str) and self.stream.strip().lower() in _STREAM_WORDS:
+            self.stream = _STREAM_WORDS[self.stream.strip().lower()]
+        if self.stream not in ("auto", True, False):
+            raise ValueError(f"config key 'stream' must be 'auto', true or false, got {self.stream!r}")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ValueError(f"config key 'device' must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
@@ -263,6 +273,10 @@ class TrainConfig:
         out["method_kwargs"] = json.loads(json.dumps(self.mixer_kwargs()))
         return out
 
+
+# Spellings of the ``stream`` key (CLI ``--set stream=...`` values arrive as JSON or strings).
+_STREAM_WORDS: dict[str, Any] = {"auto": "auto", "true": True, "yes": True, "on": True, "1": True,
+                                 "false": False, "no": False, "off": False, "0": False}
 
 # Keys a run adds to config.json next to the settings.
 RUN_INFO_KEYS = ("sagemix_version", "git_commit", "torch_version", "num_classes", "classes", "mean", "std",

@@ -1,7 +1,9 @@
 """Building a training set-up from a config: the one place where data, model, optimizer, mixer and step are made.
 
 :func:`build_setup` turns a :class:`~sagemix.train.config.TrainConfig` into a :class:`Setup`: the data
-splits (optionally subsampled), the device-resident loaders, the model (raw, and wrapped in DDP /
+splits (optionally subsampled), their loaders (device-resident for in-memory data; decoding workers
+for image folders that stream from disk, as the ``stream`` key and :func:`sagemix.data.decide_stream`
+say), the model (raw, and wrapped in DDP /
 ``torch.compile`` as configured), SGD with its multi-step schedule, the mixer with its own generator,
 and the :class:`sagemix.MixStep` that ties model, mixer and loss together. The :class:`Trainer
 <sagemix.train.trainer.Trainer>` runs its loop on a set-up; ``sagemix demo`` and ``sagemix show`` train
@@ -24,6 +26,7 @@ Example:
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 from dataclasses import dataclass
@@ -100,8 +103,8 @@ class Setup:
         config: the validated config.
         dist: where this process stands in a (possibly single-process) run.
         device: the device of the model and the batches.
-        train_data: the training ``ImageData`` (after ``train_limit``).
-        test_data: the test ``ImageData`` (after ``test_limit``).
+        train_data: the training ``ImageData`` or ``StreamingImageFolder`` (after ``train_limit``).
+        test_data: the test ``ImageData`` or ``StreamingImageFolder`` (after ``test_limit``).
         num_classes: K.
         mean: per-channel normalisation mean of the data (0-1 scale).
         std: per-channel normalisation std of the data.
@@ -151,12 +154,98 @@ def _subset(data: Any, index: Tensor) -> Any:
 
 
 def _random_subset(data: Any, limit: int | None, seed: int) -> Any:
+    """A seeded random subset of ``limit`` items (in their original order) of an ImageData or streaming set."""
     n = int(data.labels.shape[0])
     if limit is None or limit >= n:
         return data
     gen = torch.Generator().manual_seed(seed)
     index = torch.randperm(n, generator=gen)[:limit].sort().values
+    from ..data import StreamingImageFolder
+
+    if isinstance(data, StreamingImageFolder):
+        part = copy.copy(data)
+        part.index = data.index.subset(index.numpy(), split=f"{data.index.split}[{limit}]")
+        part._hash, part._warned = None, set()
+        return part
     return _subset(data, index)
+
+
+def _load_splits(cfg: TrainConfig, train_data: Any, test_data: Any,
+                 log: Callable[[str], None] | None) -> tuple[Any, Any, bool]:
+    """The (train, test) splits and whether they stream from disk (the ``stream`` config key).
+
+    Splits passed in are used as they are. Otherwise a dataset of :data:`sagemix.data.stream_loader.STREAMABLE`
+    streams when ``stream`` is true, or when it is ``"auto"`` and the decoded training split would
+    exceed the memory budget; the test split then streams too, with the training split's mean/std.
+    Every other case loads in memory exactly as ``load_dataset`` does.
+    """
+    from ..data import StreamingImageFolder, load_dataset, load_image_data
+
+    def in_memory(train: bool) -> Any:
+        return load_dataset(cfg.dataset, root=cfg.data_dir, train=train, download=cfg.download,
+                            image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
+
+    if train_data is None and _decide_stream(cfg):
+        train_data = load_image_data(cfg.dataset, root=cfg.data_dir, train=True, image_size=cfg.image_size,
+                                     seed=cfg.data_seed, stream=True, **cfg.dataset_kwargs)
+        train_data.flip = cfg.flip
+    elif train_data is None:
+        train_data = in_memory(True)
+    streamed = isinstance(train_data, StreamingImageFolder)
+    if test_data is None and streamed:
+        kw = {k: v for k, v in cfg.dataset_kwargs.items() if k not in ("mean", "std")}
+        test_data = load_image_data(cfg.dataset, root=cfg.data_dir, train=False, image_size=train_data.image_size,
+                                    seed=cfg.data_seed, stream=True, mean=train_data.mean, std=train_data.std, **kw)
+    elif test_data is None:
+        test_data = in_memory(False)
+    if streamed != isinstance(test_data, StreamingImageFolder):
+        raise ValueError("the train and test splits must both stream or both be in memory, got "
+                         f"{type(train_data).__name__} and {type(test_data).__name__}")
+    if streamed and log is not None:
+        log(f"streaming {cfg.dataset} from {train_data.index.root}: {len(train_data)} train / {len(test_data)} "
+            f"test files at {train_data.image_size}, {cfg.workers} decoding worker(s)")
+    return train_data, test_data, streamed
+
+
+def _decide_stream(cfg: TrainConfig) -> bool:
+    """Whether the configured dataset streams (:func:`sagemix.data.decide_stream` of the config's keys)."""
+    from ..data import decide_stream
+
+    return decide_stream(cfg.dataset, cfg.data_dir, cfg.stream, image_size=cfg.image_size,
+                         empty_classes=cfg.dataset_kwargs.get("empty_classes", "error"))
+
+
+def _memory_loaders(cfg: TrainConfig, train_data: Any, test_data: Any, dist: DistInfo, dev: torch.device,
+                    loader_generator: torch.Generator) -> tuple[Any, Any]:
+    """The device-resident loaders of in-memory splits."""
+    from ..data import make_loader
+
+    # Each epoch's shuffle/flip/crop derive from (base seed, epoch): set_epoch(e) replays epoch e.
+    shard = (dist.rank, dist.world_size) if dist.distributed else None
+    train_loader = make_loader(train_data, batch_size=cfg.batch_size, train=True, device=dev,
+                               generator=loader_generator, flip=cfg.flip, crop_padding=cfg.crop_padding,
+                               drop_last=cfg.drop_last, channels_last=cfg.channels_last, distributed=shard,
+                               num_workers=cfg.workers)
+    # Evaluation: each rank scores every world_size-th test image; the sums are all-reduced.
+    test_loader = make_loader(test_data, batch_size=cfg.eval_batch_size, train=False, device=dev,
+                              generator=torch.Generator().manual_seed(0), channels_last=cfg.channels_last,
+                              distributed=shard, num_workers=cfg.workers)
+    return train_loader, test_loader
+
+
+def _stream_loaders(cfg: TrainConfig, train_data: Any, test_data: Any, dist: DistInfo, dev: torch.device,
+                    log: Callable[[str], None] | None) -> tuple[Any, Any]:
+    """The streaming loaders: each rank decodes its own shard (``DistributedSampler`` order) in workers."""
+    from ..data import make_stream_loader
+
+    if cfg.workers == 0 and log is not None:
+        log("note: streaming with workers=0 decodes in the training process; set workers (e.g. 8) for speed")
+    common = {"device": dev, "rank": dist.rank, "world_size": dist.world_size, "workers": cfg.workers,
+              "channels_last": cfg.channels_last}
+    train_loader = make_stream_loader(train_data, batch_size=cfg.batch_size, train=True,
+                                      seed=derive_seed(cfg.seed, "loader"), drop_last=cfg.drop_last, **common)
+    test_loader = make_stream_loader(test_data, batch_size=cfg.eval_batch_size, train=False, seed=0, **common)
+    return train_loader, test_loader
 
 
 def build_mixer(method: str, *, num_classes: int, generator: torch.Generator | None = None,
@@ -212,8 +301,9 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
 
     Args:
         config: the run's settings (validated here).
-        train_data: an ``ImageData`` to train on instead of ``load_dataset(config.dataset)``.
-        test_data: an ``ImageData`` to evaluate on instead of the dataset's test split.
+        train_data: an ``ImageData`` (or ``StreamingImageFolder``) to train on instead of the
+            configured dataset.
+        test_data: the same kind, to evaluate on instead of the dataset's test split.
         dist: the process's place in a torchrun group (from
             :func:`sagemix.train.distributed.setup_distributed`); None: a single process.
         device: the device (None: ``config.device`` through :func:`sagemix.utils.resolve_device`).
@@ -245,19 +335,10 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
         log("note: compile=true on CPU needs a C++ compiler and compiles slowly")
 
     # Data -------------------------------------------------------------------------------------
-    from ..data import load_dataset, make_loader
-
-    def load(split_train: bool) -> Any:
-        return load_dataset(cfg.dataset, root=cfg.data_dir, train=split_train, download=cfg.download,
-                            image_size=cfg.image_size, seed=cfg.data_seed, **cfg.dataset_kwargs)
-
-    if train_data is None or test_data is None:
-        # Under torchrun: rank 0 downloads (when asked) first, then each other node's local rank 0,
-        # then the rest only read; an error in any turn stops every rank (see distributed.run_in_turns).
-        loaded = run_in_turns(lambda: (train_data if train_data is not None else load(True),
-                                       test_data if test_data is not None else load(False)),
-                              local_rank=dist.local_rank)
-        train_data, test_data = loaded
+    # Under torchrun: rank 0 downloads (when asked) first, then each other node's local rank 0, then the
+    # rest only read; an error in any turn stops every rank (see distributed.run_in_turns).
+    train_data, test_data, streamed = run_in_turns(lambda: _load_splits(cfg, train_data, test_data, log),
+                                                   local_rank=dist.local_rank)
     train_data = _random_subset(train_data, cfg.train_limit, derive_seed(cfg.data_seed, "train_limit"))
     test_data = _random_subset(test_data, cfg.test_limit, derive_seed(cfg.data_seed, "test_limit"))
     num_classes = int(train_data.num_classes)
@@ -265,16 +346,10 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
         raise ValueError(f"dataset {cfg.dataset!r} has an empty train or test split")
     # The loader generator is shared by all ranks' samplers (same shuffle, different shards).
     loader_generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "loader"))
-    # Each epoch's shuffle/flip/crop derive from (base seed, epoch): set_epoch(e) replays epoch e.
-    shard = (dist.rank, dist.world_size) if dist.distributed else None
-    train_loader = make_loader(train_data, batch_size=cfg.batch_size, train=True, device=dev,
-                               generator=loader_generator, flip=cfg.flip, crop_padding=cfg.crop_padding,
-                               drop_last=cfg.drop_last, channels_last=cfg.channels_last, distributed=shard,
-                               num_workers=cfg.workers)
-    # Evaluation: each rank scores every world_size-th test image; the sums are all-reduced.
-    test_loader = make_loader(test_data, batch_size=cfg.eval_batch_size, train=False, device=dev,
-                              generator=torch.Generator().manual_seed(0), channels_last=cfg.channels_last,
-                              distributed=shard, num_workers=cfg.workers)
+    if streamed:
+        train_loader, test_loader = _stream_loaders(cfg, train_data, test_data, dist, dev, log)
+    else:
+        train_loader, test_loader = _memory_loaders(cfg, train_data, test_data, dist, dev, loader_generator)
     steps = len(train_loader)
     if not cfg.drop_last and train_loader.num_samples % cfg.batch_size == 1:
         steps -= 1  # a last batch of one image is not trained on (BatchNorm cannot train on one image)

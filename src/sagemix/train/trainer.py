@@ -162,8 +162,8 @@ class Trainer:
         return {**self.config.to_dict(), "out": str(self.run_dir), "sagemix_version": __version__,
                 "git_commit": self._git_commit, "torch_version": str(torch.__version__), "num_classes": self.num_classes,
                 "classes": list(d.classes), "mean": list(d.mean), "std": list(d.std),
-                "input_size": list(d.images.shape[-2:]), "world_size": self.dist.world_size,
-                "device_used": str(self.device), "data_hash": self._data_hashes[0],
+                "input_size": list(getattr(d, "image_size", None) or d.images.shape[-2:]),
+                "world_size": self.dist.world_size, "device_used": str(self.device), "data_hash": self._data_hashes[0],
                 "test_data_hash": self._data_hashes[1], "torch_threads": torch.get_num_threads()}
 
     def _print(self, text: str) -> None:

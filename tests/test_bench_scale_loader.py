@@ -1,0 +1,35 @@
+"""The loader half of the scale benchmark: folder generation, the report and ``sagemix bench --scale``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sagemix.data.synthetic import make_jpeg_folder
+from sagemix.data.throughput import loader_report_markdown, loader_scale_report, write_jpeg_folder
+
+
+def test_write_jpeg_folder_slices_and_reuse(tmp_path: Path) -> None:
+    info = write_jpeg_folder(tmp_path / "f", 12, size=16, classes=3, processes=2)
+    files = sorted(p.relative_to(tmp_path / "f").as_posix() for p in (tmp_path / "f").glob("class_*/*.jpg"))
+    assert len(files) == 12 and info["processes"] == 2 and not info["reused"]
+    assert files[:2] == ["class_000/000000.jpg", "class_000/000003.jpg"] and "class_002/000011.jpg" in files
+    assert write_jpeg_folder(tmp_path / "f", 12, size=16, classes=3, processes=2)["reused"]
+    with pytest.raises(ValueError, match="n must be an int >= classes=3, got 2"):
+        write_jpeg_folder(tmp_path / "g", 2, classes=3)
+    with pytest.raises(ValueError, match="start must be an int >= 0, got -1"):
+        make_jpeg_folder(tmp_path / "h", 2, classes=1, start=-1)
+
+
+@pytest.mark.slow  # a fresh Python process per RSS measurement
+def test_loader_scale_report_small(tmp_path: Path) -> None:
+    r = loader_scale_report(tmp_path, n_small=24, n_large=48, size=32, image_size=16, classes=4, workers=1,
+                            batch_size=4, steps=3, decode_n=8)
+    assert [g["files"] for g in r["generate"]] == [24, 48]
+    assert [row["files"] for row in r["rss"]] == [24, 48]
+    assert r["decode_limit"]["limit_images_per_s"] == pytest.approx(r["decode_limit"]["images_per_s"])
+    assert r["loader"]["images"] == 12 and r["loader_fraction"] > 0
+    assert r["rss_growth_mb"] == pytest.approx(r["rss"][1]["main_peak_rss_mb"] - r["rss"][0]["main_peak_rss_mb"])
+    assert set(r["passed"]) == {"loader_fraction_of_decode_limit", "rss_growth_mb"}
+    md = loader_report_markdown(r)
+    assert "| RSS growth |" in md and "of the limit | >= 85% |" in md

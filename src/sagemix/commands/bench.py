@@ -75,14 +75,15 @@ def _run_scale(args: argparse.Namespace) -> int:
     """``sagemix bench --scale``: the loader half of the scale benchmark."""
     from ..data.throughput import loader_report_markdown, loader_scale_report
 
+    out = check_out_dir(args.out) if args.out else None  # before the work
+    apply_threads(args.threads)
     report = loader_scale_report(args.scale_root, n_small=args.scale_files, n_large=args.scale_large,
-                                 workers=args.scale_workers, log=None if args.no_progress else print)
+                                 workers=args.scale_workers, log=print if progress_enabled(args.progress) else None)
     md = loader_report_markdown(report)
     print(md)
-    if args.out:
+    if out is not None:
         from ..utils import atomic_write_json, atomic_write_text
 
-        out = Path(args.out)
         atomic_write_json(out / "scale_loader.json", report)
         atomic_write_text(out / "scale_loader.md", md)
         print(f"wrote {out / 'scale_loader.json'} and {out / 'scale_loader.md'}")

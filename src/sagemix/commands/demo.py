@@ -8,7 +8,6 @@ picture of SAGE's mixes (SAGE: Ma et al., BMVC 2022, https://arxiv.org/abs/2211.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +181,6 @@ def _warm_up(budget: dict[str, Any], methods: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns 0."""
-    from ..mixers import list_mixers
     from ..train.config import load_config
     from ..train.trainer import Trainer
 

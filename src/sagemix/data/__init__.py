@@ -4,7 +4,7 @@
 classes=None, **kw) -> ImageData`` with names ``cifar10``, ``cifar100``, ``imagefolder``,
 ``offline`` (and any added with ``register_dataset``); ``make_loader(data, *, batch_size, train,
 device, ...)`` serves normalised, augmented batches with the data resident on the device
-(the SAGE recipe, Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113, section 7).
+(the SAGE recipe, Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113, docs/SAGE.md §7).
 
 Image sets too large for memory stream from disk: ``load_image_data(name, ..., stream="auto")``
 returns an ``ImageData`` or a ``StreamingImageFolder`` (``open_image_folder``), and

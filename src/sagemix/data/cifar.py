@@ -1,6 +1,6 @@
 """CIFAR-10 and CIFAR-100 (Krizhevsky, "Learning Multiple Layers of Features from Tiny Images",
 2009, https://www.cs.toronto.edu/~kriz/cifar.html) from the official python-pickle archives, as
-used by SAGE (Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113, section 7).
+used by SAGE (Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113, docs/SAGE.md §7).
 
 ``root`` may be the extracted folder (``cifar-10-batches-py`` / ``cifar-100-python``), its parent
 folder, the ``.tar.gz`` archive itself, or a folder holding the archive (read in place, without

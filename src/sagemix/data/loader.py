@@ -1,7 +1,7 @@
 """A device-resident batch loader with the CIFAR training augmentation done in batch.
 
 The reproduction recipe of SAGE (Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113,
-section 7) trains with RandomHorizontalFlip + RandomCrop(32, padding=2) + Normalize. Applied image
+docs/SAGE.md §7) trains with RandomHorizontalFlip + RandomCrop(32, padding=2) + Normalize. Applied image
 by image in DataLoader workers, this costs more than the network on a fast GPU. Following airbench
 (Keller Jordan 2024, https://arxiv.org/abs/2404.00498), :func:`make_loader` keeps the uint8
 images resident on the device (one transfer), and per batch gathers the images, flips them, crops

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import statistics
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from .runs import Run
 from .stats import CI_METHODS, paired_difference

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import statistics
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from ..utils import pyplot
 from .runs import Run

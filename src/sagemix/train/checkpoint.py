@@ -13,7 +13,7 @@ lives in :mod:`sagemix.run_folder`, so that evaluation reads checkpoints without
 trainer; it is re-exported here.
 
 The trainer is described in SAGE ("Saliency-Guided Mixup with Optimal Rearrangements", Ma et al.,
-BMVC 2022, https://arxiv.org/abs/2211.00113), section 7 of our spec.
+BMVC 2022, https://arxiv.org/abs/2211.00113); docs/SAGE.md §7.
 
 Example:
     >>> from sagemix.train.checkpoint import load_model  # doctest: +SKIP

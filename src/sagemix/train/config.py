@@ -1,7 +1,7 @@
 """Training configuration: one dataclass of every setting, the recipe files and CLI overrides.
 
 The recipes reproduce the CIFAR protocol of SAGE ("Saliency-Guided Mixup with Optimal
-Rearrangements", Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113, section 7 of our spec),
+Rearrangements", Ma et al., BMVC 2022, https://arxiv.org/abs/2211.00113, docs/SAGE.md §7),
 which SAGE took from Co-Mixup (Kim et al., ICLR 2021, https://arxiv.org/abs/2102.03065): 300 epochs,
 SGD with Nesterov momentum 0.9, lr 0.2 divided by 10 at epochs 100 and 200, weight decay 1e-4,
 batch 100, and binary cross-entropy on softmax outputs as the training loss.

@@ -15,10 +15,12 @@ import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from ..run_folder import CONFIG_FILE, METRICS_CSV, METRICS_JSONL, SUMMARY_FILE
 from ..utils import atomic_write_json, atomic_write_text, disk_write_error
 
-__all__ = ["METRIC_FIELDS", "RunLogger", "summarize", "git_commit"]
+__all__ = ["EpochSums", "METRIC_FIELDS", "RunLogger", "summarize", "git_commit"]
 
 # One row per epoch, in this column order (metrics.csv). The times count only the training steps
 # that ran (across a Ctrl-C and --resume); ``*_cpu_s`` is process-CPU time (``time.process_time``, all
@@ -128,3 +130,27 @@ class RunLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+class EpochSums:
+    """Running sums of one training epoch, kept on the device (no sync per step)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+        self.time_s = 0.0  # wall-clock seconds of the steps run (across interruptions)
+        self.cpu_s = 0.0  # process-CPU seconds of the same steps
+        self.steps = 0
+
+    def state(self) -> dict[str, Any]:
+        """The sums as CPU values, for a checkpoint taken inside the epoch."""
+        return {"loss": self.loss.cpu(), "correct": self.correct.cpu(), "count": self.count,
+                "time_s": self.time_s, "cpu_s": self.cpu_s, "steps": self.steps}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Restore the sums of :meth:`state` (on this object's device)."""
+        self.loss = state["loss"].to(self.loss.device)
+        self.correct = state["correct"].to(self.correct.device)
+        self.count, self.time_s, self.steps = int(state["count"]), float(state["time_s"]), int(state["steps"])
+        self.cpu_s = float(state.get("cpu_s", 0.0))

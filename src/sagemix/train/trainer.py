@@ -1,7 +1,7 @@
 """The trainer: every mixing method through :class:`sagemix.MixStep`, on one device or under torchrun.
 
 It follows the CIFAR protocol of SAGE ("Saliency-Guided Mixup with Optimal Rearrangements", Ma et
-al., BMVC 2022, https://arxiv.org/abs/2211.00113, spec section 7): SGD with Nesterov momentum and a
+al., BMVC 2022, https://arxiv.org/abs/2211.00113, docs/SAGE.md §7): SGD with Nesterov momentum and a
 multi-step learning-rate schedule stepped once per epoch, clean test accuracy after every epoch, and
 the best, final and median-of-last-10 accuracies at the end.
 
@@ -50,7 +50,6 @@ import sys
 from typing import Any, Callable
 
 import torch
-from torch import Tensor, nn
 
 from .. import __version__
 from ..evaluate.accuracy import _eval_sums, evaluate_accuracy
@@ -62,8 +61,8 @@ from .config import TrainConfig, config_hash
 from .distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast_buffers, check_replicas,
                           cleanup_distributed, decide_on_main, setup_distributed)
 from .interrupt import StopOnSigint, data_hash
-from .logging import RunLogger, git_commit, summarize
-from .setup import Setup, build_setup, derive_seed, mixer_seed
+from .logging import EpochSums, RunLogger, git_commit, summarize
+from .setup import build_setup, derive_seed, mixer_seed
 
 __all__ = ["Trainer", "TrainingDiverged", "evaluate_accuracy", "train", "derive_seed"]
 
@@ -72,28 +71,6 @@ CHECKPOINT_NAME = CHECKPOINT_FILE
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-class _EpochSums:
-    """Running sums of one training epoch, kept on the device (no sync per step)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.loss = torch.zeros((), dtype=torch.float64, device=device)
-        self.correct = torch.zeros((), dtype=torch.float64, device=device)
-        self.count = 0
-        self.time_s = 0.0  # wall-clock seconds of the steps run (across interruptions)
-        self.cpu_s = 0.0  # process-CPU seconds of the same steps
-        self.steps = 0
-
-    def state(self) -> dict[str, Any]:
-        return {"loss": self.loss.cpu(), "correct": self.correct.cpu(), "count": self.count,
-                "time_s": self.time_s, "cpu_s": self.cpu_s, "steps": self.steps}
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.loss = state["loss"].to(self.loss.device)
-        self.correct = state["correct"].to(self.correct.device)
-        self.count, self.time_s, self.steps = int(state["count"]), float(state["time_s"]), int(state["steps"])
-        self.cpu_s = float(state.get("cpu_s", 0.0))
 
 
 class Trainer:
@@ -145,7 +122,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.epoch = 0  # completed epochs
         self.step_in_epoch = 0  # completed steps of the current epoch
-        self._sums = _EpochSums(self.device)
+        self._sums = EpochSums(self.device)
         self._rng_at_step: dict[str, Any] | None = None
         self.stopped: str | None = None
         self._sigint = StopOnSigint(enabled=not self.dist.distributed)
@@ -252,7 +229,7 @@ class Trainer:
             if hasattr(self.train_loader, "base_seed"):
                 self.train_loader.base_seed = int(rngs[0]["loader_base_seed"])
             self.mixer_generator.manual_seed(mixer_seed(self.config.seed, self.dist.rank, restart_epoch=self.epoch))
-        self._sums = _EpochSums(self.device)
+        self._sums = EpochSums(self.device)
         if state.get("partial") is not None and self.step_in_epoch > 0:
             self._sums.load(state["partial"])
         where = (f"epoch {self.epoch + 1}, after step {self.step_in_epoch}" if self.step_in_epoch
@@ -273,7 +250,6 @@ class Trainer:
                 "another seed.")
 
     def _train_epoch(self, epoch: int, pbar: Any) -> None:
-        cfg = self.config
         self.train_loader.set_epoch(epoch)
         it = iter(self.train_loader)
         for _ in range(self.step_in_epoch):  # resuming inside an epoch: replay the loader's draws
@@ -478,7 +454,7 @@ class Trainer:
             self.scheduler.step()
             self.history.append(row)
             self.epoch, self.step_in_epoch = epoch + 1, 0
-            self._sums = _EpochSums(self.device)
+            self._sums = EpochSums(self.device)
             self.save_checkpoint()
             self.logger.write_metrics(self.history)
             self.logger.write_summary(self.summary())

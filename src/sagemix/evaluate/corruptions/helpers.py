@@ -7,7 +7,6 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
 
 from .common import _as_rng, _check_severity, _cv2
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .constants import (ALL_CORRUPTIONS, IMAGE_SIZE, _BRIGHTNESS, _CONTRAST, _DEFOCUS_BLUR, _ELASTIC, _FOG, _FROST,
+from .constants import (IMAGE_SIZE, _BRIGHTNESS, _CONTRAST, _DEFOCUS_BLUR, _ELASTIC, _FOG, _FROST,
                         _GAUSSIAN_BLUR, _GAUSSIAN_NOISE, _GLASS_BLUR, _IMPULSE_NOISE, _JPEG, _MOTION_BLUR, _PIXELATE,
                         _SATURATE, _SHOT_NOISE, _SNOW, _SPATTER, _SPECKLE_NOISE)
 from .common import (_as_rng, _check_frost_source, _check_name, _check_severity, _clip01_255, _cv2, _ndimage,

@@ -18,7 +18,7 @@ import torch
 from ...utils import atomic_write, atomic_write_json
 from .constants import ALL_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, IMAGE_SIZE, SEVERITIES
 from .common import corruption_rng, _check_frost_source, _check_name, _check_seed, _check_severity, _to_uint8
-from .ops import corrupt, _OPS, _as_uint8_images
+from .ops import _OPS, _as_uint8_images
 
 __all__ = ["generate_corrupted", "load_corrupted"]
 

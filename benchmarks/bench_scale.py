@@ -1,6 +1,6 @@
-"""Scale benchmark, mixer part: every mixer at 32, 64 and 224 px, and SAGE's shift searches.
+"""Scale benchmark: every mixer at 32, 64 and 224 px, SAGE's shift searches, and the streaming loader.
 
-Two measurements, each a function the CLI (or another script) can call:
+Three measurements, each a function the CLI (or another script) can call:
 
 - :func:`bench_mixers`: for every registered mixer and image side, the wall time of one batch
   (best of ``repeats`` after one warm-up call) and the peak extra resident memory of the first call
@@ -12,12 +12,16 @@ Two measurements, each a function the CLI (or another script) can call:
   paper's 1% random search, the coarse-to-fine search (:mod:`sagemix.functional.sage_search`) and,
   where feasible (``exhaustive_pairs`` pairs at most), the exhaustive optimum, on smooth blob-shaped
   saliency maps (sums of Gaussian blobs plus noise, Gaussian-smoothed like SAGE's saliency).
+- the loader (``benchmarks/bench_scale_loader.py``, also ``sagemix bench --scale``): images/s of the
+  streaming loader on a generated folder of 256 px JPEGs against the decode limit measured in the same
+  run, and its peak RSS with 10,000 and 40,000 files (``--large``).
 
 Targets (issue 9): every mixer at 224x224, B = 64, CPU: <= 2 GiB peak and <= 5 s per batch; no
 mixer's memory growing faster than the pixel count; coarse-to-fine >= the random search's objective on
 >= 95% of pairs at <= 1/10 of its time at 224x224. Run::
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_scale.py --batch 64 --sizes 32 64 224
+    python benchmarks/bench_scale.py --parts loader --root /tmp/sagemix-scale --large   # the loader part
 """
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ from typing import Any, Sequence
 
 import torch
 
+from bench_scale_loader import add_loader_arguments, run_loader_benchmark
 from sagemix.bench.memory import PeakMemory
+from sagemix.data.throughput import loader_report_markdown
 from sagemix.functional.sage import all_shifts, candidate_shifts, gaussian_smooth, prepare_maps
 from sagemix.functional.sage_objective import objective_from_maps
 from sagemix.functional.sage_search import coarse_to_fine_search
@@ -189,13 +195,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--exhaustive-pairs", type=int, default=16)
-    ap.add_argument("--skip-mixers", action="store_true")
-    ap.add_argument("--skip-search", action="store_true")
+    ap.add_argument("--parts", nargs="+", choices=("search", "mixers", "loader"), default=["search", "mixers"],
+                    help="what to measure (default: search mixers; the loader part generates JPEG folders)")
+    add_loader_arguments(ap)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
-    if not args.skip_search:
+    if "search" in args.parts:
         bench_sage_search(sizes=args.sizes, batch_size=args.batch, exhaustive_pairs=args.exhaustive_pairs)
-    if not args.skip_mixers:
+    if "loader" in args.parts:
+        print(loader_report_markdown(run_loader_benchmark(args)))
+    if "mixers" in args.parts:
         rows = bench_mixers(sizes=args.sizes, batch_size=args.batch, methods=args.methods, workers=args.workers,
                             repeats=args.repeats)
         if len(args.sizes) > 1:

@@ -9,7 +9,7 @@ Measured in one run on this machine (``sagemix.data.throughput.loader_scale_repo
 
 The mixer half (every mixer's time and memory at 32/64/224 px) lives in ``benchmarks/bench_scale.py``.
 
-Usage: python benchmarks/bench_scale_loader.py --root /tmp/sagemix-scale [--large] [--workers 8] [--out DIR]
+Usage: python benchmarks/bench_scale_loader.py --root /tmp/sagemix-scale [--large] [--loader-workers 8] [--out DIR]
 """
 from __future__ import annotations
 
@@ -30,14 +30,14 @@ def add_loader_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--files", type=int, default=10_000, help="files of the throughput folder (default 10000)")
     p.add_argument("--large", type=int, nargs="?", const=40_000, default=None, metavar="N",
                    help="also generate a folder of N files (default 40000) for the RSS comparison")
-    p.add_argument("--workers", type=int, default=None, help="loader workers (default: CPUs - 1, at most 8)")
+    p.add_argument("--loader-workers", type=int, default=None, help="loader workers (default: CPUs - 1, at most 8)")
     p.add_argument("--loader-batch-size", type=int, default=64, help="loader batch size (default 64)")
     p.add_argument("--loader-steps", type=int, default=40, help="timed loader batches (default 40)")
 
 
 def run_loader_benchmark(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     """Run :func:`loader_scale_report` with the parsed options."""
-    return loader_scale_report(args.root, n_small=args.files, n_large=args.large, workers=args.workers,
+    return loader_scale_report(args.root, n_small=args.files, n_large=args.large, workers=args.loader_workers,
                                batch_size=args.loader_batch_size, steps=args.loader_steps, log=log)
 
 

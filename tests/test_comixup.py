@@ -13,6 +13,7 @@ import torch.nn.functional as F
 pytest.importorskip("gco")
 
 import sagemix.functional.comixup as fc  # noqa: E402
+import sagemix.functional.comixup_solver as fcs  # noqa: E402
 from sagemix import MixStep, create_mixer, list_mixers  # noqa: E402
 from sagemix.mixers.comixup import CoMixup  # noqa: E402
 
@@ -238,14 +239,14 @@ def test_default_solver_improves_on_random_start(seed):
 
 def test_half_half_labels_built_as_specified(monkeypatch):
     calls = []
-    real_cut = fc._cut
+    real_cut = fcs._cut
 
     def spy(gco, unary, dist, edges, weight, init):
         labels = real_cut(gco, unary, dist, edges, weight, init)
         calls.append((unary.copy(), dist.copy(), labels.copy()))
         return labels
 
-    monkeypatch.setattr(fc, "_cut", spy)
+    monkeypatch.setattr(fcs, "_cut", spy)
     m, n = 5, 4
     cost, compat, prior, init, _ = _partition(m, n, 3)
     fc.solve_labelling(cost, compat, prior, init, niter=3, set_resolve=False, tol=-1.0)
@@ -308,7 +309,7 @@ def test_resolve_sets_against_naive():
     for _ in range(20):
         counts = (rng.random((6, 4)) < 0.5) * rng.integers(1, 5, (6, 4)).astype(float)
         counts[2] = counts[0]
-        got = fc._resolve_sets(counts)
+        got = fcs._resolve_sets(counts)
         ref = np.zeros_like(counts)
         sets = [tuple(np.flatnonzero(c > 0)) for c in counts]
         for a in range(6):
@@ -347,13 +348,13 @@ def test_set_resolution_separates_outputs():
 
 def test_resolution_costs_reach_the_last_sweep(monkeypatch):
     calls = []
-    real_cut = fc._cut
+    real_cut = fcs._cut
 
     def spy(gco, unary, dist, edges, weight, init):
         calls.append(unary.copy())
         return real_cut(gco, unary, dist, edges, weight, init)
 
-    monkeypatch.setattr(fc, "_cut", spy)
+    monkeypatch.setattr(fcs, "_cut", spy)
     m, n = 2, 2
     # Input 0 is salient in the top row, input 1 in the bottom row; with the diversity threshold
     # out of reach both outputs take the top row from 0 and the bottom row from 1: same set {0, 1}.

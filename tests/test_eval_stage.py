@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sagemix.commands.eval import parse_options
+from sagemix.evaluate.options import parse_options
 from sagemix.evaluate import EvalOptions, evaluate_run
 from sagemix.run_folder import EVAL_DIR
 

@@ -87,7 +87,7 @@ def bench_methods(methods: Sequence[str] | None = None, *, model: Any = "preactr
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
     available = list_mixers()
     if methods is None:
-        from ..report import METHOD_ORDER
+        from ..mixers.registry import METHOD_ORDER
 
         methods = sorted(available, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
     if isinstance(methods, str) or not isinstance(methods, Iterable):

@@ -110,7 +110,7 @@ def expected_eval_files(eval_args: Sequence[str] | Any) -> list[str]:
 
 
 def _parse_eval_args(args: Sequence[str], threads: int | None = None) -> Any:
-    from ..commands.eval import parse_options
+    from ..evaluate.options import parse_options
 
     return parse_options(list(args), threads=threads)
 

@@ -9,7 +9,12 @@ from typing import Any, Callable
 from ..registry import Registry
 from .base import Mixer
 
-__all__ = ["register_mixer", "create_mixer", "list_mixers", "get_mixer_class"]
+__all__ = ["register_mixer", "create_mixer", "list_mixers", "get_mixer_class", "METHOD_ORDER"]
+
+#: The order of the methods in tables and benchmarks: the baseline, the global mixers, the saliency-guided
+#: ones (as in the SAGE paper's tables), SAGE last.
+METHOD_ORDER = ["vanilla", "mixup", "manifold_mixup", "cutmix", "cutout", "saliencymix", "puzzlemix", "comixup",
+                "sage"]
 
 # Modules that register mixers on import; imported lazily so that a missing optional extra only
 # matters when that method is used.

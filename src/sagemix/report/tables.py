@@ -12,6 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..mixers.registry import METHOD_ORDER
 from .runs import Run
 
 __all__ = ["METHOD_ORDER", "DASH", "mean_std", "clean_numbers", "corruption_numbers", "adversarial_numbers",
@@ -19,8 +20,6 @@ __all__ = ["METHOD_ORDER", "DASH", "mean_std", "clean_numbers", "corruption_numb
            "fewshot_table", "cost_table", "build_tables"]
 
 #: The order of methods in the tables (others follow alphabetically).
-METHOD_ORDER = ["vanilla", "mixup", "manifold_mixup", "cutmix", "cutout", "saliencymix", "puzzlemix", "comixup",
-                "sage"]
 DASH = "—"
 
 

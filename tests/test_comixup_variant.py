@@ -64,7 +64,7 @@ def test_solver_variants_differ_where_the_cap_bites_and_agree_without_it():
         CoMixup(num_classes=4, variant="authors")
 
 
-def test_mixer_variant_is_wired_and_one_transfer_each_way(monkeypatch):
+def test_mixer_variant_is_wired_and_one_transfer_each_way(request):
     g = torch.Generator().manual_seed(0)
     x, s = torch.rand(8, 3, 16, 16, generator=g), torch.rand(8, 16, 16, generator=g) ** 4
     y = torch.arange(8) % 4
@@ -75,13 +75,6 @@ def test_mixer_variant_is_wired_and_one_transfer_each_way(monkeypatch):
         out[variant] = mixer(x, y, s)
     assert out["paper"].images.shape == out["research"].images.shape == x.shape
     assert not torch.equal(out["paper"].images, out["research"].images)  # the cap bites at thres = 1
-    calls = []
-    real = torch.Tensor.cpu
-
-    def counting(self, *a, **k):
-        calls.append(tuple(self.shape))
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(torch.Tensor, "cpu", counting)
+    calls = request.getfixturevalue("cpu_transfers")  # counted from here on
     comixup(x, torch.eye(4)[y], s, torch.full((8,), 1 / 8), m_part=8, generator=torch.Generator().manual_seed(0))
     assert sum(1 for c in calls if c and c[0] == 8) == 1, calls

@@ -6,7 +6,7 @@ step itself (a measurement, not a training loop).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -73,7 +73,7 @@ def bench_methods(methods: Sequence[str] | None = None, *, model: Any = "preactr
         step, or a model without the stage protocol for Manifold Mixup) are reported with ``error`` set
         (``"skipped: needs ..."`` for a missing extra) rather than raising.
     """
-    from ..mixers import list_mixers
+    from ..mixers.registry import METHOD_ORDER, list_mixers, method_names
     from ..step import MixStep
     from ..train.setup import build_mixer, build_step
 
@@ -87,18 +87,8 @@ def bench_methods(methods: Sequence[str] | None = None, *, model: Any = "preactr
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
     available = list_mixers()
     if methods is None:
-        from ..mixers.registry import METHOD_ORDER
-
         methods = sorted(available, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))
-    if isinstance(methods, str) or not isinstance(methods, Iterable):
-        raise TypeError(f"methods must be a list of mixer names, got {methods!r}")
-    names: list[str] = []
-    for m in methods:
-        key = str(m).lower().replace("-", "_")
-        if key not in available:
-            raise ValueError(f"unknown method {m!r} in methods; expected some of {available}")
-        if key not in names:
-            names.append(key)
+    names = method_names(methods, "methods", known=available)
     if "vanilla" in names:
         names.remove("vanilla")
     names.insert(0, "vanilla")

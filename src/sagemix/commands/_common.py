@@ -127,17 +127,9 @@ def check_methods(methods: Iterable[str] | None, option: str = "--methods") -> l
     """
     if methods is None:
         return None
-    from ..mixers import list_mixers
+    from ..mixers.registry import method_names
 
-    known = list_mixers()
-    names: list[str] = []
-    for m in methods:
-        key = str(m).lower().replace("-", "_")
-        if key not in known:
-            raise ValueError(f"{option}: unknown method {m!r}; expected some of {known}")
-        if key not in names:
-            names.append(key)
-    return names
+    return method_names(methods, option)
 
 
 def report_missing_extras(methods: Iterable[str], command: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from ..registry import Registry
 from .base import Mixer
 
-__all__ = ["register_mixer", "create_mixer", "list_mixers", "get_mixer_class", "METHOD_ORDER"]
+__all__ = ["register_mixer", "create_mixer", "list_mixers", "get_mixer_class", "method_names", "METHOD_ORDER"]
 
 #: The order of the methods in tables and benchmarks: the baseline, the global mixers, the saliency-guided
 #: ones (as in the SAGE paper's tables), SAGE last.
@@ -54,3 +54,32 @@ def get_mixer_class(name: str) -> type:
 def create_mixer(name: str, **kwargs: Any) -> Mixer:
     """Create a mixer by registry name with keyword options, e.g. ``create_mixer("sage", num_classes=10)``."""
     return get_mixer_class(name)(**kwargs)
+
+
+def method_names(methods: Any, where: str = "methods", known: list[str] | None = None) -> list[str]:
+    """Registry names of ``methods`` (``-`` read as ``_``, any case), in order, without repeats.
+
+    Args:
+        methods: an iterable of method names (not a single string).
+        where: how the caller's user names the argument (``"--methods"``, ``"methods"``), for the errors.
+        known: the names allowed (default: :func:`list_mixers`).
+
+    Raises:
+        TypeError: ``methods`` is a string or not iterable.
+        ValueError: an unknown name, listing the known ones.
+
+    Example:
+        >>> method_names(["SAGE", "manifold-mixup", "sage"])
+        ['sage', 'manifold_mixup']
+    """
+    if isinstance(methods, str) or not hasattr(methods, "__iter__"):
+        raise TypeError(f"{where} must be a list of method names, got {methods!r}")
+    known = list_mixers() if known is None else known
+    names: list[str] = []
+    for m in methods:
+        key = str(m).lower().replace("-", "_")
+        if key not in known:
+            raise ValueError(f"{where}: unknown method {m!r}; expected some of {known}")
+        if key not in names:
+            names.append(key)
+    return names

@@ -179,6 +179,7 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
         torchvision's ResNet family, the library's module for other ``tv_``/``timm_`` models.
 
     Example:
+        >>> import torch
         >>> model = create_model("smallnet", 10)
         >>> model(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])

@@ -129,3 +129,17 @@ def test_compare_evaluates_in_process(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown field"):
         ComparisonConfig.from_dict({"recipe": "offline", "out": "x", "methods": ["vanilla"], "seeds": [0],
                                     "eval": {"enabled": True, "options": {"colour": 1}}})
+
+
+def test_missing_corruption_extra_is_refused_before_any_work(run_dir, tmp_path, monkeypatch):
+    """Without the corruptions extra, an evaluation that must generate the set stops before the clean pass."""
+    import sagemix.evaluate.corruptions.common as common
+
+    def missing():
+        raise ImportError('the corruptions need OpenCV: pip install "sagemix[corruptions]"')
+
+    monkeypatch.setattr(common, "_cv2", missing)
+    with pytest.raises(ImportError, match=r"sagemix\[corruptions\]"):
+        evaluate_run(run_dir, EvalOptions(device="cpu", limit=16, corruptions=True, out=str(tmp_path / "ev")),
+                     log=lambda s: None)
+    assert not (tmp_path / "ev" / "clean.json").exists()

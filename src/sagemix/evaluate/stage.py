@@ -383,6 +383,10 @@ def _evaluate(run_dir: Path, ckpt: Path, o: EvalOptions, log: Callable[[str], No
         from ..utils import disk_write_error
 
         raise disk_write_error(e, out_dir, "evaluation folder") from e
+    if o.evaluates_corruptions and (dataset not in _OFFICIAL_C or o.generate_corruptions):
+        from .corruptions.common import require_extras
+
+        require_extras()  # generating the corrupted set needs the corruptions extra: refuse before any work
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     result: dict[str, Any] = {"out_dir": out_dir, "checkpoint": ckpt, "device": str(device), "rows": rows,

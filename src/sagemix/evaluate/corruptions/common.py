@@ -8,7 +8,15 @@ import torch
 
 from .constants import ALL_CORRUPTIONS, _EXTRA_MSG, _FROST_SOURCES
 
-__all__ = ["corruption_rng"]
+__all__ = ["corruption_rng", "require_extras"]
+
+
+def require_extras() -> None:
+    """Import what generating corruptions needs (OpenCV, SciPy, Pillow), so a missing extra is refused
+    before any work; ImportError naming the extra otherwise."""
+    _cv2()
+    _ndimage()
+    _pil_image()
 
 def _cv2() -> Any:
     try:

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from .losses import soft_cross_entropy
 from .mixers.base import Mixer, MixOutput, check_images, to_soft_targets
 from .models.protocol import supports_manifold_mixup, unwrap_model
+from .utils import train_mode
 
 __all__ = ["MixStep", "StepOutput"]
 
@@ -153,25 +154,20 @@ class MixStep:
     def _clean_pass(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """:meth:`clean_pass` plus the 0-d bool device tensor "the input gradient was not finite"."""
         mixer, model = self.mixer, self.model
-        was_training = model.training
-        model.train(mixer.saliency_train_mode)
         x = images.detach().clone().requires_grad_(True)
         weight = float(mixer.clean_weight(targets.shape[1]))
-        try:
-            with self._no_sync():
-                with self._autocast(images.device):
-                    logits = model(x)
-                loss = (self.loss(logits, targets) if mixer.saliency_loss == "train"
-                        else soft_cross_entropy(logits, targets))
-                if weight > 0:
-                    scaled = self._scale(weight * loss)
-                    scaled.backward()
-                    grad = x.grad
-                else:
-                    scaled = self._scale(loss)
-                    (grad,) = torch.autograd.grad(scaled, x)
-        finally:
-            model.train(was_training)
+        with train_mode(model, mixer.saliency_train_mode), self._no_sync():
+            with self._autocast(images.device):
+                logits = model(x)
+            loss = (self.loss(logits, targets) if mixer.saliency_loss == "train"
+                    else soft_cross_entropy(logits, targets))
+            if weight > 0:
+                scaled = self._scale(weight * loss)
+                scaled.backward()
+                grad = x.grad
+            else:
+                scaled = self._scale(loss)
+                (grad,) = torch.autograd.grad(scaled, x)
         grad = grad.detach().float()
         found_inf = ~torch.isfinite(grad).all()
         factor = weight if weight > 0 else 1.0

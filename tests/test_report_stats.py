@@ -125,6 +125,11 @@ def test_paired_table_marks_what_is_and_is_not_distinguishable() -> None:
     assert rows["sage_no_rearrangement"][5].startswith("+0.00 [") and "*" not in rows["sage_no_rearrangement"][5]
     assert rows["sage_no_rearrangement"][6].startswith("-2.20 [") and rows["sage_no_rearrangement"][6].endswith("*")
     assert rows["mixup"][5] == "—"  # one pair cannot give an interval
+    training = _run("sage", 5, 10.0)  # a sixth seed still training: its last epoch is not a final number
+    training.summary["finished"] = False
+    runs = _matrix() + [training, _run("vanilla", 5, 61.0)]
+    assert {r[1]: r for r in paired_table(runs, "clean").rows}["sage"][2] == "5"
+    assert {r[1]: r for r in gap_table(runs).rows}["sage"][2] == "5"
     raw = {r[1]: r for r in t.raw}
     assert raw["sage"][6:11][0] == 5 and raw["sage"][6:11][4] is True and raw["sage"][7] == pytest.approx(2.2)
     corr = {r[1]: r for r in paired_table(_matrix(), "corruptions").rows}

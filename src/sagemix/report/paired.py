@@ -5,6 +5,8 @@
   interval (:func:`sagemix.report.stats.paired_difference`) and ``*`` when the interval excludes 0.
 - :func:`runs_table`: every run's own numbers (clean, corruption mean, FGSM, epoch time).
 - :func:`gap_table`: train and test accuracy at the last epoch and their gap (memorisation).
+
+The paired and gap tables use finished runs only: a run still training has no final numbers yet.
 """
 from __future__ import annotations
 
@@ -45,9 +47,10 @@ def metric_value(run: Run, metric: str, clean_key: str = "final_acc") -> float |
 
 
 def _by_seed(rs: Sequence[Run], value: Callable[[Run], float | None]) -> dict[int, float]:
+    """The finished runs' values by seed (a run still training has no final numbers yet)."""
     out: dict[int, float] = {}
     for r in rs:
-        v = value(r)
+        v = value(r) if r.finished else None
         if r.seed is not None and v is not None:
             out[r.seed] = float(v)
     return out
@@ -55,7 +58,7 @@ def _by_seed(rs: Sequence[Run], value: Callable[[Run], float | None]) -> dict[in
 
 def paired_table(runs: Sequence[Run], metric: str = "clean", *, clean_key: str = "final_acc",
                  references: Sequence[str] = REFERENCES, ci: str = "t") -> Table:
-    """Per (model, method): the seeds' values, mean ± std, and the paired difference to each reference.
+    """Per (model, method): the finished seeds' values, mean ± std, and the paired difference to each reference.
 
     Args:
         runs: the runs.
@@ -101,7 +104,7 @@ def paired_table(runs: Sequence[Run], metric: str = "clean", *, clean_key: str =
         note=f"Δ: mean over seeds of (method − reference) on the same model and seed (same data order and "
              f"initialisation), with its 95% confidence interval ({how}). * marks an interval that excludes 0 "
              f"(distinguishable at the 5% level); without * these seeds cannot tell the two apart. (n=k): only "
-             f"k seeds pair up. — : fewer than 2 pairs.",
+             f"k seeds pair up. — : fewer than 2 pairs. Unfinished runs are left out.",
         csv_columns=["model", "method", "seeds", "mean", "std", "per_seed"]
                     + [c for r in refs for c in (f"n_vs_{r}", f"diff_vs_{r}", f"ci_lo_vs_{r}", f"ci_hi_vs_{r}",
                                                  f"excludes_0_vs_{r}")])
@@ -162,7 +165,7 @@ def gap_table(runs: Sequence[Run]) -> Table:
     """Train accuracy, test accuracy and their gap at the last epoch, mean ± std over seeds."""
     rows, raw = [], []
     for model, method, rs in _groups(runs):
-        nums = [gap_numbers(r) for r in rs]
+        nums = [gap_numbers(r) for r in rs if r.finished]
         have = [n for n in nums if n["gap"] is not None]
         if not have:
             continue
@@ -173,6 +176,6 @@ def gap_table(runs: Sequence[Run]) -> Table:
                  ["model", "method", "seeds", "train (%)", "test (%)", "gap (%)"], rows, raw,
                  note="train: the trainer's train_acc, measured on the (mixed) training batches, so for a mixing "
                       "method it is the agreement with each mixed target's dominant label, not the accuracy on "
-                      "clean training images. gap = train − test.",
+                      "clean training images. gap = train − test. Unfinished runs are left out.",
                  csv_columns=["model", "method", "seeds", "train_acc", "train_acc_std", "test_acc", "test_acc_std",
                               "gap", "gap_std"])

@@ -2,8 +2,10 @@
 
 Measured in one run on this machine (``sagemix.data.throughput.loader_scale_report``):
   1. a generated folder of 10,000 JPEGs (256 px; and one of 40,000 with --large) and how long generating took;
-  2. the decode limit: images/s of one process decoding + RandomResizedCrop(224) flat out, times the workers;
-  3. the streaming loader's images/s with that many workers, and its fraction of the limit (target >= 85%);
+  2. the decode limit: images/s of one process decoding + RandomResizedCrop(224) flat out (the best of 3 passes
+     before and 3 after the loader), times the workers;
+  3. the streaming loader's images/s with that many workers (its own process normalising with the CPUs the
+     workers leave), and its fraction of the limit (target >= 85%);
   4. the peak RSS of a fresh process serving batches from each folder (target: growth 10,000 -> 40,000 files
      <= 100 MB).
 
@@ -32,7 +34,7 @@ def add_loader_arguments(p: argparse.ArgumentParser) -> None:
                    help="also generate a folder of N files (default 40000) for the RSS comparison")
     p.add_argument("--loader-workers", type=int, default=None, help="loader workers (default: CPUs - 1, at most 8)")
     p.add_argument("--loader-batch-size", type=int, default=64, help="loader batch size (default 64)")
-    p.add_argument("--loader-steps", type=int, default=40, help="timed loader batches (default 40)")
+    p.add_argument("--loader-steps", type=int, default=60, help="timed loader batches (default 60)")
 
 
 def run_loader_benchmark(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:

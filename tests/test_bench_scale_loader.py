@@ -1,9 +1,11 @@
 """The loader half of the scale benchmark: folder generation, the report and ``sagemix bench --scale``."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from sagemix.data.synthetic import make_jpeg_folder
 from sagemix.data.throughput import loader_report_markdown, loader_scale_report, write_jpeg_folder
@@ -23,12 +25,17 @@ def test_write_jpeg_folder_slices_and_reuse(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # a fresh Python process per RSS measurement
 def test_loader_scale_report_small(tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
     r = loader_scale_report(tmp_path, n_small=24, n_large=48, size=32, image_size=16, classes=4, workers=1,
-                            batch_size=4, steps=3, decode_n=8)
+                            batch_size=4, steps=3, decode_n=8, rounds=3)
     assert [g["files"] for g in r["generate"]] == [24, 48]
     assert [row["files"] for row in r["rss"]] == [24, 48]
     assert r["decode_limit"]["limit_images_per_s"] == pytest.approx(r["decode_limit"]["images_per_s"])
-    assert r["loader"]["images"] == 12 and r["loader_fraction"] > 0
+    assert r["loader"]["images"] == 12 and r["loader_fraction"] > 0  # 3 rounds of 1 batch of 4
+    assert torch.get_num_threads() == threads  # the loader's own thread count was restored
+    assert r["loader"]["main_threads"] == max(1, (os.cpu_count() or 1) - 1)
+    assert r["decode_limit"]["images"] == 3 * 8 and len(r["loader"]["per_round"]) == 3
+    assert r["loader_fraction"] == pytest.approx(r["loader"]["images_per_s"] / r["decode_limit"]["limit_images_per_s"])
     assert r["rss_growth_mb"] == pytest.approx(r["rss"][1]["main_peak_rss_mb"] - r["rss"][0]["main_peak_rss_mb"])
     assert set(r["passed"]) == {"loader_fraction_of_decode_limit", "rss_growth_mb"}
     md = loader_report_markdown(r)

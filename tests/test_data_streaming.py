@@ -17,7 +17,7 @@ from sagemix.data.stream_loader import (ShardBatchSampler, load_image_data, make
 from sagemix.data.streaming import (StreamingImageFolder, estimate_mean_std, random_resized_crop_box,
                                     resolve_stream, should_stream)
 from sagemix.data.synthetic import make_jpeg_folder
-from sagemix.data.throughput import measure_decode_limit, measure_loader
+from sagemix.data.throughput import measure_decode_limit, measure_loader, measure_loader_vs_decode
 
 
 def _folder(root: Path, sizes: list[tuple[int, int]], classes: tuple[str, ...] = ("b", "a", "c"),
@@ -292,4 +292,8 @@ def test_make_jpeg_folder_and_measurements(tmp_path: Path) -> None:
     lim = measure_decode_limit(root, n=5, image_size=8)
     run = measure_loader(root, workers=0, batch_size=2, steps=4, image_size=8, warmup=1)
     assert lim["images"] == 5 and lim["images_per_s"] > 0
+    with pytest.raises(ValueError, match="steps must be an int >= rounds=5, got 3"):
+        measure_loader_vs_decode(root, workers=1, steps=3)
+    with pytest.raises(ValueError, match="workers must be an int >= 1, got 0"):
+        measure_loader_vs_decode(root, workers=0)
     assert run["images"] == 2 + 2 + 1 + 2 and run["images_per_s"] > 0  # batches 2-4 of epoch 0, then 1 of epoch 1

@@ -2,10 +2,10 @@
 
 Measured in one run on this machine (``sagemix.data.throughput.loader_scale_report``):
   1. a generated folder of 10,000 JPEGs (256 px; and one of 40,000 with --large) and how long generating took;
-  2. the decode limit: images/s of one process decoding + RandomResizedCrop(224) flat out (the best of 3 passes
-     before and 3 after the loader), times the workers;
+  2. the decode limit: images/s of one process decoding + RandomResizedCrop(224) flat out, times the workers;
   3. the streaming loader's images/s with that many workers (its own process normalising with the CPUs the
-     workers leave), and its fraction of the limit (target >= 85%);
+     workers leave), and its fraction of the limit (target >= 85%); 2 and 3 alternate in 5 rounds, so a
+     drift in the machine's speed moves both alike (``measure_loader_vs_decode``);
   4. the peak RSS of a fresh process serving batches from each folder (target: growth 10,000 -> 40,000 files
      <= 100 MB).
 
@@ -34,13 +34,16 @@ def add_loader_arguments(p: argparse.ArgumentParser) -> None:
                    help="also generate a folder of N files (default 40000) for the RSS comparison")
     p.add_argument("--loader-workers", type=int, default=None, help="loader workers (default: CPUs - 1, at most 8)")
     p.add_argument("--loader-batch-size", type=int, default=64, help="loader batch size (default 64)")
-    p.add_argument("--loader-steps", type=int, default=60, help="timed loader batches (default 60)")
+    p.add_argument("--loader-steps", type=int, default=100, help="timed loader batches (default 100)")
+    p.add_argument("--loader-rounds", type=int, default=5,
+                   help="alternating rounds of decode-limit and loader timing (default 5)")
 
 
 def run_loader_benchmark(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     """Run :func:`loader_scale_report` with the parsed options."""
     return loader_scale_report(args.root, n_small=args.files, n_large=args.large, workers=args.loader_workers,
-                               batch_size=args.loader_batch_size, steps=args.loader_steps, log=log)
+                               batch_size=args.loader_batch_size, steps=args.loader_steps,
+                               rounds=args.loader_rounds, log=log)
 
 
 def main(argv: list[str] | None = None) -> int:

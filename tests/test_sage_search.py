@@ -6,8 +6,8 @@ import torch
 
 from sagemix.functional.sage import all_shifts, prepare_maps, sage_mix, sage_objective, translate
 from sagemix.functional.sage_objective import objective_from_maps
-from sagemix.functional.sage_search import (AUTO_MIN_SIDE, coarse_to_fine_search, objective_per_pair, pool2,
-                                            resolve_search)
+from sagemix.functional.sage_search import (AUTO_MIN_SIDE, coarse_to_fine_search, objective_around,
+                                            objective_per_pair, pool2, resolve_search)
 from sagemix.mixers.sage import SAGE
 
 
@@ -86,6 +86,32 @@ def test_matches_the_exhaustive_optimum_on_smooth_random_maps():
     assert (value <= opt + 1e-5).all()  # never above the true optimum
 
 
+def test_objective_around_equals_the_per_pair_objective_of_each_neighbour():
+    a, p = _maps(3, 11, 9, 6)
+    g = torch.Generator().manual_seed(6)
+    centres = torch.stack([torch.randint(-10, 11, (3, 4), generator=g), torch.randint(-8, 9, (3, 4), generator=g)], -1)
+    centres[0, 0] = torch.tensor([10, -8])  # at the edge: some neighbours out of range
+    got = objective_around(a, p, centres)
+    d = torch.tensor([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    shifts = (centres.unsqueeze(2) + d.view(1, 1, 9, 2)).reshape(3, -1, 2)
+    valid = (shifts[..., 0].abs() < 11) & (shifts[..., 1].abs() < 9)
+    assert not valid.all() and valid.any()
+    assert torch.isneginf(got[~valid]).all()
+    want = objective_per_pair(a, p, torch.where(valid.unsqueeze(-1), shifts, torch.zeros_like(shifts)))
+    torch.testing.assert_close(got[valid], want[valid], rtol=1e-5, atol=1e-6)
+
+
+def test_fine_k_refines_a_subset_of_the_parents_at_full_resolution():
+    g = torch.Generator().manual_seed(4)
+    s = torch.nn.functional.avg_pool2d(torch.rand(6, 1, 48, 48, generator=g) ** 6, 9, 1, 4).squeeze(1)
+    a, p = prepare_maps(s, torch.randperm(6, generator=g), 0.5)
+    _, v1 = coarse_to_fine_search(a, p, coarse_size=12, top_k=4, fine_k=1)
+    _, v4 = coarse_to_fine_search(a, p, coarse_size=12, top_k=4, fine_k=4)
+    _, v9 = coarse_to_fine_search(a, p, coarse_size=12, top_k=4, fine_k=9)  # capped at top_k
+    assert (v4 >= v1 - 1e-6).all()  # the best parent's children are among the four parents' children
+    torch.testing.assert_close(v9, v4)
+
+
 def test_deterministic_and_small_images_are_exhaustive():
     a, p = _maps(5, 40, 40, 4)
     c1, v1 = coarse_to_fine_search(a, p, coarse_size=10)
@@ -102,6 +128,8 @@ def test_bad_arguments():
         coarse_to_fine_search(a, p, coarse_size=1)
     with pytest.raises(ValueError, match="top_k"):
         coarse_to_fine_search(a, p, top_k=0)
+    with pytest.raises(ValueError, match="fine_k must be an int >= 1, got 0"):
+        coarse_to_fine_search(a, p, fine_k=0)
     with pytest.raises(ValueError, match="same shape|one shape"):
         coarse_to_fine_search(a, p[:, :4])
     with pytest.raises(ValueError, match="search"):

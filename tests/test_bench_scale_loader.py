@@ -1,6 +1,7 @@
 """The loader half of the scale benchmark: folder generation, the report and ``sagemix bench --scale``."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -40,3 +41,24 @@ def test_loader_scale_report_small(tmp_path: Path) -> None:
     assert set(r["passed"]) == {"loader_fraction_of_decode_limit", "rss_growth_mb"}
     md = loader_report_markdown(r)
     assert "| RSS growth |" in md and "of the limit | >= 85% |" in md
+
+
+def test_bench_scale_cli_search_and_mixers_parts(tmp_path: Path, capsys) -> None:
+    from sagemix.cli import main
+
+    out = tmp_path / "scale"
+    assert main(["bench", "--scale", "--scale-parts", "search", "mixers", "--scale-sizes", "8", "16",
+                 "--scale-batch", "4", "--methods", "mixup", "sage", "--threads", "1", "--no-progress",
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "scale.json").read_text())
+    assert [r["size"] for r in res["search"]] == [8, 16] and "loader" not in res
+    assert all(r["c2f_ge_random"] == 1.0 for r in res["search"])  # coarse-to-fine never below the random search
+    assert sorted((r["method"], r["size"]) for r in res["mixers"]) == [("mixup", 8), ("mixup", 16), ("sage", 8),
+                                                                      ("sage", 16)]
+    md = (out / "scale.md").read_text()
+    assert "## SAGE's shift searches" in md and "| sage | 16 | 0 |" in md and "pixels x4" in md
+    capsys.readouterr()
+    assert main(["bench", "--scale", "--scale-parts", "search", "--scale-sizes", "1", "--no-progress"]) != 0
+    assert "--scale-sizes must be integers >= 2, got [1]" in capsys.readouterr().err
+    assert main(["bench", "--scale", "--scale-parts", "mixers", "--methods", "nope", "--no-progress"]) != 0
+    assert "--methods" in capsys.readouterr().err and not (tmp_path / "nope").exists()

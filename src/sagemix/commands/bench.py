@@ -10,7 +10,10 @@ import json
 from ._common import (add_progress_arguments, add_threads_argument, apply_threads, check_methods, check_mixer_options,
                       check_out_dir, progress_enabled, report_missing_extras)
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "SCALE_PARTS"]
+
+#: The parts of ``sagemix bench --scale``.
+SCALE_PARTS = ("loader", "search", "mixers")
 
 EXAMPLES = """examples:
   sagemix bench                                   # every method, PreActResNet18, 32x32, B=100, CPU
@@ -19,6 +22,7 @@ EXAMPLES = """examples:
   sagemix bench --kernels-only --batch-size 100                # sage_mix K=39 vs exhaustive, graph cuts
   sagemix bench --methods sage --mixer-kwargs '{"sage": {"rand_pos": 1.0}}'
   sagemix bench --scale --scale-root /tmp/scale --scale-large   # streaming loader vs decode limit, RSS 10k vs 40k
+  sagemix bench --scale --scale-parts search mixers --threads 1  # SAGE's searches and every mixer at 32/64/224 px
 """
 
 
@@ -54,11 +58,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--kernel-repeats", type=int, default=5, help="timed calls per kernel (default: 5)")
     p.add_argument("--out", default=None, metavar="DIR", help="write bench.json and bench.md into DIR")
     add_progress_arguments(p)
-    scale = p.add_argument_group("scale benchmark (--scale: the streaming loader on generated JPEG folders)")
+    scale = p.add_argument_group("scale benchmark (--scale: the streaming loader, SAGE's searches, mixers at 224 px)")
     scale.add_argument("--scale", action="store_true",
-                       help="run the scale benchmark's loader part instead: loader images/s on a generated folder "
-                            "of 256 px JPEGs against the decode limit measured in the same run, and the loader's "
-                            "peak RSS per folder size (sagemix.data.throughput.loader_scale_report)")
+                       help="run the scale benchmark instead, the parts of --scale-parts: loader (images/s on a "
+                            "generated folder of 256 px JPEGs against the decode limit measured in the same run, "
+                            "and peak RSS per folder size), search (SAGE's objective and time per search) and "
+                            "mixers (every mixer's time and peak memory per batch)")
+    scale.add_argument("--scale-parts", nargs="+", choices=SCALE_PARTS, default=["loader"], metavar="PART",
+                       help=f"parts of the scale benchmark, of {', '.join(SCALE_PARTS)} (default: loader)")
+    scale.add_argument("--scale-sizes", type=int, nargs="+", default=[32, 64, 224], metavar="PX",
+                       help="image sides of the search and mixers parts (default: 32 64 224)")
+    scale.add_argument("--scale-batch", type=int, default=64, metavar="B",
+                       help="batch size of the search and mixers parts (default: 64)")
     scale.add_argument("--scale-root", default="sagemix-scale-data", metavar="DIR",
                        help="where the JPEG folders are generated and reused (default: sagemix-scale-data)")
     scale.add_argument("--scale-files", type=int, default=10_000, metavar="N",
@@ -72,21 +83,49 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _run_scale(args: argparse.Namespace) -> int:
-    """``sagemix bench --scale``: the loader half of the scale benchmark."""
-    from ..data.throughput import loader_report_markdown, loader_scale_report
-
+    """``sagemix bench --scale``: the parts of the scale benchmark named by ``--scale-parts``."""
+    for arg, values in (("--scale-sizes", args.scale_sizes), ("--scale-batch", [args.scale_batch])):
+        if any(v < 2 for v in values):
+            raise ValueError(f"{arg} must be integers >= 2, got {values}")
     out = check_out_dir(args.out) if args.out else None  # before the work
     apply_threads(args.threads)
-    report = loader_scale_report(args.scale_root, n_small=args.scale_files, n_large=args.scale_large,
-                                 workers=args.scale_workers, log=print if progress_enabled(args.progress) else None)
-    md = loader_report_markdown(report)
-    print(md)
+    say = print if progress_enabled(args.progress) else None
+    md, results = [], {}
+    if "loader" in args.scale_parts:
+        from ..data.throughput import loader_report_markdown, loader_scale_report
+
+        results["loader"] = loader_scale_report(args.scale_root, n_small=args.scale_files, n_large=args.scale_large,
+                                                workers=args.scale_workers, log=say)
+        md.append(loader_report_markdown(results["loader"]))
+    if "search" in args.scale_parts or "mixers" in args.scale_parts:
+        from ..bench.scale import bench_mixers, bench_sage_search, growth_lines
+
+        if "search" in args.scale_parts:
+            rows = bench_sage_search(sizes=args.scale_sizes, batch_size=args.scale_batch, progress=say is not None)
+            results["search"] = rows
+            md += ["## SAGE's shift searches", "", "| side | random 1% (s) | coarse-to-fine (s) | speed-up | "
+                   "c2f >= random (pairs) | optimum reached: c2f / random |", "|---:|---:|---:|---:|---:|---:|"]
+            md += [f"| {r['size']} | {r['random_s']:.3f} | {r['c2f_s']:.3f} | {r['speedup']:.1f}x | "
+                   f"{r['c2f_ge_random']:.0%} | {r.get('c2f_opt', float('nan')):.0%} / "
+                   f"{r.get('random_opt', float('nan')):.0%} |" for r in rows] + [""]
+        if "mixers" in args.scale_parts:
+            rows = bench_mixers(sizes=args.scale_sizes, batch_size=args.scale_batch,
+                                methods=check_methods(args.methods), progress=say is not None)
+            results["mixers"] = rows
+            md += ["## Mixers", "", "| mixer | side | pool workers | s per batch | peak MiB |", "|---|---:|---:|---:|---:|"]
+            md += [f"| {r['method']} | {r['size']} | {r['workers']} | {r['seconds']:.3f} | {r['peak_mib']:.1f} |"
+                   for r in rows]
+            if len(args.scale_sizes) > 1:
+                md += ["", "```"] + growth_lines(rows) + ["```"]
+            md.append("")
+    text = "\n".join(md)
+    print(text)
     if out is not None:
         from ..utils import atomic_write_json, atomic_write_text
 
-        atomic_write_json(out / "scale_loader.json", report)
-        atomic_write_text(out / "scale_loader.md", md)
-        print(f"wrote {out / 'scale_loader.json'} and {out / 'scale_loader.md'}")
+        atomic_write_json(out / "scale.json", results)
+        atomic_write_text(out / "scale.md", text)
+        print(f"wrote {out / 'scale.json'} and {out / 'scale.md'}")
     return 0
 
 

@@ -4,13 +4,22 @@ from __future__ import annotations
 import os
 import statistics
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..utils import pyplot
 from .runs import Run
 from .tables import _groups, clean_numbers, cost_numbers, mean_std
 
 __all__ = ["plot_accuracy_vs_cost", "plot_learning_curves", "plot_train_test_gap", "mean_curves"]
+
+
+def _save(plt: Any, fig: Any, path: str | os.PathLike, dpi: int) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG at ``dpi`` and close it."""
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
 
 
 def plot_accuracy_vs_cost(runs: Sequence[Run], path: str | os.PathLike) -> Path | None:
@@ -39,11 +48,7 @@ def plot_accuracy_vs_cost(runs: Sequence[Run], path: str | os.PathLike) -> Path 
         ax.set_ylabel("best test accuracy (%)")
         ax.set_title(model)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path, 120)
 
 
 def plot_learning_curves(runs: Sequence[Run], path: str | os.PathLike) -> Path | None:
@@ -63,11 +68,7 @@ def plot_learning_curves(runs: Sequence[Run], path: str | os.PathLike) -> Path |
         ax.set_title(model)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path, 120)
 
 
 def mean_curves(runs: Sequence[Run], column: str) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
@@ -115,8 +116,4 @@ def plot_train_test_gap(runs: Sequence[Run], path: str | os.PathLike) -> Path | 
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path, 110)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import sys
 
 import numpy as np
@@ -439,7 +440,8 @@ def test_registry_and_step_protocol():
     mixer = create_mixer("comixup", num_classes=3, clean_lam=0.5)
     assert isinstance(mixer, CoMixup) and mixer.name == "comixup"
     assert (mixer.m_part, mixer.m_block_num, mixer.alpha, mixer.beta, mixer.gamma, mixer.eta) == (20, 4, 2.0, 0.32, 1.0, 0.05)
-    assert (mixer.omega, mixer.thres, mixer.niter, mixer.set_resolve, mixer.num_workers) == (0.001, 0.83, 4, True, 0)
+    assert (mixer.omega, mixer.thres, mixer.niter, mixer.set_resolve) == (0.001, 0.83, 4, True)
+    assert mixer.auto_workers and mixer.num_workers == (2 if (os.cpu_count() or 1) >= 2 else 0)  # "auto"
     assert mixer.needs_gradient_saliency and mixer.saliency_train_mode and mixer.saliency_loss == "ce"
     assert mixer.clean_weight(10) == 0.5
     grad = torch.randn(2, 3, 5, 4)
@@ -541,6 +543,18 @@ def test_missing_gco_names_the_extra(monkeypatch):
     x, y, sal, g = random_case(3, 8, 8, 13)
     with pytest.raises(ImportError, match=r'pip install "sagemix\[comixup\]"'):
         CoMixup(num_classes=5, generator=g)(x, y, sal)
+
+
+def test_auto_workers_solve_small_images_in_process():
+    x, y, sal, _ = random_case(4, 8, 8, 15)
+    mixer = CoMixup(num_classes=5, generator=torch.Generator().manual_seed(2), m_part=4)
+    try:
+        mixer(x, y, sal)
+        assert mixer.pool is None or not mixer.pool.started  # 8 px: no process was started
+        assert mixer.pool_for(torch.zeros(1, 3, 64, 64)) is mixer.pool  # from 64 x 64 pixels on, the pool
+    finally:
+        mixer.close()
+    assert CoMixup(num_classes=5, num_workers=0).pool_for(torch.zeros(1, 3, 64, 64)) is None
 
 
 @pytest.mark.slow

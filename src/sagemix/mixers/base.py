@@ -23,6 +23,7 @@ mixers (:meth:`Mixer.init_pool`, a :class:`sagemix.functional.pool.WorkerPool` c
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
@@ -35,7 +36,7 @@ from ..functional.pool import WorkerPool
 __all__ = ["MixOutput", "Mixer", "to_soft_targets", "check_images", "check_probability", "check_positive",
            "check_nonnegative", "check_bool", "check_int", "check_channel_stats", "sample_beta", "sample_gamma",
            "random_permutation", "draw_apply", "check_alpha", "ALPHA_RANGE", "SOFT_TARGET_ATOL", "check_values",
-           "to_device", "skip_mix", "mix_targets", "CIFAR10_MEAN", "CIFAR10_STD"]
+           "to_device", "skip_mix", "mix_targets", "CIFAR10_MEAN", "CIFAR10_STD", "AUTO_POOL_PIXELS"]
 
 #: CIFAR-10 normalisation on the 0-1 scale (docs/SAGE.md §7), the default ``mean``/``std`` of the
 #: mixers with ``needs_normalization``.
@@ -87,6 +88,9 @@ def check_images(images: Any, name: str = "images") -> Tensor:
 #: Tolerance on the row sums of soft targets: |sum - 1| <= this (float32/float64 rows; half-precision
 #: rows get ten times more).
 SOFT_TARGET_ATOL: float = 1e-3
+#: ``num_workers="auto"`` uses the mixer's pool for images of at least this many pixels (64 x 64):
+#: measured in benchmarks/bench_scale.py, the pooled mixers gain from 64 px on (see the README).
+AUTO_POOL_PIXELS = 64 * 64
 
 
 def to_soft_targets(targets: Any, num_classes: int | None, batch_size: int, *,
@@ -394,13 +398,18 @@ class Mixer:
             raise ValueError(f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}")
 
     # -- the process pool ----------------------------------------------------------------------
-    def init_pool(self, num_workers: int, start_method: str | None = None) -> None:
+    def init_pool(self, num_workers: int | str, start_method: str | None = None) -> None:
         """Set ``num_workers`` (and ``start_method``) and create the mixer's worker pool.
 
         ``num_workers = 0`` runs everything in this process. Otherwise the pool is a
         :class:`sagemix.functional.pool.WorkerPool` (spawn by default): its processes start on
-        first use, serve every later batch and stop in :meth:`close`.
+        first use, serve every later batch and stop in :meth:`close`. ``"auto"``: 2 workers (none
+        on a 1-core machine), used only for images of at least :data:`AUTO_POOL_PIXELS` pixels
+        (:meth:`pool_for`).
         """
+        self.auto_workers = num_workers == "auto"
+        if self.auto_workers:
+            num_workers = 2 if (os.cpu_count() or 1) >= 2 else 0
         self.num_workers = check_int(num_workers, "num_workers", 0)
         self.start_method = start_method
         self._pool = WorkerPool(self.num_workers, start_method=start_method) if self.num_workers else None
@@ -409,6 +418,13 @@ class Mixer:
     def pool(self) -> WorkerPool | None:
         """The mixer's worker pool, or None when it computes in this process."""
         return self._pool
+
+    def pool_for(self, images: Tensor) -> WorkerPool | None:
+        """The pool for this batch: :attr:`pool`, or None for images under :data:`AUTO_POOL_PIXELS`
+        pixels when ``num_workers="auto"`` (there a pool's overhead outweighs the work)."""
+        if getattr(self, "auto_workers", False) and images.shape[-2] * images.shape[-1] < AUTO_POOL_PIXELS:
+            return None
+        return getattr(self, "_pool", None)
 
     def close(self) -> None:
         """Stop the worker processes, if any (a later call starts new ones); a no-op for most mixers."""

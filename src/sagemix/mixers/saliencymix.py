@@ -18,7 +18,6 @@ by ``*255`` in uint8: the default here is the paper's per-image box on correct u
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, ClassVar, Sequence
 
 import torch
@@ -26,14 +25,11 @@ from torch import Tensor
 
 from ..functional.boxes import paste_boxes
 from ..functional.saliencymix import denormalize_to_uint8, opencv_saliency, saliency_boxes
-from .base import (CIFAR10_MEAN, CIFAR10_STD, MixOutput, Mixer, draw_apply, mix_targets, random_permutation,
-                   sample_beta, skip_mix)
+from .base import (AUTO_POOL_PIXELS, CIFAR10_MEAN, CIFAR10_STD, MixOutput, Mixer, draw_apply, mix_targets,
+                   random_permutation, sample_beta, skip_mix)
 from .registry import register_mixer
 
 __all__ = ["SaliencyMix", "CIFAR10_MEAN", "CIFAR10_STD", "AUTO_POOL_PIXELS"]
-
-#: ``num_workers="auto"`` uses the pool for images of at least this many pixels (64 x 64).
-AUTO_POOL_PIXELS = 64 * 64
 
 SaliencyFn = Callable[[Tensor], Tensor]
 
@@ -92,11 +88,7 @@ class SaliencyMix(Mixer):
         if saliency_fn is not None and not callable(saliency_fn):
             raise TypeError(f"saliency_fn must be callable as saliency_fn(images) -> (N, H, W), got {saliency_fn!r}")
         self.saliency_fn = saliency_fn
-        self.auto_workers = num_workers == "auto"
-        if self.auto_workers:
-            cores = os.cpu_count() or 1
-            num_workers = 2 if cores >= 2 else 0  # measured: 2 workers on 2 cores (1 worker gains nothing)
-        self.init_pool(num_workers, start_method)
+        self.init_pool(num_workers, start_method)  # "auto": 2 workers (1 worker gained nothing on 2 cores)
 
     def compute_saliency(self, images: Tensor) -> Tensor:
         """Saliency (N, H, W) of normalised images (N, C, H, W): ``saliency_fn`` or OpenCV's detector."""
@@ -106,10 +98,7 @@ class SaliencyMix(Mixer):
             if len(self.mean) != images.shape[1]:
                 raise ValueError(f"mean/std have {len(self.mean)} channels but the images have "
                                  f"C={images.shape[1]}; pass mean=... and std=... of your normalisation")
-            pool = getattr(self, "_pool", None)
-            if getattr(self, "auto_workers", False) and images.shape[2] * images.shape[3] < AUTO_POOL_PIXELS:
-                pool = None  # small images: the detector is cheaper in process
-            sal = opencv_saliency(denormalize_to_uint8(images, self.mean, self.std), pool=pool)
+            sal = opencv_saliency(denormalize_to_uint8(images, self.mean, self.std), pool=self.pool_for(images))
         return self._check_saliency(sal, images.shape[0], images.shape[2], images.shape[3], "saliency_fn output")
 
     @staticmethod

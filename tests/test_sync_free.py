@@ -36,6 +36,16 @@ def test_step_runs_on_meta_device(name):
     assert all(p.grad is not None and p.grad.device.type == "meta" for p in step.model.parameters())
 
 
+@pytest.mark.parametrize("options", [{"search": "coarse_to_fine"}, {"search": "exhaustive"}, {"rand_pos": None}])
+def test_sage_searches_on_meta_device(options):
+    # the searches used above 64 px (coarse-to-fine) and for rand_pos=None (every shift) read no value either
+    torch.manual_seed(0)
+    model = create_model("smallnet", K, width=8).to("meta")
+    step = MixStep(model, create_mixer("sage", num_classes=K, generator=torch.Generator().manual_seed(0), **options))
+    out = step(torch.empty(2, 3, 40, 40, device="meta"), torch.empty(2, dtype=torch.long, device="meta"))
+    assert out.mix.images.shape == (2, 3, 40, 40) and out.mix.images.device.type == "meta"
+
+
 def test_soft_targets_on_meta_device():
     step = _step("mixup", "meta")
     out = step(torch.empty(3, 3, 8, 8, device="meta"), torch.empty(3, K, device="meta"))

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..debug import check_values
+from ..debug import check_values, to_device
 
 __all__ = ["objective_from_maps", "inframe_mass", "harmonic_gather", "harmonic_grid", "chunk_elements"]
 
@@ -115,13 +115,15 @@ def harmonic_grid(ra: Tensor, rp: Tensor) -> Tensor:
     """
     b, h, w = ra.shape
     dev = ra.device
-    dy = torch.arange(-(h - 1), h, device=dev)
-    r = torch.arange(h, device=dev)
+    # the overlapping row pairs depend on H alone: found on the host (a boolean mask on a device would
+    # read its values back), then copied without blocking
+    dy = torch.arange(-(h - 1), h)
+    r = torch.arange(h)
     src = r.view(1, -1) - dy.view(-1, 1)  # (2H-1, H) partner row for own row r
     keep = (src >= 0) & (src < h)
-    dy_idx = (dy.view(-1, 1) + (h - 1)).expand_as(src)[keep]  # (H^2,)
-    own_row = r.view(1, -1).expand_as(src)[keep]
-    part_row = src[keep]
+    dy_idx = to_device((dy.view(-1, 1) + (h - 1)).expand_as(src)[keep], dev)  # (H^2,)
+    own_row = to_device(r.view(1, -1).expand_as(src)[keep], dev)
+    part_row = to_device(src[keep], dev)
     rows = F.pad(rp, (w - 1, w - 1), value=float("inf"))  # (B, H, 3W-2)
     harm = torch.zeros(b, 2 * h - 1, 2 * w - 1, device=dev, dtype=torch.float32)
     n = own_row.shape[0]

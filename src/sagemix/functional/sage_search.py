@@ -37,7 +37,8 @@ A second run at 224 px (``sagemix bench --scale --scale-parts search``, 16 pairs
 with ``fine_k = top_k = 4``: 8.4x faster than the random search in that run.) The result is
 deterministic (no random draw).
 
-Nothing here imports from the rest of sagemix outside :mod:`sagemix.functional.sage_objective`.
+Nothing here imports from the rest of sagemix outside :mod:`sagemix.functional.sage_objective` and
+:func:`sagemix.debug.to_device` (host-made constants copied without blocking).
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..debug import to_device
 from .sage_objective import chunk_elements, objective_from_maps
 
 __all__ = ["SEARCHES", "pool2", "objective_per_pair", "objective_around", "coarse_to_fine_search", "resolve_search"]
@@ -151,7 +153,7 @@ def objective_around(a: Tensor, p: Tensor, centres: Tensor) -> Tensor:
     b, h, w = a.shape
     n = centres.shape[1]
     dev = a.device
-    d = torch.tensor(_NEIGHBOURS, device=dev)
+    d = to_device(torch.tensor(_NEIGHBOURS), dev)
     shifts = (centres.to(dev).unsqueeze(2) + d.view(1, 1, 9, 2)).reshape(b, -1, 2)
     valid = (shifts[..., 0].abs() < h) & (shifts[..., 1].abs() < w)
     inframe = _inframe_per_pair(p, torch.where(valid.unsqueeze(-1), shifts, torch.zeros_like(shifts)))
@@ -224,7 +226,7 @@ def coarse_to_fine_search(a: Tensor, p: Tensor, *, coarse_size: int = 16, top_k:
         best = values.argmax(dim=1)
         return grid[best], values.gather(1, best.unsqueeze(1)).squeeze(1)
     cand = grid.unsqueeze(0).expand(b, -1, -1)
-    d = torch.tensor(_NEIGHBOURS, device=a.device)
+    d = to_device(torch.tensor(_NEIGHBOURS), a.device)
     for level, (la, lp) in reversed(list(enumerate(pyramid[:-1]))):
         keep = min(top_k, fine_k) if level == 0 else top_k  # level 0: full resolution
         order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :keep]

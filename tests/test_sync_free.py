@@ -68,3 +68,23 @@ def test_step_has_no_cuda_sync(name):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(out.loss).item()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("options", [{"search": "coarse_to_fine"}, {"rand_pos": None}])
+def test_sage_searches_have_no_cuda_sync(options):
+    torch.manual_seed(0)
+    model = create_model("smallnet", K, width=8).cuda()
+    step = MixStep(model, create_mixer("sage", num_classes=K, generator=torch.Generator().manual_seed(0), **options))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 3, 40, 40, generator=g).cuda()
+    y = torch.randint(0, K, (4,), generator=g).cuda()
+    step(x, y)  # warm-up (lazy initialisations may synchronise once)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = step(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out.loss).item()

@@ -19,10 +19,24 @@ SYNC_FREE = ["vanilla", "mixup", "manifold_mixup", "cutmix", "cutout", "sage"]
 K = 5
 
 
-def _step(name: str, device: str) -> MixStep:
+def _step(name: str, device: str, **options) -> MixStep:
     torch.manual_seed(0)
     model = create_model("smallnet", K, width=8).to(device)
-    return MixStep(model, create_mixer(name, num_classes=K, generator=torch.Generator().manual_seed(0)))
+    return MixStep(model, create_mixer(name, num_classes=K, generator=torch.Generator().manual_seed(0), **options))
+
+
+def _run_without_cuda_sync(step: MixStep, size: int, batch: int) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 3, size, size, generator=g).cuda()
+    y = torch.randint(0, K, (batch,), generator=g).cuda()
+    step(x, y)  # warm-up: lazy initialisations (cuDNN, the pinned-memory allocator) may synchronise once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = step(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out.loss).item()
 
 
 @pytest.mark.parametrize("name", SYNC_FREE)
@@ -39,9 +53,7 @@ def test_step_runs_on_meta_device(name):
 @pytest.mark.parametrize("options", [{"search": "coarse_to_fine"}, {"search": "exhaustive"}, {"rand_pos": None}])
 def test_sage_searches_on_meta_device(options):
     # the searches used above 64 px (coarse-to-fine) and for rand_pos=None (every shift) read no value either
-    torch.manual_seed(0)
-    model = create_model("smallnet", K, width=8).to("meta")
-    step = MixStep(model, create_mixer("sage", num_classes=K, generator=torch.Generator().manual_seed(0), **options))
+    step = _step("sage", "meta", **options)
     out = step(torch.empty(2, 3, 40, 40, device="meta"), torch.empty(2, dtype=torch.long, device="meta"))
     assert out.mix.images.shape == (2, 3, 40, 40) and out.mix.images.device.type == "meta"
 
@@ -56,35 +68,11 @@ def test_soft_targets_on_meta_device():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", SYNC_FREE)
 def test_step_has_no_cuda_sync(name):
-    step = _step(name, "cuda")
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(8, 3, 32, 32, generator=g).cuda()
-    y = torch.randint(0, K, (8,), generator=g).cuda()
-    step(x, y)  # warm-up: lazy initialisations (cuDNN, the pinned-memory allocator) may synchronise once
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        out = step(x, y)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert torch.isfinite(out.loss).item()
+    _run_without_cuda_sync(_step(name, "cuda"), 32, 8)
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("options", [{"search": "coarse_to_fine"}, {"rand_pos": None}])
 def test_sage_searches_have_no_cuda_sync(options):
-    torch.manual_seed(0)
-    model = create_model("smallnet", K, width=8).cuda()
-    step = MixStep(model, create_mixer("sage", num_classes=K, generator=torch.Generator().manual_seed(0), **options))
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(4, 3, 40, 40, generator=g).cuda()
-    y = torch.randint(0, K, (4,), generator=g).cuda()
-    step(x, y)  # warm-up (lazy initialisations may synchronise once)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        out = step(x, y)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert torch.isfinite(out.loss).item()
+    _run_without_cuda_sync(_step("sage", "cuda", **options), 40, 4)

@@ -96,11 +96,12 @@ def test_a_trained_variant_is_labelled_in_its_folder_and_the_report(tmp_path: Pa
     assert [r[1] for r in table.raw] == ["sage", "sage_no_rearrangement"]
 
 
-def test_shipped_evidence_comparison_config_is_valid() -> None:
+@pytest.mark.parametrize("name", ["evidence_comparison.json", "evidence_comparison_half.json"])
+def test_shipped_evidence_comparison_config_is_valid(name: str) -> None:
     from sagemix.compare import load_comparison
     from sagemix.train import load_config
 
-    cfg = load_comparison(Path(__file__).resolve().parents[1] / "configs" / "evidence_comparison.json")
+    cfg = load_comparison(Path(__file__).resolve().parents[1] / "configs" / name)
     assert len(cfg.methods) == 10 and len(cfg.seeds) >= 5
     assert set(cfg.variants) == {"sage_no_rearrangement", "sage_exhaustive"}
     specs = plan_runs(cfg)

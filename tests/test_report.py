@@ -181,6 +181,26 @@ def test_helpers_and_errors(tmp_path: Path) -> None:
     assert clean_numbers(run)["best_acc"] == pytest.approx(max(_metric_accs(d)))
 
 
+def test_median_last10_is_over_the_last_10_epochs_when_evaluated_every_k(tmp_path: Path) -> None:
+    """With eval_every 10 the last 10 evaluations span the whole run; the median must use epochs 91-100 only.
+
+    The report recomputes from metrics.jsonl, so a summary.json written by older code does not leak through.
+    """
+    from sagemix.train.logging import summarize
+
+    d = _make_run(tmp_path / "r", "vanilla", 0, epoch_s=1.0, step_s=0.1)
+    rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    rows = [{**r, "epoch": e + 1, "test_acc": (10.0 * (e + 1) if (e + 1) % 10 == 0 or e + 1 == 95 else None)}
+            for e, r in enumerate(rows * 100)][:100]  # 100 epochs; evaluated at 10, 20, ..., 100 and 95
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stale = json.loads((d / "summary.json").read_text())
+    (d / "summary.json").write_text(json.dumps({**stale, "median_last10_acc": 550.0}))
+    expected = statistics.median([950.0, 1000.0])
+    assert summarize(rows, epochs=100)["median_last10_acc"] == expected
+    got = clean_numbers(load_run(d))
+    assert got == {"best_acc": 1000.0, "final_acc": 1000.0, "median_last10_acc": expected}
+
+
 def test_report_cli_writes_tables_and_plots(runs_root: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     out = tmp_path / "rep"

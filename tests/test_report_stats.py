@@ -174,7 +174,8 @@ def test_report_cli_options_reach_the_tables(tmp_path: Path, capsys) -> None:
         (d / "summary.json").write_text(json.dumps({"method": method, "model": "m", "dataset": "offline",
                                                     "seed": seed, "finished": True, "final_acc": acc,
                                                     "best_acc": acc + 1, "median_last10_acc": acc}))
-        (d / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_acc": 99.0, "test_acc": acc}) + "\n")
+        (d / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_acc": 98.0, "test_acc": acc + 1}) + "\n"
+                                         + json.dumps({"epoch": 2, "train_acc": 99.0, "test_acc": acc}) + "\n")
     out = tmp_path / "rep"
     assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--no-plots", "--clean-metric", "best_acc",
                  "--references", "vanilla"]) == 0

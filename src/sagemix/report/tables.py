@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..mixers.registry import METHOD_ORDER
+from ..train.logging import median_last10
 from .runs import Run
 
 __all__ = ["METHOD_ORDER", "DASH", "mean_std", "clean_numbers", "corruption_numbers", "adversarial_numbers",
@@ -37,24 +38,20 @@ def _fmt(mean: float | None, std: float | None = None, digits: int = 2) -> str:
     return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _test_accs(run: Run) -> list[float]:
-    return [float(r["test_acc"]) for r in run.metrics if r.get("test_acc") not in (None, "")]
-
-
 def clean_numbers(run: Run) -> dict[str, float | None]:
-    """Best, final and median-of-last-10 test accuracy of a run.
+    """Best, final and median-of-last-10-epochs test accuracy of a run.
 
-    From ``summary.json`` when it has them, else computed from ``metrics.jsonl`` the same way the
-    trainer does (max, last, median of the last 10 epochs).
+    Computed from ``metrics.jsonl`` the way the trainer's summary is (:func:`sagemix.train.logging.
+    summarize`), so that runs whose summary predates a fix read the same; from ``summary.json`` when
+    the run has no evaluated epoch in its metrics.
     """
-    accs = _test_accs(run)
-    out: dict[str, float | None] = {}
-    fallback = {"best_acc": max(accs) if accs else None, "final_acc": accs[-1] if accs else None,
-                "median_last10_acc": statistics.median(accs[-10:]) if accs else None}
-    for key in ("best_acc", "final_acc", "median_last10_acc"):
-        v = run.summary.get(key)
-        out[key] = float(v) if v is not None else fallback[key]
-    return out
+    evaluated = [(int(r["epoch"]), float(r["test_acc"])) for r in run.metrics
+                 if r.get("test_acc") not in (None, "")]
+    if not evaluated:
+        return {k: None if run.summary.get(k) is None else float(run.summary[k])
+                for k in ("best_acc", "final_acc", "median_last10_acc")}
+    return {"best_acc": max(a for _, a in evaluated), "final_acc": evaluated[-1][1],
+            "median_last10_acc": median_last10(evaluated)}
 
 
 def _cost_numbers(run: Run) -> dict[str, float | None]:
@@ -220,7 +217,7 @@ def clean_table(runs: Sequence[Run]) -> Table:
         raw.append([model, method, len(rs), ep] + vals)
     return Table("clean", "Clean test accuracy (%), mean ± std over seeds", md_cols, rows, raw,
                  note="best: highest test accuracy over the epochs; final: last epoch; median last 10: median "
-                      "of the last 10 epochs' test accuracy.", csv_columns=cols)
+                      "of the test accuracy over the last 10 epochs (those evaluated).", csv_columns=cols)
 
 
 def corruption_table(runs: Sequence[Run]) -> Table:

@@ -40,6 +40,21 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     return commit if out.returncode == 0 and commit else None
 
 
+def median_last10(evaluated: Sequence[tuple[int, float]]) -> float | None:
+    """Median test accuracy over the evaluated epochs among the last 10 epochs of ``(epoch, acc)`` pairs.
+
+    With ``eval_every > 1`` the last 10 *evaluations* reach far back into training, so the window is
+    by epoch number: epochs after ``last - 10``. None without evaluations.
+
+    >>> median_last10([(80, 60.0), (90, 65.0), (93, 66.0), (96, 68.0), (100, 67.0)])
+    67.0
+    """
+    if not evaluated:
+        return None
+    last = max(e for e, _ in evaluated)
+    return statistics.median(a for e, a in evaluated if e > last - 10)
+
+
 def summarize(history: Sequence[dict[str, Any]], *, epochs: int) -> dict[str, Any]:
     """Best, final and median-of-last-10 test accuracy and the mean times (wall and process-CPU) of a
     metrics history.
@@ -61,7 +76,7 @@ def summarize(history: Sequence[dict[str, Any]], *, epochs: int) -> dict[str, An
         "best_acc": best,
         "best_epoch": best_epoch,
         "final_acc": accs[-1] if accs else None,
-        "median_last10_acc": statistics.median(accs[-10:]) if accs else None,
+        "median_last10_acc": median_last10(evaluated),
         "mean_epoch_time_s": statistics.fmean(times) if times else None,
         "mean_step_time_s": statistics.fmean(steps) if steps else None,
         "mean_epoch_cpu_s": statistics.fmean(cpu) if cpu else None,

@@ -26,10 +26,11 @@ import errno
 import hashlib
 import json
 import os
+import statistics
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -72,6 +73,21 @@ EVAL_RESULTS = {"clean": EVAL_CLEAN, "corruptions": EVAL_CORRUPTIONS, "adversari
 #: What :meth:`RunFolder.state` returns: no folder; a folder without a checkpoint or finished summary;
 #: a checkpoint but no finished summary; the summary says finished.
 STATES = ("missing", "new", "interrupted", "finished")
+
+
+def median_last10(evaluated: Sequence[tuple[int, float]]) -> float | None:
+    """Median test accuracy over the evaluated epochs among the last 10 epochs of ``(epoch, acc)`` pairs.
+
+    With ``eval_every > 1`` the last 10 *evaluations* reach far back into training, so the window is
+    by epoch number: epochs after ``last - 10``. None without evaluations.
+
+    >>> median_last10([(80, 60.0), (90, 65.0), (93, 66.0), (96, 68.0), (100, 67.0)])
+    67.0
+    """
+    if not evaluated:
+        return None
+    last = max(e for e, _ in evaluated)
+    return statistics.median(a for e, a in evaluated if e > last - 10)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..mixers.registry import METHOD_ORDER
-from ..train.logging import median_last10
+from ..run_folder import median_last10
 from .runs import Run
 
 __all__ = ["METHOD_ORDER", "DASH", "mean_std", "clean_numbers", "corruption_numbers", "adversarial_numbers",
@@ -41,9 +41,9 @@ def _fmt(mean: float | None, std: float | None = None, digits: int = 2) -> str:
 def clean_numbers(run: Run) -> dict[str, float | None]:
     """Best, final and median-of-last-10-epochs test accuracy of a run.
 
-    Computed from ``metrics.jsonl`` the way the trainer's summary is (:func:`sagemix.train.logging.
-    summarize`), so that runs whose summary predates a fix read the same; from ``summary.json`` when
-    the run has no evaluated epoch in its metrics.
+    Computed from ``metrics.jsonl`` as the trainer's summary is (:func:`sagemix.run_folder.median_last10`
+    for the median), so that runs whose summary predates a fix read the same; from ``summary.json``
+    when the run has no evaluated epoch in its metrics.
     """
     evaluated = [(int(r["epoch"]), float(r["test_acc"])) for r in run.metrics
                  if r.get("test_acc") not in (None, "")]

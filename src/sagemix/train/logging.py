@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..run_folder import CONFIG_FILE, METRICS_CSV, METRICS_JSONL, SUMMARY_FILE
+from ..run_folder import CONFIG_FILE, METRICS_CSV, METRICS_JSONL, SUMMARY_FILE, median_last10
 from ..utils import atomic_write_json, atomic_write_text, disk_write_error
 
 __all__ = ["EpochSums", "METRIC_FIELDS", "RunLogger", "summarize", "git_commit"]
@@ -38,21 +38,6 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
         return None
     commit = out.stdout.strip()
     return commit if out.returncode == 0 and commit else None
-
-
-def median_last10(evaluated: Sequence[tuple[int, float]]) -> float | None:
-    """Median test accuracy over the evaluated epochs among the last 10 epochs of ``(epoch, acc)`` pairs.
-
-    With ``eval_every > 1`` the last 10 *evaluations* reach far back into training, so the window is
-    by epoch number: epochs after ``last - 10``. None without evaluations.
-
-    >>> median_last10([(80, 60.0), (90, 65.0), (93, 66.0), (96, 68.0), (100, 67.0)])
-    67.0
-    """
-    if not evaluated:
-        return None
-    last = max(e for e, _ in evaluated)
-    return statistics.median(a for e, a in evaluated if e > last - 10)
 
 
 def summarize(history: Sequence[dict[str, Any]], *, epochs: int) -> dict[str, Any]:

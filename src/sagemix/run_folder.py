@@ -75,19 +75,24 @@ EVAL_RESULTS = {"clean": EVAL_CLEAN, "corruptions": EVAL_CORRUPTIONS, "adversari
 STATES = ("missing", "new", "interrupted", "finished")
 
 
-def median_last10(evaluated: Sequence[tuple[int, float]]) -> float | None:
-    """Median test accuracy over the evaluated epochs among the last 10 epochs of ``(epoch, acc)`` pairs.
+def accuracy_summary(metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Best (and its epoch), final and median-of-the-last-10-epochs test accuracy of metrics rows.
 
-    With ``eval_every > 1`` the last 10 *evaluations* reach far back into training, so the window is
-    by epoch number: epochs after ``last - 10``. None without evaluations.
+    Rows without a ``test_acc`` (None or "") are skipped. The median is over the evaluated epochs among
+    the last 10 epochs: with ``eval_every > 1`` the last 10 *evaluations* would reach far back into
+    training. All None without evaluations. The trainer's ``summary.json`` and the report both use this.
 
-    >>> median_last10([(80, 60.0), (90, 65.0), (93, 66.0), (96, 68.0), (100, 67.0)])
-    67.0
+    >>> rows = [{"epoch": e, "test_acc": a} for e, a in [(80, 60.0), (90, 65.0), (93, 66.0), (96, 68.0), (100, 67.0)]]
+    >>> accuracy_summary(rows + [{"epoch": 101, "test_acc": None}])
+    {'best_acc': 68.0, 'best_epoch': 96, 'final_acc': 67.0, 'median_last10_acc': 67.0}
     """
+    evaluated = [(int(r["epoch"]), float(r["test_acc"])) for r in metrics if r.get("test_acc") not in (None, "")]
     if not evaluated:
-        return None
-    last = max(e for e, _ in evaluated)
-    return statistics.median(a for e, a in evaluated if e > last - 10)
+        return {"best_acc": None, "best_epoch": None, "final_acc": None, "median_last10_acc": None}
+    best_epoch, best = max(evaluated, key=lambda t: t[1])
+    last = evaluated[-1][0]
+    return {"best_acc": best, "best_epoch": best_epoch, "final_acc": evaluated[-1][1],
+            "median_last10_acc": statistics.median(a for e, a in evaluated if e > last - 10)}
 
 
 def read_json(path: str | os.PathLike) -> Any:

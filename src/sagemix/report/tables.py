@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..mixers.registry import METHOD_ORDER
-from ..run_folder import median_last10
+from ..run_folder import accuracy_summary
 from .runs import Run
 
 __all__ = ["METHOD_ORDER", "DASH", "mean_std", "clean_numbers", "corruption_numbers", "adversarial_numbers",
@@ -41,17 +41,14 @@ def _fmt(mean: float | None, std: float | None = None, digits: int = 2) -> str:
 def clean_numbers(run: Run) -> dict[str, float | None]:
     """Best, final and median-of-last-10-epochs test accuracy of a run.
 
-    Computed from ``metrics.jsonl`` as the trainer's summary is (:func:`sagemix.run_folder.median_last10`
-    for the median), so that runs whose summary predates a fix read the same; from ``summary.json``
-    when the run has no evaluated epoch in its metrics.
+    Computed from ``metrics.jsonl`` as the trainer's summary is (:func:`sagemix.run_folder.accuracy_summary`),
+    so that runs whose summary predates a fix read the same; from ``summary.json`` when the run has no
+    evaluated epoch in its metrics.
     """
-    evaluated = [(int(r["epoch"]), float(r["test_acc"])) for r in run.metrics
-                 if r.get("test_acc") not in (None, "")]
-    if not evaluated:
-        return {k: None if run.summary.get(k) is None else float(run.summary[k])
-                for k in ("best_acc", "final_acc", "median_last10_acc")}
-    return {"best_acc": max(a for _, a in evaluated), "final_acc": evaluated[-1][1],
-            "median_last10_acc": median_last10(evaluated)}
+    keys = ("best_acc", "final_acc", "median_last10_acc")
+    acc = accuracy_summary(run.metrics)
+    src = acc if acc["final_acc"] is not None else run.summary
+    return {k: None if src.get(k) is None else float(src[k]) for k in keys}
 
 
 def _cost_numbers(run: Run) -> dict[str, float | None]:

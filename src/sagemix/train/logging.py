@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..run_folder import CONFIG_FILE, METRICS_CSV, METRICS_JSONL, SUMMARY_FILE, median_last10
+from ..run_folder import CONFIG_FILE, METRICS_CSV, METRICS_JSONL, SUMMARY_FILE, accuracy_summary
 from ..utils import atomic_write_json, atomic_write_text, disk_write_error
 
 __all__ = ["EpochSums", "METRIC_FIELDS", "RunLogger", "summarize", "git_commit"]
@@ -46,9 +46,6 @@ def summarize(history: Sequence[dict[str, Any]], *, epochs: int) -> dict[str, An
 
     Epochs without an evaluation (``test_acc`` None) are skipped in the accuracy statistics.
     """
-    evaluated = [(int(r["epoch"]), float(r["test_acc"])) for r in history if r.get("test_acc") is not None]
-    accs = [a for _, a in evaluated]
-    best_epoch, best = max(evaluated, key=lambda t: t[1]) if evaluated else (None, None)
     times = [float(r["epoch_time_s"]) for r in history if r.get("epoch_time_s") is not None]
     steps = [float(r["step_time_s"]) for r in history if r.get("step_time_s") is not None]
     cpu = [float(r["epoch_cpu_s"]) for r in history if r.get("epoch_cpu_s") is not None]
@@ -58,10 +55,7 @@ def summarize(history: Sequence[dict[str, Any]], *, epochs: int) -> dict[str, An
         "epochs": epochs,
         "epochs_done": done,
         "finished": done >= epochs,
-        "best_acc": best,
-        "best_epoch": best_epoch,
-        "final_acc": accs[-1] if accs else None,
-        "median_last10_acc": median_last10(evaluated),
+        **accuracy_summary(history),
         "mean_epoch_time_s": statistics.fmean(times) if times else None,
         "mean_step_time_s": statistics.fmean(steps) if steps else None,
         "mean_epoch_cpu_s": statistics.fmean(cpu) if cpu else None,

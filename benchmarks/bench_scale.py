@@ -6,7 +6,7 @@ Three measurements, each a library function (also run by ``sagemix bench --scale
   image side, the pooled mixers with and without their worker pool;
 - ``sagemix.bench.scale.bench_sage_search``: SAGE's objective reached per pair and the time of the
   paper's 1% random search, the coarse-to-fine search and (on a few pairs) the exhaustive optimum;
-- the loader (``benchmarks/bench_scale_loader.py``, ``sagemix.data.throughput.loader_scale_report``):
+- the loader (``benchmarks/bench_scale_loader.py``, ``sagemix.bench.loader.loader_scale_report``):
   images/s of the streaming loader on a generated folder of 256 px JPEGs against the decode limit
   measured in the same run, and its peak RSS with 10,000 and 40,000 files (``--large``).
 
@@ -27,7 +27,7 @@ import torch
 
 from bench_scale_loader import add_loader_arguments, run_loader_benchmark
 from sagemix.bench.scale import bench_mixers, bench_sage_search, growth_lines
-from sagemix.data.throughput import loader_report_markdown
+from sagemix.bench.loader import loader_report_markdown
 
 __all__ = ["main"]
 

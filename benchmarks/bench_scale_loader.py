@@ -1,6 +1,6 @@
 """Scale benchmark, loader half: streaming-loader throughput against the decode limit, and RSS against file count.
 
-Measured in one run on this machine (``sagemix.data.throughput.loader_scale_report``):
+Measured in one run on this machine (``sagemix.bench.loader.loader_scale_report``):
   1. a generated folder of 10,000 JPEGs (256 px; and one of 40,000 with --large) and how long generating took;
   2. the decode limit: images/s of one process decoding + RandomResizedCrop(224) flat out, times the workers;
   3. the streaming loader's images/s with that many workers (its own process normalising with the CPUs the
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sagemix.data.throughput import loader_report_markdown, loader_scale_report
+from sagemix.bench.loader import loader_report_markdown, loader_scale_report
 
 __all__ = ["add_loader_arguments", "run_loader_benchmark", "main"]
 

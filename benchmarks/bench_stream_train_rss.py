@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sagemix.data.throughput import write_jpeg_folder
+from sagemix.bench.loader import prepare_jpeg_folder
 
 
 def train_peak_rss(folder: Path, out: Path, *, workers: int, image_size: int, batch_size: int) -> dict:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: measure the smallest folder first.
     for n in sorted(args.sizes):
-        gen = write_jpeg_folder(root / f"jpeg{n}", n, size=args.file_size, classes=10)
+        gen = prepare_jpeg_folder(root / f"jpeg{n}", n, size=args.file_size, classes=10)
         row = {"files": n, "generate_s": gen["seconds"],
                **train_peak_rss(root / f"jpeg{n}", root / f"run{n}", workers=args.workers,
                                 image_size=args.image_size, batch_size=args.batch_size)}

@@ -9,17 +9,30 @@ import pytest
 import torch
 
 from sagemix.data.synthetic import make_jpeg_folder
-from sagemix.data.throughput import loader_report_markdown, loader_scale_report, write_jpeg_folder
+from sagemix.bench.loader import (loader_report_markdown, loader_scale_report, measure_decode_limit, measure_loader,
+                                  measure_loader_vs_decode, prepare_jpeg_folder)
 
 
-def test_write_jpeg_folder_slices_and_reuse(tmp_path: Path) -> None:
-    info = write_jpeg_folder(tmp_path / "f", 12, size=16, classes=3, processes=2)
+def test_loader_measurements(tmp_path: Path) -> None:
+    root = make_jpeg_folder(tmp_path / "j", 7, (10, 12), classes=3, seed=2)
+    lim = measure_decode_limit(root, n=5, image_size=8)
+    run = measure_loader(root, workers=0, batch_size=2, steps=4, image_size=8, warmup=1)
+    assert lim["images"] == 5 and lim["images_per_s"] > 0
+    with pytest.raises(ValueError, match="steps must be an int >= rounds=5, got 3"):
+        measure_loader_vs_decode(root, workers=1, steps=3)
+    with pytest.raises(ValueError, match="workers must be an int >= 1, got 0"):
+        measure_loader_vs_decode(root, workers=0)
+    assert run["images"] == 2 + 2 + 1 + 2 and run["images_per_s"] > 0  # batches 2-4 of epoch 0, then 1 of epoch 1
+
+
+def test_prepare_jpeg_folder_slices_and_reuse(tmp_path: Path) -> None:
+    info = prepare_jpeg_folder(tmp_path / "f", 12, size=16, classes=3, processes=2)
     files = sorted(p.relative_to(tmp_path / "f").as_posix() for p in (tmp_path / "f").glob("class_*/*.jpg"))
     assert len(files) == 12 and info["processes"] == 2 and not info["reused"]
     assert files[:2] == ["class_000/000000.jpg", "class_000/000003.jpg"] and "class_002/000011.jpg" in files
-    assert write_jpeg_folder(tmp_path / "f", 12, size=16, classes=3, processes=2)["reused"]
+    assert prepare_jpeg_folder(tmp_path / "f", 12, size=16, classes=3, processes=2)["reused"]
     with pytest.raises(ValueError, match="n must be an int >= classes=3, got 2"):
-        write_jpeg_folder(tmp_path / "g", 2, classes=3)
+        prepare_jpeg_folder(tmp_path / "g", 2, classes=3)
     with pytest.raises(ValueError, match="start must be an int >= 0, got -1"):
         make_jpeg_folder(tmp_path / "h", 2, classes=1, start=-1)
 

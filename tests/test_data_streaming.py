@@ -1,5 +1,5 @@
 """Tests for the streaming image folder: pixels and labels as the in-memory dataset, transforms,
-sharding, bad files, the stream choice and the throughput helpers, on small generated files."""
+sharding, bad files, the stream choice, the seeded subset and the JPEG-folder writer, on small generated files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sagemix.data import ImageData, load_dataset, make_loader
+from sagemix.data import ImageData, decide_stream, load_dataset, make_loader, random_subset
 from sagemix.data.imagefolder import image_stats
 from sagemix.data.layouts import FileIndex, scan_layout
 from sagemix.data.stream_loader import (ShardBatchSampler, load_image_data, make_any_loader, make_stream_loader,
@@ -17,7 +17,6 @@ from sagemix.data.stream_loader import (ShardBatchSampler, load_image_data, make
 from sagemix.data.streaming import (StreamingImageFolder, estimate_mean_std, random_resized_crop_box,
                                     resolve_stream, should_stream)
 from sagemix.data.synthetic import make_jpeg_folder
-from sagemix.data.throughput import measure_decode_limit, measure_loader, measure_loader_vs_decode
 
 
 def _folder(root: Path, sizes: list[tuple[int, int]], classes: tuple[str, ...] = ("b", "a", "c"),
@@ -223,6 +222,15 @@ def test_tiny_imagenet_layout(tmp_path: Path) -> None:
     assert va.labels.tolist() == [1, 0, 0] and va.relpath(0) == "val/images/val_0.JPEG"
     ds = load_image_data("tiny_imagenet", root=tmp_path, train=False, image_size=8, stream="true")
     assert isinstance(ds, StreamingImageFolder) and ds[2][1] == 0 and ds.mean == (0.485, 0.456, 0.406)
+    # one rule (decide_stream) for "auto": a small Tiny-ImageNet streams, as it has no in-memory loader
+    assert decide_stream("tiny_imagenet", tmp_path, "auto", budget_bytes=10 ** 9) is True
+    small = load_image_data("tiny_imagenet", root=tmp_path, train=False, image_size=8, stream="auto",
+                            budget_bytes=10 ** 9)
+    assert isinstance(small, StreamingImageFolder) and len(small) == 3
+    for ask in (lambda: decide_stream("tiny_imagenet", tmp_path, False),
+                lambda: load_image_data("tiny_imagenet", root=tmp_path, train=False, stream="false")):
+        with pytest.raises(ValueError, match="'tiny_imagenet' is only available streamed: pass stream=true"):
+            ask()
 
 
 def test_file_index_is_compact_and_hashable(tmp_path: Path) -> None:
@@ -278,7 +286,7 @@ def test_estimate_mean_std_is_a_seeded_sample(tmp_path: Path) -> None:
     assert a == image_stats(torch.stack([probe[i][0] for i in pick]))
 
 
-def test_make_jpeg_folder_and_measurements(tmp_path: Path) -> None:
+def test_make_jpeg_folder(tmp_path: Path) -> None:
     root = make_jpeg_folder(tmp_path / "j", 7, (10, 12), classes=3, seed=2)
     files = sorted(root.rglob("*.jpg"))
     assert len(files) == 7 and sorted({f.parent.name for f in files}) == ["class_000", "class_001", "class_002"]
@@ -289,11 +297,33 @@ def test_make_jpeg_folder_and_measurements(tmp_path: Path) -> None:
     assert files[0].read_bytes() == first
     with pytest.raises(ValueError, match="classes must be <= n=2"):
         make_jpeg_folder(tmp_path / "k", 2, 8, classes=3)
-    lim = measure_decode_limit(root, n=5, image_size=8)
-    run = measure_loader(root, workers=0, batch_size=2, steps=4, image_size=8, warmup=1)
-    assert lim["images"] == 5 and lim["images_per_s"] > 0
-    with pytest.raises(ValueError, match="steps must be an int >= rounds=5, got 3"):
-        measure_loader_vs_decode(root, workers=1, steps=3)
-    with pytest.raises(ValueError, match="workers must be an int >= 1, got 0"):
-        measure_loader_vs_decode(root, workers=0)
-    assert run["images"] == 2 + 2 + 1 + 2 and run["images_per_s"] > 0  # batches 2-4 of epoch 0, then 1 of epoch 1
+    with pytest.raises(ValueError, match="processes must be an int >= 1, got 0"):
+        make_jpeg_folder(tmp_path / "k", 4, 8, classes=2, processes=0)
+
+
+def test_make_jpeg_folder_processes_write_seeded_slices(tmp_path: Path) -> None:
+    # two processes write files [0, 3) with seed 5 and [3, 7) with seed 6: the same as two one-process slices
+    par = make_jpeg_folder(tmp_path / "p", 7, 8, classes=3, seed=5, processes=2)
+    make_jpeg_folder(tmp_path / "s", 3, 8, classes=3, seed=5)
+    make_jpeg_folder(tmp_path / "s", 4, 8, classes=3, seed=6, start=3)
+    names = sorted(f.relative_to(par).as_posix() for f in par.rglob("*.jpg"))
+    assert len(names) == 7 and "class_000/000006.jpg" in names
+    assert all((par / n).read_bytes() == (tmp_path / "s" / n).read_bytes() for n in names)
+
+
+def test_random_subset_is_one_rule_for_both_kinds(tmp_path: Path) -> None:
+    root = _indexed(tmp_path, 12)
+    mem = load_dataset("imagefolder", root=str(root), train=True, test_fraction=None)
+    streamed = open_image_folder(root, train=False, image_size=6, crop_ratio=None, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert torch.equal(mem.labels, streamed.labels)
+    a, b = random_subset(mem, 5, seed=3), random_subset(streamed, 5, seed=3)
+    pick = torch.randperm(12, generator=torch.Generator().manual_seed(3))[:5].sort().values
+    assert torch.equal(a.images, mem.images[pick]) and torch.equal(b.labels, mem.labels[pick])
+    assert _ids(a.images) == [int(b[i][0][0, 0, 0]) for i in range(5)]  # the same files, in their order
+    assert b.index.split.endswith("[5]") and b.data_hash != streamed.data_hash and a.data_hash != mem.data_hash
+    assert random_subset(mem, None) is mem and random_subset(streamed, 12) is streamed
+    assert _ids(random_subset(mem, 5, seed=4).images) != _ids(a.images)
+    with pytest.raises(ValueError, match="limit must be a positive int or None, got 0"):
+        random_subset(mem, 0)
+
+

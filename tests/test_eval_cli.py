@@ -53,7 +53,7 @@ def test_eval_subprocess_writes_all_results(base_run):
     assert "clean" in proc.stdout and "fgsm" in proc.stdout and "5-way 5-shot logreg" in proc.stdout
 
     # clean accuracy equals an independent in-process computation on the same subset
-    from sagemix.evaluate.stage import subset as _subset
+    from sagemix.data import random_subset as _subset
     from sagemix.data import load_dataset
     from sagemix.train.checkpoint import load_model
 

@@ -11,7 +11,7 @@
   where feasible (``exhaustive_pairs`` pairs at most), the exhaustive optimum.
 - :func:`growth_lines`: each mixer's memory and time growth against the pixel count.
 
-The loader half is :func:`sagemix.data.throughput.loader_scale_report`. Both run from
+The loader half is :func:`sagemix.bench.loader.loader_scale_report`. Both run from
 ``benchmarks/bench_scale.py`` and ``sagemix bench --scale``.
 """
 from __future__ import annotations

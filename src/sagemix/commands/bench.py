@@ -92,7 +92,7 @@ def _run_scale(args: argparse.Namespace) -> int:
     say = print if progress_enabled(args.progress) else None
     md, results = [], {}
     if "loader" in args.scale_parts:
-        from ..data.throughput import loader_report_markdown, loader_scale_report
+        from ..bench.loader import loader_report_markdown, loader_scale_report
 
         results["loader"] = loader_scale_report(args.scale_root, n_small=args.scale_files, n_large=args.scale_large,
                                                 workers=args.scale_workers, log=say)

@@ -22,7 +22,8 @@ from torch import Tensor
 
 from ..registry import Registry
 
-__all__ = ["ImageData", "register_dataset", "load_dataset", "list_datasets", "get_dataset_fn", "tensor_hash"]
+__all__ = ["ImageData", "register_dataset", "load_dataset", "list_datasets", "get_dataset_fn", "tensor_hash",
+           "random_subset"]
 
 DatasetFn = Callable[..., "ImageData"]
 
@@ -117,6 +118,10 @@ class ImageData:
             self._hash = tensor_hash(self.images, self.labels)
         return self._hash
 
+    def take(self, index: Tensor) -> "ImageData":
+        """The same split with only the images and labels at ``index`` (an int64 tensor), in that order."""
+        return replace(self, images=self.images[index], labels=self.labels[index])
+
     def select_classes(self, classes: Sequence[str | int]) -> "ImageData":
         """Keep only ``classes`` (names or label indices) and relabel them ``0..n-1`` in the given order.
 
@@ -145,6 +150,26 @@ class ImageData:
         keep = new >= 0
         return replace(self, images=self.images[keep], labels=new[keep],
                        classes=[self.classes[i] for i in ids], info={**self.info, "classes_kept": ids})
+
+
+def random_subset(data: Any, limit: int | None, seed: int = 0) -> Any:
+    """A seeded random subset of ``limit`` items of a split, in their original order.
+
+    The one subset rule of the package (``train_limit``/``test_limit`` of a run, ``--limit`` of an
+    evaluation): the first ``limit`` positions of ``torch.randperm(n)`` drawn from a CPU generator
+    seeded with ``seed``, sorted. ``data`` is an :class:`ImageData` or a
+    :class:`~sagemix.data.streaming.StreamingImageFolder` (anything with ``len`` and ``take(index)``);
+    ``limit`` None or at least ``len(data)`` returns ``data`` itself.
+    """
+    if limit is None:
+        return data
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+    n = len(data)
+    if limit >= n:
+        return data
+    index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return data.take(index)
 
 
 def tensor_hash(images: Tensor, labels: Tensor, chunk_bytes: int = 1 << 26) -> str:

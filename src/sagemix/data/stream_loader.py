@@ -203,7 +203,7 @@ def open_image_folder(root: str | os.PathLike, *, train: bool = True, image_size
 def load_image_data(name: str, *, root: str | os.PathLike | None = None, train: bool = True,
                     image_size: int | tuple[int, int] | None = None, seed: int = 0, stream: Any = "auto",
                     budget_bytes: int | None = None, **kwargs: Any) -> ImageData | StreamingImageFolder:
-    """Load a split in memory or open it for streaming, as the ``stream`` config key says.
+    """Load a split in memory or open it for streaming, as :func:`decide_stream` says of ``stream``.
 
     Args:
         name: a dataset name of :func:`sagemix.data.load_dataset`; ``imagefolder``, ``imagenet`` and
@@ -212,32 +212,23 @@ def load_image_data(name: str, *, root: str | os.PathLike | None = None, train: 
         train: the training split or the test split.
         image_size: (H, W) or int (streaming default 224).
         seed: the dataset seed (stats sample when streaming).
-        stream: ``"auto"`` (stream when the decoded split exceeds ``budget_bytes``, see
-            :func:`should_stream`), ``True``/``"true"`` or ``False``/``"false"``.
+        stream: ``"auto"``, ``True``/``"true"`` or ``False``/``"false"`` (:func:`decide_stream`: the
+            same choice for both splits, made on the training split).
         budget_bytes: memory budget of ``"auto"``.
         **kwargs: options of :func:`open_image_folder` (streaming) or of the dataset (in memory).
 
     Returns:
-        An :class:`ImageData` (use :func:`make_loader`) or a :class:`StreamingImageFolder` (use
-        :func:`make_stream_loader`); :func:`make_any_loader` takes either.
+        An :class:`ImageData` or a :class:`StreamingImageFolder`; :func:`make_any_loader` takes either.
     """
-    choice = resolve_stream(stream)
-    if name not in STREAMABLE:
-        if choice:
-            raise ValueError(f"stream=true needs an image-folder dataset ({sorted(STREAMABLE)}), got {name!r}")
+    streams = decide_stream(name, root, stream, image_size=image_size, budget_bytes=budget_bytes,
+                            empty_classes=kwargs.get("empty_classes", "error"))
+    if not streams and name not in STREAMABLE:
         return load_dataset(name, root=root, train=train, image_size=image_size, seed=seed, **kwargs)  # type: ignore[arg-type]
     if root is None:
         raise ValueError(f"root is required for {name!r}: the dataset folder")
-    size = _check_image_size(224 if image_size is None else image_size)
-    if choice is None:
-        index = scan_layout(root, train=train, layout=STREAMABLE[name],
-                            empty_classes=kwargs.get("empty_classes", "error"))
-        choice = should_stream(len(index), size, budget_bytes)
-    if choice:
-        return open_image_folder(root, train=train, image_size=size, layout=STREAMABLE[name], seed=seed,
-                                 **kwargs)
-    if name != "imagefolder":
-        raise ValueError(f"{name!r} is only available streamed: pass stream=true (or 'auto')")
+    if streams:
+        size = _check_image_size(224 if image_size is None else image_size)
+        return open_image_folder(root, train=train, image_size=size, layout=STREAMABLE[name], seed=seed, **kwargs)
     mem_kw = {k: v for k, v in kwargs.items() if k in ("mean", "std", "empty_classes", "test_fraction")}
     return load_dataset("imagefolder", root=str(root), train=train, image_size=image_size, seed=seed, **mem_kw)
 
@@ -245,13 +236,15 @@ def load_image_data(name: str, *, root: str | os.PathLike | None = None, train: 
 def decide_stream(name: str, root: str | os.PathLike | None, stream: Any = "auto", *,
                   image_size: int | tuple[int, int] | None = None, budget_bytes: int | None = None,
                   empty_classes: str = "error") -> bool:
-    """Whether dataset ``name`` at ``root`` streams under the ``stream`` setting (the trainer's and evaluator's rule).
+    """Whether dataset ``name`` at ``root`` streams under the ``stream`` setting: the package's one rule.
 
-    ``True`` streams (only the names of :data:`STREAMABLE`, else a ValueError), ``False`` does not;
-    ``"auto"`` streams a streamable dataset whose training files, decoded at ``image_size`` (224 when
-    None), exceed the memory budget (:func:`should_stream`; a directory scan, nothing decoded), and
-    the ImageNet layouts, which have no in-memory loader, always. Without a ``root`` ``"auto"`` says
-    False (the in-memory loader reports the missing folder).
+    The trainer, the evaluator and :func:`load_image_data` all ask it. ``True`` streams (only the
+    names of :data:`STREAMABLE`, else a ValueError), ``False`` does not (a ValueError for the
+    ImageNet layouts, which have no in-memory loader); ``"auto"`` streams a streamable dataset whose
+    training files, decoded at ``image_size`` (224 when None), exceed the memory budget
+    (:func:`should_stream`; a directory scan, nothing decoded), and the ImageNet layouts always.
+    Without a ``root`` ``"auto"`` says False for ``imagefolder`` (the in-memory loader reports the
+    missing folder).
 
     Args:
         name: the dataset name.
@@ -266,10 +259,12 @@ def decide_stream(name: str, root: str | os.PathLike | None, stream: Any = "auto
         if choice:
             raise ValueError(f"stream=true needs an image-folder dataset (one of {sorted(STREAMABLE)}), got {name!r}")
         return False
+    if name != "imagefolder":
+        if choice is False:
+            raise ValueError(f"{name!r} is only available streamed: pass stream=true (or 'auto')")
+        return True
     if choice is not None:
         return choice
-    if name != "imagefolder":
-        return True
     if root is None:
         return False
     index = scan_layout(root, train=True, layout=STREAMABLE[name], empty_classes=empty_classes)
@@ -278,15 +273,32 @@ def decide_stream(name: str, root: str | os.PathLike | None, stream: Any = "auto
 
 def make_any_loader(data: ImageData | StreamingImageFolder, *, batch_size: int, train: bool,
                     device: str | torch.device, seed: int = 0, rank: int = 0, world_size: int = 1,
-                    workers: int = 4, **kwargs: Any) -> Any:
-    """:func:`make_stream_loader` for a streaming dataset, :func:`make_loader` for an :class:`ImageData`.
+                    workers: int | None = None, **kwargs: Any) -> Any:
+    """The loader of a split, in memory or streamed: the one dispatcher of training and evaluation.
 
-    ``seed`` seeds the streaming order, or the in-memory loader's generator; ``kwargs`` go to the
-    chosen builder (e.g. ``drop_last``, ``channels_last``; ``crop_padding`` for in-memory data).
+    :func:`make_stream_loader` for a :class:`StreamingImageFolder`, :func:`make_loader` for an
+    :class:`ImageData`, with the same batch contract (normalised float32 batches on ``device``,
+    ``len()``, ``set_epoch(e)``, ``num_samples``).
+
+    Args:
+        data: the split.
+        batch_size: images per batch.
+        train: shuffle and augment (training) or serve in order (evaluation).
+        device: where the batches are normalised and returned.
+        seed: the streaming order's seed, or the seed of the in-memory loader's generator.
+        rank, world_size: this process's shard (the in-memory loader is sharded when ``world_size > 1``).
+        workers: decoding workers of a stream; DataLoader workers of in-memory data that does not
+            fit the device (None: each loader's default).
+        **kwargs: options of the chosen builder (``drop_last``, ``channels_last``; ``flip`` and
+            ``crop_padding`` for in-memory data, whose streaming counterparts are the dataset's).
     """
     if isinstance(data, StreamingImageFolder):
+        if workers is not None:
+            kwargs["workers"] = workers
         return make_stream_loader(data, batch_size=batch_size, train=train, device=device, rank=rank,
-                                  world_size=world_size, seed=seed, workers=workers, **kwargs)
+                                  world_size=world_size, seed=seed, **kwargs)
+    if workers is not None:
+        kwargs["num_workers"] = workers
     return make_loader(data, batch_size=batch_size, train=train, device=device,
                        generator=torch.Generator().manual_seed(seed),
                        distributed=(rank, world_size) if world_size > 1 else None, **kwargs)

@@ -23,6 +23,7 @@ sample of the training files (never by decoding the whole set). :func:`should_st
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import warnings
@@ -119,6 +120,14 @@ class StreamingImageFolder(torch.utils.data.Dataset):
         self._hash: str | None = None
 
     # --- the ImageData-like surface the trainer uses ---
+    def take(self, index: Tensor | Sequence[int]) -> "StreamingImageFolder":
+        """The same split with only the files at ``index``, in that order (the split named ``split[n]``)."""
+        idx = np.asarray(index, dtype=np.int64)
+        part = copy.copy(self)
+        part.index = self.index.subset(idx, split=f"{self.index.split}[{len(idx)}]")
+        part._hash, part._warned = None, set()
+        return part
+
     @property
     def classes(self) -> list[str]:
         """Class names; ``classes[k]`` is the name of label ``k``."""

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 from .. import run_folder as rf
 
-__all__ = ["EvalOptions", "evaluate_run", "subset", "ATTACKS", "CLASSIFIERS", "NOVEL_SPLITS"]
+__all__ = ["EvalOptions", "evaluate_run", "ATTACKS", "CLASSIFIERS", "NOVEL_SPLITS"]
 
 #: The attacks, few-shot classifiers and mini-ImageNet novel splits :class:`EvalOptions` accepts.
 ATTACKS = ("fgsm", "pgd")
@@ -184,17 +184,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("SAGEMIX_CACHE", Path.home() / ".cache" / "sagemix"))
-
-
-def subset(data: Any, limit: int | None, seed: int = 0) -> Any:
-    """The same ImageData restricted to a fixed random subset of ``limit`` images (in their order)."""
-    import torch
-
-    n = len(data.labels)
-    if limit is None or limit >= n:
-        return data
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-    return dataclasses.replace(data, images=data.images[idx], labels=data.labels[idx])
 
 
 def _stderr(msg: str) -> None:
@@ -362,7 +351,7 @@ def evaluate_run(run_dir: str | os.PathLike, options: EvalOptions | None = None,
 
 
 def _evaluate(run_dir: Path, ckpt: Path, o: EvalOptions, log: Callable[[str], None]) -> dict[str, Any]:
-    from ..data import decide_stream, load_dataset
+    from ..data import decide_stream, load_dataset, random_subset
     from ..utils import atomic_write_json
     from .accuracy import accuracy, resolve_device
     from .streamed import check_streamed_options, open_streamed_test, streamed_accuracy
@@ -398,11 +387,11 @@ def _evaluate(run_dir: Path, ckpt: Path, o: EvalOptions, log: Callable[[str], No
                              image_size=config.get("image_size"), empty_classes=kwargs.get("empty_classes", "error"))
     if streamed:  # a dataset too large for memory: clean accuracy only (evaluate/streamed.py)
         check_streamed_options(o)
-        test = open_streamed_test(dataset, data_dir, config if same else {}, mean=mean, std=std, limit=o.limit)
+        test = open_streamed_test(dataset, data_dir, config if same else {}, mean=mean, std=std)
     else:
         test = load_dataset(dataset, root=data_dir, train=False, image_size=config.get("image_size"),
                             seed=int(config.get("data_seed", 0)) if same else 0, **kwargs)
-        test = subset(test, o.limit)
+    test = random_subset(test, o.limit)
     if mean is None:
         mean, std = test.mean, test.std
     if config.get("num_classes") not in (None, test.num_classes):

@@ -4,7 +4,7 @@ A run whose dataset streamed from disk (ImageNet, Tiny-ImageNet, a large image f
 without decoding its test split into memory: :func:`open_streamed_test` opens the split for
 streaming with the evaluation transform (resize + centre crop) and the run's mean/std, and
 :func:`streamed_accuracy` scores it batch by batch through
-:func:`sagemix.data.make_stream_loader` and :func:`sagemix.evaluate.accuracy.evaluate_accuracy`.
+:func:`sagemix.data.make_any_loader` and :func:`sagemix.evaluate.accuracy.evaluate_accuracy`.
 
 Only clean accuracy is supported: CIFAR-C-style corruptions, adversarial attacks and few-shot
 episodes work on in-memory test sets (at 224 px they are out of scope); :func:`check_streamed_options`
@@ -32,8 +32,7 @@ def check_streamed_options(options: Any) -> None:
 
 
 def open_streamed_test(dataset: str, data_dir: str | os.PathLike | None, config: Mapping[str, Any], *,
-                       mean: Sequence[float] | None, std: Sequence[float] | None, limit: int | None = None,
-                       seed: int = 0) -> Any:
+                       mean: Sequence[float] | None, std: Sequence[float] | None) -> Any:
     """The run's test split as a ``StreamingImageFolder`` (evaluation transform, the run's mean/std).
 
     Args:
@@ -41,8 +40,6 @@ def open_streamed_test(dataset: str, data_dir: str | os.PathLike | None, config:
         data_dir: the dataset folder.
         config: the run's config (``image_size``, ``dataset_kwargs``; empty for another dataset).
         mean, std: the normalisation of the run (None: estimated from a seeded training sample).
-        limit: keep a seeded random subset of this many files (in their order).
-        seed: the seed of that subset.
     """
     from ..data import load_image_data
 
@@ -52,14 +49,8 @@ def open_streamed_test(dataset: str, data_dir: str | os.PathLike | None, config:
     if mean is not None and std is not None:
         kwargs.update(mean=tuple(mean), std=tuple(std))
     image_size = config.get("image_size")
-    test = load_image_data(dataset, root=data_dir, train=False, image_size=image_size, stream=True,
+    return load_image_data(dataset, root=data_dir, train=False, image_size=image_size, stream=True,
                            seed=int(config.get("data_seed", 0)), **kwargs)
-    n = len(test)
-    if limit is not None and limit < n:
-        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-        test.index = test.index.subset(idx.numpy(), split=f"{test.index.split}[{limit}]")
-        test._hash = None
-    return test
 
 
 def streamed_accuracy(model: nn.Module, test: Any, *, device: torch.device, batch_size: int = 500,
@@ -73,11 +64,11 @@ def streamed_accuracy(model: nn.Module, test: Any, *, device: torch.device, batc
         batch_size: images per forward.
         workers: decoding worker processes (None: up to 4, leaving one CPU core free).
     """
-    from ..data import make_stream_loader
+    from ..data import make_any_loader
     from .accuracy import evaluate_accuracy
 
     if workers is None:
         workers = min(4, max(0, (os.cpu_count() or 1) - 1))
-    loader = make_stream_loader(test, batch_size=batch_size, train=False, device=device, workers=workers)
+    loader = make_any_loader(test, batch_size=batch_size, train=False, device=device, workers=workers)
     acc, _ = evaluate_accuracy(model, loader)
     return acc

@@ -26,8 +26,6 @@ Example:
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -108,7 +106,6 @@ class Setup:
         num_classes: K.
         mean: per-channel normalisation mean of the data (0-1 scale).
         std: per-channel normalisation std of the data.
-        loader_generator: the training loader's generator (shuffle, flip, crop).
         train_loader: the training batches (this rank's shard under torchrun).
         test_loader: the clean evaluation batches.
         steps_per_epoch: training steps per epoch (the same on every rank).
@@ -132,7 +129,6 @@ class Setup:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    loader_generator: torch.Generator
     train_loader: Any
     test_loader: Any
     steps_per_epoch: int
@@ -146,28 +142,6 @@ class Setup:
     mixer: Mixer
     loss: Callable[[Tensor, Tensor], Tensor]
     step: MixStep
-
-
-def _subset(data: Any, index: Tensor) -> Any:
-    """The same ImageData with only the images/labels at ``index``."""
-    return dataclasses.replace(data, images=data.images[index], labels=data.labels[index])
-
-
-def _random_subset(data: Any, limit: int | None, seed: int) -> Any:
-    """A seeded random subset of ``limit`` items (in their original order) of an ImageData or streaming set."""
-    n = int(data.labels.shape[0])
-    if limit is None or limit >= n:
-        return data
-    gen = torch.Generator().manual_seed(seed)
-    index = torch.randperm(n, generator=gen)[:limit].sort().values
-    from ..data import StreamingImageFolder
-
-    if isinstance(data, StreamingImageFolder):
-        part = copy.copy(data)
-        part.index = data.index.subset(index.numpy(), split=f"{data.index.split}[{limit}]")
-        part._hash, part._warned = None, set()
-        return part
-    return _subset(data, index)
 
 
 def _load_splits(cfg: TrainConfig, train_data: Any, test_data: Any,
@@ -215,36 +189,25 @@ def _decide_stream(cfg: TrainConfig) -> bool:
                          empty_classes=cfg.dataset_kwargs.get("empty_classes", "error"))
 
 
-def _memory_loaders(cfg: TrainConfig, train_data: Any, test_data: Any, dist: DistInfo, dev: torch.device,
-                    loader_generator: torch.Generator) -> tuple[Any, Any]:
-    """The device-resident loaders of in-memory splits."""
-    from ..data import make_loader
+def _loaders(cfg: TrainConfig, train_data: Any, test_data: Any, dist: DistInfo, dev: torch.device, streamed: bool,
+             log: Callable[[str], None] | None) -> tuple[Any, Any]:
+    """The training and test loaders (:func:`sagemix.data.make_any_loader`), this rank's shards.
 
-    # Each epoch's shuffle/flip/crop derive from (base seed, epoch): set_epoch(e) replays epoch e.
-    shard = (dist.rank, dist.world_size) if dist.distributed else None
-    train_loader = make_loader(train_data, batch_size=cfg.batch_size, train=True, device=dev,
-                               generator=loader_generator, flip=cfg.flip, crop_padding=cfg.crop_padding,
-                               drop_last=cfg.drop_last, channels_last=cfg.channels_last, distributed=shard,
-                               num_workers=cfg.workers)
-    # Evaluation: each rank scores every world_size-th test image; the sums are all-reduced.
-    test_loader = make_loader(test_data, batch_size=cfg.eval_batch_size, train=False, device=dev,
-                              generator=torch.Generator().manual_seed(0), channels_last=cfg.channels_last,
-                              distributed=shard, num_workers=cfg.workers)
-    return train_loader, test_loader
+    In memory the images stay on the device and each epoch's shuffle/flip/crop derive from (base
+    seed, epoch), so ``set_epoch(e)`` replays epoch e; a stream decodes this rank's files
+    (``DistributedSampler`` order) in workers. Evaluation: each rank scores every world_size-th test
+    image; the sums are all-reduced.
+    """
+    from ..data import make_any_loader
 
-
-def _stream_loaders(cfg: TrainConfig, train_data: Any, test_data: Any, dist: DistInfo, dev: torch.device,
-                    log: Callable[[str], None] | None) -> tuple[Any, Any]:
-    """The streaming loaders: each rank decodes its own shard (``DistributedSampler`` order) in workers."""
-    from ..data import make_stream_loader
-
-    if cfg.workers == 0 and log is not None:
+    if streamed and cfg.workers == 0 and log is not None:
         log("note: streaming with workers=0 decodes in the training process; set workers (e.g. 8) for speed")
     common = {"device": dev, "rank": dist.rank, "world_size": dist.world_size, "workers": cfg.workers,
               "channels_last": cfg.channels_last}
-    train_loader = make_stream_loader(train_data, batch_size=cfg.batch_size, train=True,
-                                      seed=derive_seed(cfg.seed, "loader"), drop_last=cfg.drop_last, **common)
-    test_loader = make_stream_loader(test_data, batch_size=cfg.eval_batch_size, train=False, seed=0, **common)
+    augment = {} if streamed else {"flip": cfg.flip, "crop_padding": cfg.crop_padding}  # a stream's are its own
+    train_loader = make_any_loader(train_data, batch_size=cfg.batch_size, train=True,
+                                   seed=derive_seed(cfg.seed, "loader"), drop_last=cfg.drop_last, **augment, **common)
+    test_loader = make_any_loader(test_data, batch_size=cfg.eval_batch_size, train=False, seed=0, **common)
     return train_loader, test_loader
 
 
@@ -339,17 +302,15 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
     # rest only read; an error in any turn stops every rank (see distributed.run_in_turns).
     train_data, test_data, streamed = run_in_turns(lambda: _load_splits(cfg, train_data, test_data, log),
                                                    local_rank=dist.local_rank)
-    train_data = _random_subset(train_data, cfg.train_limit, derive_seed(cfg.data_seed, "train_limit"))
-    test_data = _random_subset(test_data, cfg.test_limit, derive_seed(cfg.data_seed, "test_limit"))
+    from ..data import random_subset
+
+    train_data = random_subset(train_data, cfg.train_limit, derive_seed(cfg.data_seed, "train_limit"))
+    test_data = random_subset(test_data, cfg.test_limit, derive_seed(cfg.data_seed, "test_limit"))
     num_classes = int(train_data.num_classes)
     if int(train_data.labels.numel()) == 0 or int(test_data.labels.numel()) == 0:
         raise ValueError(f"dataset {cfg.dataset!r} has an empty train or test split")
-    # The loader generator is shared by all ranks' samplers (same shuffle, different shards).
-    loader_generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "loader"))
-    if streamed:
-        train_loader, test_loader = _stream_loaders(cfg, train_data, test_data, dist, dev, log)
-    else:
-        train_loader, test_loader = _memory_loaders(cfg, train_data, test_data, dist, dev, loader_generator)
+    # The loader seed is shared by all ranks' samplers (same shuffle, different shards).
+    train_loader, test_loader = _loaders(cfg, train_data, test_data, dist, dev, streamed, log)
     steps = len(train_loader)
     if not cfg.drop_last and train_loader.num_samples % cfg.batch_size == 1:
         steps -= 1  # a last batch of one image is not trained on (BatchNorm cannot train on one image)
@@ -388,7 +349,7 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
     step = build_step(model, mixer, num_classes=num_classes, loss=cfg.loss, amp=cfg.amp, device=dev)
     return Setup(config=cfg, dist=dist, device=dev, train_data=train_data, test_data=test_data,
                  num_classes=num_classes, mean=tuple(train_data.mean), std=tuple(train_data.std),
-                 loader_generator=loader_generator, train_loader=train_loader, test_loader=test_loader,
+                 train_loader=train_loader, test_loader=test_loader,
                  steps_per_epoch=steps, raw_model=raw_model, model=model, optimizer=optimizer, scheduler=scheduler,
                  autocast_dtype=step.autocast_dtype, scaler=step.scaler, mixer_generator=mixer_generator,
                  mixer=mixer, loss=step.loss, step=step)

@@ -110,8 +110,7 @@ class Trainer:
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
         # The set-up's parts, under the names the loop and the callers use.
         self.train_data, self.test_data, self.num_classes = setup.train_data, setup.test_data, setup.num_classes
-        self.loader_generator, self.train_loader, self.test_loader = (setup.loader_generator, setup.train_loader,
-                                                                      setup.test_loader)
+        self.train_loader, self.test_loader = setup.train_loader, setup.test_loader
         self.steps_per_epoch = setup.steps_per_epoch
         self.raw_model, self.model = setup.raw_model, setup.model
         self.optimizer, self.scheduler = setup.optimizer, setup.scheduler

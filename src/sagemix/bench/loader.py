@@ -1,4 +1,4 @@
-"""Throughput and memory measurements of the streaming loader, for ``benchmarks/bench_scale.py``.
+"""Throughput and memory measurements of the streaming loader: the loader half of ``sagemix bench --scale``.
 
 :func:`measure_decode_limit` times decoding and transforming images in one process (the work one
 worker does per image), from which the limit of ``w`` workers is ``w`` times that rate;
@@ -7,7 +7,7 @@ normalisation). Their ratio says how close the loader comes to the decode limit;
 :func:`measure_loader_vs_decode` measures both in alternating rounds, as the benchmark does.
 :func:`measure_loader_rss` runs the loader in a fresh process and reports its peak resident memory
 (and its workers'), to check that RAM does not grow with the number of files;
-:func:`write_jpeg_folder` generates a benchmark folder with several processes, and
+:func:`prepare_jpeg_folder` generates a benchmark folder with several processes (or reuses it), and
 :func:`loader_scale_report` puts it all together (the loader half of ``sagemix bench --scale``).
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -25,10 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .stream_loader import make_stream_loader, open_image_folder
-from .synthetic import make_jpeg_folder
+from ..data.stream_loader import make_stream_loader, open_image_folder
+from ..data.synthetic import make_jpeg_folder
 
-__all__ = ["measure_loader", "measure_decode_limit", "measure_loader_vs_decode", "measure_loader_rss", "write_jpeg_folder",
+__all__ = ["measure_loader", "measure_decode_limit", "measure_loader_vs_decode", "measure_loader_rss", "prepare_jpeg_folder",
            "loader_scale_report", "loader_report_markdown", "LOADER_TARGETS"]
 
 #: The issue's targets: loader >= 85% of the decode limit; RSS growth 10,000 -> 40,000 files <= 100 MB.
@@ -158,13 +157,13 @@ def measure_loader_vs_decode(folder: str | os.PathLike, workers: int = 1, batch_
             "decode": decode, "fraction": load_n / load_s / decode["limit_images_per_s"], "per_round": per_round}
 
 
-def write_jpeg_folder(root: str | os.PathLike, n: int, *, size: int = 256, classes: int = 100, seed: int = 0,
-                      processes: int | None = None) -> dict[str, Any]:
-    """Generate ``n`` JPEGs of ``size`` px in ``classes`` class folders with several processes.
+def prepare_jpeg_folder(root: str | os.PathLike, n: int, *, size: int = 256, classes: int = 100, seed: int = 0,
+                        processes: int | None = None) -> dict[str, Any]:
+    """A benchmark folder of ``n`` JPEGs of ``size`` px in ``classes`` class folders, written and timed.
 
-    Process ``k`` writes files ``[k * n / p, (k + 1) * n / p)`` with seed ``seed + k``
-    (:func:`sagemix.data.synthetic.make_jpeg_folder`), so the folder depends on ``processes``.
-    A folder that already holds ``n`` files of this layout is reused.
+    :func:`sagemix.data.synthetic.make_jpeg_folder` writes it with ``processes`` processes (default:
+    the CPUs, at most ``n // classes``), so the folder depends on that number. A folder that already
+    holds ``n`` files of this layout is reused.
 
     Returns:
         ``{"root", "files", "seconds", "processes", "reused"}``.
@@ -176,13 +175,8 @@ def write_jpeg_folder(root: str | os.PathLike, n: int, *, size: int = 256, class
     procs = max(1, min(processes or os.cpu_count() or 1, n // classes))
     if have == n:
         return {"root": str(root), "files": n, "seconds": 0.0, "processes": procs, "reused": True}
-    bounds = [n * k // procs for k in range(procs + 1)]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(procs) as pool:
-        jobs = [pool.submit(make_jpeg_folder, root, bounds[k + 1] - bounds[k], size, classes, seed + k, 90, bounds[k])
-                for k in range(procs)]
-        for job in jobs:
-            job.result()
+    make_jpeg_folder(root, n, size, classes, seed, 90, 0, procs)
     return {"root": str(root), "files": n, "seconds": time.perf_counter() - t0, "processes": procs, "reused": False}
 
 
@@ -257,7 +251,7 @@ def loader_scale_report(root: str | os.PathLike, *, n_small: int = 10_000, n_lar
     folders = [(n_small, root / f"jpeg{n_small}")] + ([(n_large, root / f"jpeg{n_large}")] if n_large else [])
     for n, folder in folders:
         say(f"generating {n} JPEGs of {size}px in {folder} ...")
-        gen.append(write_jpeg_folder(folder, n, size=size, classes=classes))
+        gen.append(prepare_jpeg_folder(folder, n, size=size, classes=classes))
         say(f"  {gen[-1]['seconds']:.1f} s ({gen[-1]['processes']} processes, reused={gen[-1]['reused']})")
     small = folders[0][1]
     say(f"loader ({workers} workers, batch {batch_size}, {steps} batches) and decode limit (one process, "

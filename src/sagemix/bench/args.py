@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..checks import check_int, is_int
+
 __all__ = ["parse_input_size", "check_int", "progress_bar"]
 
 
@@ -24,15 +26,10 @@ def parse_input_size(value: Any) -> tuple[int, int]:
         hw = tuple(value)
     else:
         raise ValueError(f"input_size must be an int or (H, W), got {value!r}")
-    if len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in hw):
+    if len(hw) != 2 or not all(is_int(v) and v >= 1 for v in hw):
         raise ValueError(f"input_size must be one or two positive ints (H, W), got {value!r}")
     return int(hw[0]), int(hw[1])
 
-
-def check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 

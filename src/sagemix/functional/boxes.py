@@ -19,12 +19,12 @@ Nothing here imports from the rest of sagemix.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..checks import check_number, is_int, is_number
 from .mixup import check_perm
 
 __all__ = ["box_sides", "centered_boxes", "rand_box", "box_masks", "box_areas", "paste_boxes", "erase_boxes"]
@@ -32,7 +32,7 @@ __all__ = ["box_sides", "centered_boxes", "rand_box", "box_masks", "box_areas", 
 
 def _check_size(h: Any, w: Any) -> tuple[int, int]:
     for name, v in (("h", h), ("w", w)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if not is_int(v) or v < 1:
             raise ValueError(f"{name} must be a positive int (image size in pixels), got {v!r}")
     return h, w
 
@@ -44,7 +44,7 @@ def _lam_tensor(lam: Any) -> Tensor:
             raise ValueError(f"lam must be a number or a 1-D floating tensor, got dtype {lam.dtype} "
                              f"and shape {tuple(lam.shape)}")
         t = lam.detach().to("cpu", torch.float64).reshape(-1)
-    elif isinstance(lam, (int, float)) and not isinstance(lam, bool):
+    elif is_number(lam):
         t = torch.tensor([float(lam)], dtype=torch.float64)
     else:
         raise TypeError(f"lam must be a float in [0, 1] or a 1-D tensor, got {type(lam).__name__}")
@@ -197,8 +197,7 @@ def erase_boxes(images: Tensor, boxes: Tensor, value: float = 0.0) -> Tensor:
     if not isinstance(images, Tensor) or images.ndim != 4:
         raise ValueError(f"images must be a (B, C, H, W) tensor, got "
                          f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"value must be a finite number, got {value!r}")
+    check_number(value, "value")
     b, _, h, w = images.shape
     boxes = _check_boxes(boxes, b).to(images.device)
     mask = box_masks(boxes, h, w).unsqueeze(1)

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_int, check_probability
 from .graphcut import import_gco
 from .comixup_solver import (HALF_BIAS, VARIANTS, LabellingResult, comixup_objective, modular_penalty,
                              most_used, solve_labelling)
@@ -103,8 +104,7 @@ def _check_saliency(saliency: Any, name: str = "saliency") -> Tensor:
 
 
 def _check_grid(block_num: Any, height: int, width: int) -> int:
-    if isinstance(block_num, bool) or not isinstance(block_num, int) or block_num < 1:
-        raise ValueError(f"block_num must be a positive int, got {block_num!r}")
+    check_int(block_num, "block_num", 1)
     if block_num > height or block_num > width:
         raise ValueError(f"block_num={block_num} needs images of at least {block_num}x{block_num} pixels, "
                          f"got {height}x{width}")
@@ -145,8 +145,7 @@ def pooled_saliency_peaks(saliency: Tensor, pool_size: int = 8) -> Tensor:
         (B, 2) int64 locations on the pooled map.
     """
     saliency = _check_saliency(saliency)
-    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-        raise ValueError(f"pool_size must be a positive int, got {pool_size!r}")
+    check_int(pool_size, "pool_size", 1)
     b, h, w = saliency.shape
     kernel = (min(pool_size, h), min(pool_size, w))
     pooled = F.avg_pool2d(saliency[:, None].float(), kernel, stride=1)[:, 0]
@@ -170,8 +169,7 @@ def compatibility_from_peaks(peaks: Tensor, omega: float) -> Tensor:
     """
     if not isinstance(peaks, Tensor) or peaks.ndim != 2 or peaks.shape[1] != 2:
         raise ValueError(f"peaks must be an (m, 2) tensor, got {getattr(peaks, 'shape', type(peaks).__name__)}")
-    if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not 0.0 <= float(omega) <= 1.0:
-        raise ValueError(f"omega must be a number in [0, 1], got {omega!r}")
+    check_probability(omega, "omega")
     m = peaks.shape[0]
     p = peaks.to(torch.float64)
     dist = (p[:, None, :] - p[None, :, :]).abs().sum(-1)
@@ -191,8 +189,7 @@ def compatibility_matrix(saliency: Tensor, *, omega: float, pool_size: int = 8) 
 # ---------------------------------------------------------------------------------------------
 def partition_bounds(batch: int, m_part: int) -> list[tuple[int, int]]:
     """Consecutive ``[start, end)`` slices of ``m_part`` inputs; the last may be shorter."""
-    if isinstance(m_part, bool) or not isinstance(m_part, int) or m_part < 1:
-        raise ValueError(f"m_part must be a positive int, got {m_part!r}")
+    check_int(m_part, "m_part", 1)
     return [(s, min(s + m_part, batch)) for s in range(0, batch, m_part)]
 
 
@@ -264,8 +261,7 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
                          f"{getattr(targets, 'shape', type(targets).__name__)} {getattr(targets, 'dtype', '')}")
     if not isinstance(prior, Tensor) or prior.shape != (b,):
         raise ValueError(f"prior must be a ({b},) tensor of Dirichlet weights, got {getattr(prior, 'shape', type(prior).__name__)}")
-    if isinstance(niter, bool) or not isinstance(niter, int) or niter < 1:
-        raise ValueError(f"niter must be a positive int, got {niter!r}")
+    check_int(niter, "niter", 1)
     n = _check_grid(block_num, h, w)
     bounds = partition_bounds(b, m_part)
     dev = images.device

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_int
 from .graphcut import import_gco
 
 __all__ = ["LabellingResult", "comixup_objective", "solve_labelling", "modular_penalty", "most_used", "VARIANTS",
@@ -210,8 +211,7 @@ def solve_labelling(cost: np.ndarray | Tensor, compat: np.ndarray | Tensor, prio
     for name, value in (("beta", beta), ("gamma", gamma), ("eta", eta), ("thres", thres), ("half_bias", half_bias)):
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if isinstance(niter, bool) or not isinstance(niter, int) or niter < 1:
-        raise ValueError(f"niter must be a positive int, got {niter!r}")
+    check_int(niter, "niter", 1)
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     init = init.astype(np.int64)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..checks import is_number
 from ..debug import check_values
 
 __all__ = ["mixup", "check_perm"]
@@ -92,7 +93,7 @@ def mixup(images: Tensor, perm: Tensor, lam: float | Tensor) -> Tensor:
             w = lam.to(device=images.device, dtype=compute).reshape(b, *([1] * (images.ndim - 1)))
         else:
             raise ValueError(f"lam must be a number or a tensor of shape ({b},), got shape {tuple(lam.shape)}")
-    elif isinstance(lam, (int, float)) and not isinstance(lam, bool):
+    elif is_number(lam):
         if not (math.isfinite(lam) and 0.0 <= lam <= 1.0):
             raise ValueError(f"lam must be a number in [0, 1], got {lam!r}")
         w = float(lam)

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_int
 from .graphcut import cut_grid_batch
 from .pool import WorkerPool
 from .puzzlemix_transport import (TRANSPORT_CELLS, TRANSPORT_RESOLVE, greedy_transport_plan, largest_divisor_at_most,
@@ -73,8 +74,7 @@ def _host(t: Tensor) -> Tensor:
 
 
 def _grid_blocks(h: int, w: int, grid_size: int) -> tuple[int, int]:
-    if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 1:
-        raise ValueError(f"grid_size must be an int >= 1, got {grid_size!r}")
+    check_int(grid_size, "grid_size", 1)
     if h % grid_size or w % grid_size:
         raise ValueError(f"grid_size={grid_size} must divide the image size, got H={h}, W={w}")
     return h // grid_size, w // grid_size

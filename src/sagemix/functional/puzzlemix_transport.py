@@ -19,6 +19,8 @@ import functools
 import torch
 from torch import Tensor
 
+from ..checks import is_int
+
 __all__ = ["TRANSPORT_RESOLVE", "TRANSPORT_CELLS", "largest_divisor_at_most", "transport_cell",
            "transport_cost_matrix", "greedy_transport_plan", "mask_transport_plan", "transport_blocks"]
 
@@ -65,7 +67,7 @@ def transport_cell(height: int, width: int, block: tuple[int, int], t_size: int 
         return block
     if t_size == "auto":
         side = max(4, min(height, width) // 8)
-    elif isinstance(t_size, bool) or not isinstance(t_size, int) or t_size < 1:
+    elif not is_int(t_size) or t_size < 1:
         raise ValueError(f"t_size must be an int >= 1 or one of {TRANSPORT_CELLS}, got {t_size!r}")
     else:
         side = t_size

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import EPS, check_positive, is_int, is_number
 from ..debug import check_values, to_device
 from .mixup import check_perm
 from .sage_objective import objective_from_maps
@@ -32,7 +33,6 @@ __all__ = [
     "all_shifts", "candidate_shifts", "prepare_maps", "sage_objective", "sage_mask", "sage_mix",
 ]
 
-EPS = 1e-16
 # ----------------------------------------------------------------------------------------------
 # Saliency (docs/SAGE.md §1)
 # ----------------------------------------------------------------------------------------------
@@ -60,10 +60,9 @@ def reduce_saliency(grad: Tensor, mode: str = "l2") -> Tensor:
 def gaussian_kernel1d(kernel_size: int = 5, sigma: float = 1.0, *, dtype: torch.dtype = torch.float32,
                       device: torch.device | str | None = None) -> Tensor:
     """Normalised 1-D Gaussian taps ``exp(-k^2 / 2 sigma^2)``, ``k = -(n-1)/2 .. (n-1)/2``."""
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+    if not is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"blur_kernel_size must be a positive odd int, got {kernel_size!r}")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"blur_sigma must be a finite number > 0, got {sigma!r}")
+    check_positive(sigma, "blur_sigma")
     k = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
     w = torch.exp(-(k ** 2) / (2.0 * float(sigma) ** 2))
     return (w / w.sum()).to(dtype=dtype, device=device)
@@ -184,7 +183,7 @@ def candidate_shifts(height: int, width: int, *, rand_pos: float | None = 0.01, 
     grid = all_shifts(height, width)
     total = grid.shape[0]
     if rand_pos is not None:
-        if isinstance(rand_pos, bool) or not isinstance(rand_pos, (int, float)) or not 0 <= float(rand_pos) <= 1:
+        if not is_number(rand_pos) or not 0 <= float(rand_pos) <= 1:
             raise ValueError(f"rand_pos must be a number in [0, 1] (0: the zero shift only) or None (exhaustive), "
                              f"got {rand_pos!r}")
     if rand_pos is not None and float(rand_pos) == 0.0:
@@ -213,7 +212,7 @@ def _check_prior(prior: float | Tensor, b: int, device: torch.device) -> Tensor:
         p = prior.detach().to(device=device, dtype=torch.float32).reshape(-1)
         check_values((p >= 0) & (p <= 1), "prior must lie in [0, 1]",
                      lambda: f"got {p.tolist() if p.numel() < 8 else p}")
-    elif isinstance(prior, (int, float)) and not isinstance(prior, bool):
+    elif is_number(prior):
         if not 0.0 <= float(prior) <= 1.0:
             raise ValueError(f"prior must lie in [0, 1], got {prior!r}")
         p = to_device(torch.tensor([float(prior)]), device)  # float32, made on the host, copied without blocking

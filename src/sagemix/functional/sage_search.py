@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_int
 from ..debug import to_device
 from .sage_objective import chunk_elements, objective_from_maps
 
@@ -62,7 +63,6 @@ SEARCHES = ("random", "exhaustive", "coarse_to_fine", "auto")
 #: it takes 1/5 of the random search's time, at 224 px 1/28, but at 64 px about the same and at 32 px
 #: 4x as long, so up to 64 px the paper's search is kept).
 AUTO_MIN_SIDE = 64
-_EPS = 1e-16
 
 
 def resolve_search(search: str, height: int, width: int) -> str:
@@ -211,8 +211,7 @@ def coarse_to_fine_search(a: Tensor, p: Tensor, *, coarse_size: int = 16, top_k:
         raise ValueError(f"a and p must be (B, H, W) tensors of one shape, got "
                          f"{tuple(getattr(a, 'shape', ()))} and {tuple(getattr(p, 'shape', ()))}")
     for name, value, low in (("coarse_size", coarse_size, 2), ("top_k", top_k, 1), ("fine_k", fine_k, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        check_int(value, name, low)
     a, p = a.float(), p.float()
     pyramid = [(a, p)]
     while min(pyramid[-1][0].shape[-2:]) > coarse_size:

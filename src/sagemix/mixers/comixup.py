@@ -20,8 +20,9 @@ from torch import Tensor
 
 from ..functional.comixup import HALF_BIAS, VARIANTS, comixup, partition_bounds
 from ..functional.graphcut import import_gco
-from .base import (MixOutput, Mixer, check_bool, check_int, check_nonnegative, check_positive, check_probability,
-                   sample_gamma)
+from ..checks import check_bool, check_int, check_nonnegative, check_positive, check_probability
+from .base import MixOutput, Mixer
+from .sampling import sample_gamma
 from .registry import register_mixer
 
 __all__ = ["CoMixup"]

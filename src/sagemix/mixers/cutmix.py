@@ -16,7 +16,10 @@ import torch
 from torch import Tensor
 
 from ..functional.boxes import paste_boxes, rand_box
-from .base import MixOutput, Mixer, draw_apply, mix_targets, random_permutation, sample_beta, skip_mix, to_device
+from ..debug import to_device
+from .base import MixOutput, Mixer, skip_mix
+from .sampling import draw_apply, random_permutation, sample_beta
+from .targets import mix_targets
 from .registry import register_mixer
 
 __all__ = ["CutMix"]

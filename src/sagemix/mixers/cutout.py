@@ -14,7 +14,10 @@ import torch
 from torch import Tensor
 
 from ..functional.boxes import box_areas, centered_boxes, erase_boxes
-from .base import MixOutput, Mixer, check_int, draw_apply, skip_mix, to_device
+from ..checks import check_int
+from ..debug import to_device
+from .base import MixOutput, Mixer, skip_mix
+from .sampling import draw_apply
 from .registry import register_mixer
 
 __all__ = ["Cutout"]

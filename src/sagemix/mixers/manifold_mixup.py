@@ -20,7 +20,11 @@ import torch
 from torch import Tensor
 
 from ..functional.mixup import mixup
-from .base import MixOutput, Mixer, mix_targets, random_permutation, sample_beta, to_device
+from ..checks import is_int
+from ..debug import to_device
+from .base import MixOutput, Mixer
+from .sampling import random_permutation, sample_beta
+from .targets import mix_targets
 from .registry import register_mixer
 
 __all__ = ["ManifoldMixup"]
@@ -57,7 +61,7 @@ class ManifoldMixup(Mixer):
         super().__init__(num_classes=num_classes, generator=generator)
         self.set_options(alpha=alpha, per_sample=per_sample)
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or len(layers) == 0 or any(
-                isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in layers):
+                not is_int(k) or k < 0 for k in layers):
             raise ValueError(f"layers must be a non-empty sequence of ints >= 0 (0 = input), got {layers!r}")
         self.layers = tuple(int(k) for k in layers)
 

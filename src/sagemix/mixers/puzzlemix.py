@@ -30,8 +30,11 @@ from torch import Tensor
 
 from ..functional.graphcut import import_gco
 from ..functional.puzzlemix import TRANSPORT_RESOLVE, fgsm_noise, puzzle_mix, transport_cell
-from .base import (CIFAR10_MEAN, CIFAR10_STD, MixOutput, Mixer, check_bool, check_int, check_nonnegative,
-                   check_probability, mix_targets, random_permutation, sample_beta)
+from ..checks import check_bool, check_int, check_nonnegative, check_probability
+from .base import MixOutput, Mixer
+from .constants import CIFAR10_MEAN, CIFAR10_STD
+from .sampling import random_permutation, sample_beta
+from .targets import mix_targets
 from .registry import register_mixer
 
 __all__ = ["PuzzleMix", "CIFAR10_MEAN", "CIFAR10_STD"]

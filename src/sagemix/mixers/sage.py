@@ -11,8 +11,11 @@ from torch import Tensor
 
 from ..functional.sage_search import resolve_search
 from ..functional.sage import candidate_shifts, gaussian_kernel1d, gaussian_smooth, reduce_saliency, sage_mask, sage_mix
-from .base import (MixOutput, Mixer, check_alpha, check_bool, check_nonnegative, check_probability, mix_targets,
-                   random_permutation, sample_beta, to_device)
+from ..checks import check_alpha, check_bool, check_nonnegative, check_probability
+from ..debug import to_device
+from .base import MixOutput, Mixer
+from .sampling import random_permutation, sample_beta
+from .targets import mix_targets
 from .registry import register_mixer
 
 __all__ = ["SAGE"]

@@ -25,8 +25,10 @@ from torch import Tensor
 
 from ..functional.boxes import paste_boxes
 from ..functional.saliencymix import denormalize_to_uint8, opencv_saliency, saliency_boxes
-from .base import (AUTO_POOL_PIXELS, CIFAR10_MEAN, CIFAR10_STD, MixOutput, Mixer, draw_apply, mix_targets,
-                   random_permutation, sample_beta, skip_mix)
+from .base import MixOutput, Mixer, skip_mix
+from .constants import AUTO_POOL_PIXELS, CIFAR10_MEAN, CIFAR10_STD
+from .sampling import draw_apply, random_permutation, sample_beta
+from .targets import mix_targets
 from .registry import register_mixer
 
 __all__ = ["SaliencyMix", "CIFAR10_MEAN", "CIFAR10_STD", "AUTO_POOL_PIXELS"]

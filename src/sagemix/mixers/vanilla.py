@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Mixer, MixOutput
+from .base import MixOutput, Mixer
 from .registry import register_mixer
 
 

@@ -17,22 +17,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check_mean_std
 from ..utils import eval_mode
 
 __all__ = ["denormalize", "normalize_uint8", "input_gradient", "method_saliency", "pick_pairs", "mix_pair",
            "load_image_folder"]
 
 
-def _check_stats(v: Any, name: str) -> Tensor:
-    t = torch.as_tensor(v, dtype=torch.float32).flatten()
-    if t.numel() not in (1, 3) or not torch.isfinite(t).all():
-        raise ValueError(f"{name} must be 1 or 3 finite numbers, got {v!r}")
-    return t.view(-1, 1, 1)
+def _check_stats(mean: Any, std: Any, channels: int) -> tuple[Tensor, Tensor]:
+    """``mean`` and ``std`` (1 or ``channels`` values each, std > 0) as (C, 1, 1) float32 tensors."""
+    m, s = check_mean_std(mean, std, channels)
+    return torch.tensor(m).view(-1, 1, 1), torch.tensor(s).view(-1, 1, 1)
 
 
 def denormalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """(B, 3, H, W) normalised -> (B, H, W, 3) float in [0, 1] for display."""
-    m, s = _check_stats(mean, "mean"), _check_stats(std, "std")
+    m, s = _check_stats(mean, std, images.shape[1])
     return (images.detach().float().cpu() * s + m).clamp(0, 1).permute(0, 2, 3, 1)
 
 
@@ -41,7 +41,7 @@ def normalize_uint8(images: Tensor, mean: Sequence[float], std: Sequence[float])
     if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
         raise TypeError(f"images must be a uint8 (B, 3, H, W) tensor, got "
                         f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
-    m, s = _check_stats(mean, "mean"), _check_stats(std, "std")
+    m, s = _check_stats(mean, std, images.shape[1])
     return (images.float() / 255.0 - m) / s
 
 

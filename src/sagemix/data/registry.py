@@ -33,6 +33,7 @@ _DATASETS: Registry[DatasetFn] = Registry("dataset", [
     "sagemix.data.imagefolder",
     "sagemix.data.offline",
     "sagemix.data.mini_imagenet",
+    "sagemix.data.fashion_mnist",
 ])
 
 

@@ -9,6 +9,10 @@ layout torchvision's ``FashionMNIST`` downloads into) or its ``fashion-mnist`` s
 (``/usr/share/datasets/fashion-mnist``). ``download=True`` fetches the official files into ``root``
 through torchvision when they are missing (network needed).
 
+**Size.** The images are 28x28; ``pad=2`` (the recipe's setting) adds a 2-pixel black border to
+make them 32x32, as LeNet-5 did for MNIST: the size the CIFAR networks and the CIFAR-C corruption
+generator are defined for, without resampling the pixels (Fashion-MNIST's background is 0).
+
 **One channel.** A grayscale image is stored as three identical channels (R = G = B), so every
 mixer, the gradient saliency, OpenCV's saliency, the figures and the corruption generator see the
 RGB uint8 layout that all sagemix data share; the network's first convolution sums the three
@@ -90,7 +94,7 @@ def _read_idx(path: Path, kind: str) -> torch.Tensor:
 
 
 def load_fashion_mnist(*, root: str | os.PathLike | None = None, train: bool = True, download: bool = False,
-                       image_size: tuple[int, int] | None = None, seed: int = 0) -> ImageData:
+                       image_size: tuple[int, int] | None = None, seed: int = 0, pad: int = 0) -> ImageData:
     """Load a Fashion-MNIST split into memory as (N, 3, 28, 28) uint8 (three equal channels).
 
     Args:
@@ -99,11 +103,14 @@ def load_fashion_mnist(*, root: str | os.PathLike | None = None, train: bool = T
         download: fetch the official files into ``root`` with torchvision when they are not found.
         image_size: optional (H, W) to resize to (bilinear, antialiased).
         seed: unused (no random choice); accepted for the common signature.
+        pad: black pixels added on each side (2: 32x32), before any ``image_size`` resize.
 
     Returns:
         :class:`ImageData` named ``"fashion_mnist"`` with the 10 class names.
     """
     del seed
+    if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad <= 64:
+        raise ValueError(f"pad must be an int in [0, 64] (black pixels on each side; 2 makes 32x32), got {pad!r}")
     try:
         folder = find_fashion_mnist(root)
     except FileNotFoundError:
@@ -131,13 +138,14 @@ def load_fashion_mnist(*, root: str | os.PathLike | None = None, train: bool = T
                          f"{tuple(images.shape)}, labels {tuple(labels.shape)}; expected (N, H, W) and (N,)")
     if labels.numel() and int(labels.max()) >= len(FASHION_MNIST_CLASSES):
         raise ValueError(f"Fashion-MNIST labels in {str(label_path)!r} go up to {int(labels.max())}; expected 0-9")
-    rgb = images.to(torch.uint8).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    rgb = images.to(torch.uint8).unsqueeze(1).expand(-1, 3, -1, -1)
+    rgb = torch.nn.functional.pad(rgb, (pad,) * 4) if pad else rgb.contiguous()
     if image_size is not None:
         rgb = resize_images(rgb, image_size)
     return ImageData(images=rgb, labels=labels.to(torch.int64), classes=list(FASHION_MNIST_CLASSES),
                      mean=(MEAN, MEAN, MEAN), std=(STD, STD, STD), name="fashion_mnist",
                      info={"split": "train" if train else "test", "source": str(folder),
-                           "channels": "grayscale replicated to 3"})
+                           "channels": "grayscale replicated to 3", "pad": pad})
 
 
 register_dataset("fashion_mnist", load_fashion_mnist)

@@ -96,7 +96,8 @@ def test_a_trained_variant_is_labelled_in_its_folder_and_the_report(tmp_path: Pa
     assert [r[1] for r in table.raw] == ["sage", "sage_no_rearrangement"]
 
 
-@pytest.mark.parametrize("name", ["evidence_comparison.json", "evidence_comparison_half.json"])
+@pytest.mark.parametrize("name", ["evidence_comparison.json", "evidence_comparison_half.json", "evidence_fmnist.json",
+                                  "evidence_offline.json"])
 def test_shipped_evidence_comparison_config_is_valid(name: str) -> None:
     from sagemix.compare import load_comparison
     from sagemix.train import load_config

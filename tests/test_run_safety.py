@@ -89,7 +89,7 @@ def test_request_stop_at_every_step_of_an_epoch_resumes_equal(tmp_path):
                 t.request_stop()
             return out
 
-        t.step = step
+        t.setup.step = step
         with pytest.raises(KeyboardInterrupt):
             t.fit()
         assert load_checkpoint(tmp_path / run / "checkpoint.pt")["step"] == stop_after
@@ -111,7 +111,7 @@ def test_resumed_epoch_times_count_the_steps_before_the_interrupt(tmp_path):
             t.request_stop()
         return slow_step(images, labels)
 
-    t.step = step
+    t.setup.step = step
     with pytest.raises(KeyboardInterrupt):
         t.fit()
     partial = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["partial"]

@@ -60,6 +60,26 @@ def test_build_setup_bad_input(tmp_path) -> None:
         build_setup(_config(tmp_path, batch_size=64, drop_last=True), train_data=_data(24, 0), test_data=_data(8, 1))
 
 
+def test_the_training_path_validates_once_and_the_trainer_holds_its_setup(tmp_path, monkeypatch) -> None:
+    cfg = _config(tmp_path)
+    calls: list[str] = []
+    real_validate, real_amp = TrainConfig.validate, setup_mod.check_amp_device
+    monkeypatch.setattr(TrainConfig, "validate", lambda self: calls.append("validate") or real_validate(self))
+    monkeypatch.setattr(setup_mod, "check_amp_device", lambda *a: calls.append("amp") or real_amp(*a))
+    trainer = Trainer(cfg, train_data=_data(24, 0), test_data=_data(8, 1), log=None)
+    try:
+        assert calls == ["validate", "amp"]
+        assert trainer.setup.config is trainer.config
+        for part in ("model", "raw_model", "optimizer", "mixer", "step", "train_loader", "steps_per_epoch"):
+            assert getattr(trainer, part) is getattr(trainer.setup, part)
+        with pytest.raises(AttributeError):
+            trainer.model = torch.nn.Linear(1, 1)  # read through the set-up, never a second copy
+    finally:
+        trainer.close()
+    with pytest.raises(ValueError, match="'amp' is 'fp16', which needs CUDA"):
+        build_step(torch.nn.Linear(2, 3), build_mixer("mixup", num_classes=3), num_classes=3, amp="fp16")
+
+
 def test_build_mixer_passes_the_data_normalisation_only_where_accepted() -> None:
     pm = build_mixer("puzzlemix", num_classes=3, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))
     assert tuple(pm.mean) == pytest.approx((0.1, 0.2, 0.3))
@@ -72,13 +92,13 @@ def test_build_mixer_passes_the_data_normalisation_only_where_accepted() -> None
 
 def _count_builds(monkeypatch) -> list[int]:
     calls: list[int] = []
-    real = setup_mod.build_setup
+    real = setup_mod.setup_from_valid
 
     def counting(*a, **kw):
         calls.append(1)
         return real(*a, **kw)
 
-    monkeypatch.setattr(trainer_mod, "build_setup", counting)
+    monkeypatch.setattr(trainer_mod, "setup_from_valid", counting)
     return calls
 
 

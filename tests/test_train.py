@@ -126,7 +126,7 @@ def test_ctrl_c_saves_and_resumes_exactly(tmp_path):
             raise KeyboardInterrupt
         return real_step(images, labels)
 
-    t.step = interrupting_step
+    t.setup.step = interrupting_step
     with pytest.raises(KeyboardInterrupt):
         t.fit()
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")

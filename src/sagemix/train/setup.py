@@ -8,7 +8,8 @@ say), the model (raw, and wrapped in DDP /
 and the :class:`sagemix.MixStep` that ties model, mixer and loss together. The :class:`Trainer
 <sagemix.train.trainer.Trainer>` runs its loop on a set-up; ``sagemix demo`` and ``sagemix show`` train
 through the Trainer, and ``sagemix bench`` builds each method's mixer and step with :func:`build_mixer`
-and :func:`build_step`, the two pieces :func:`build_setup` uses.
+and :func:`build_step`, the two pieces :func:`build_setup` uses. The Trainer validates its config once and
+builds through :func:`setup_from_valid` (the same set-up, no second validation).
 
 Every randomness source has its own seed derived from the run seed (:func:`derive_seed`): torch's
 global RNG is seeded with ``config.seed`` right before the model is created (identical initial weights
@@ -40,7 +41,7 @@ from ..utils import resolve_device
 from .config import TrainConfig
 from .distributed import DistInfo, run_in_turns
 
-__all__ = ["Setup", "build_setup", "build_mixer", "build_step", "derive_seed", "mixer_seed", "set_tf32",
+__all__ = ["Setup", "build_setup", "setup_from_valid", "check_amp_device", "build_mixer", "build_step", "derive_seed", "mixer_seed", "set_tf32",
            "AUTOCAST_DTYPES"]
 
 #: The config's ``amp`` setting -> the autocast dtype of the forward passes.
@@ -249,10 +250,19 @@ def build_step(model: nn.Module, mixer: Mixer, *, num_classes: int, loss: str = 
     """
     if amp not in AUTOCAST_DTYPES:
         raise ValueError(f"amp must be one of {sorted(AUTOCAST_DTYPES)}, got {amp!r}")
-    dev = torch.device(device)
-    if amp == "fp16" and dev.type != "cuda":
-        raise ValueError(f"config key 'amp' is 'fp16', which needs CUDA (device is {dev}); "
+    check_amp_device(amp, torch.device(device))
+    return _step(model, mixer, num_classes, loss, amp)
+
+
+def check_amp_device(amp: str, device: torch.device) -> None:
+    """fp16 autocast (with its GradScaler) needs CUDA: a ValueError naming the config key otherwise."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"config key 'amp' is 'fp16', which needs CUDA (device is {device}); "
                          "use amp='bf16' or 'none' on CPU")
+
+
+def _step(model: nn.Module, mixer: Mixer, num_classes: int, loss: str, amp: str) -> MixStep:
+    """The step of :func:`build_step`, its arguments already checked."""
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
     return MixStep(model, mixer, get_loss(loss), num_classes=num_classes, autocast_dtype=AUTOCAST_DTYPES[amp],
                    scaler=scaler)
@@ -281,14 +291,18 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    cfg = config.validate()
+    return setup_from_valid(config.validate(), train_data=train_data, test_data=test_data, dist=dist, device=device,
+                            log=log)
+
+
+def setup_from_valid(cfg: TrainConfig, *, train_data: Any = None, test_data: Any = None, dist: DistInfo | None = None,
+                     device: str | torch.device | None = None, log: Callable[[str], None] | None = None) -> Setup:
+    """:func:`build_setup` of a config that its caller has just validated (the Trainer), not validated again."""
     dist = dist if dist is not None else DistInfo()
     if not isinstance(dist, DistInfo):
         raise TypeError(f"dist must be a DistInfo or None, got {type(dist).__name__}")
     dev = resolve_device(cfg.device if device is None else device, dist.local_rank)
-    if cfg.amp == "fp16" and dev.type != "cuda":
-        raise ValueError(f"config key 'amp' is 'fp16', which needs CUDA (device is {dev}); "
-                         "use amp='bf16' or 'none' on CPU")
+    check_amp_device(cfg.amp, dev)  # before any data is read
     if dev.type == "cuda":
         # Fixed shapes every step: let cuDNN pick its fastest kernels (at the cost of bitwise
         # run-to-run reproducibility on the GPU; CPU runs stay bitwise reproducible).
@@ -346,7 +360,7 @@ def build_setup(config: TrainConfig, *, train_data: Any = None, test_data: Any =
     mixer_generator = torch.Generator().manual_seed(mixer_seed(cfg.seed, dist.rank))
     mixer = build_mixer(cfg.method, num_classes=num_classes, generator=mixer_generator,
                         mixer_kwargs=cfg.mixer_kwargs(), mean=train_data.mean, std=train_data.std)
-    step = build_step(model, mixer, num_classes=num_classes, loss=cfg.loss, amp=cfg.amp, device=dev)
+    step = _step(model, mixer, num_classes, cfg.loss, cfg.amp)  # amp checked above
     return Setup(config=cfg, dist=dist, device=dev, train_data=train_data, test_data=test_data,
                  num_classes=num_classes, mean=tuple(train_data.mean), std=tuple(train_data.std),
                  train_loader=train_loader, test_loader=test_loader,

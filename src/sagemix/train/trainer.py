@@ -62,7 +62,7 @@ from .distributed import (all_gather_objects, all_reduce_sum, barrier, broadcast
                           cleanup_distributed, decide_on_main, setup_distributed)
 from .interrupt import StopOnSigint, data_hash
 from .logging import EpochSums, RunLogger, git_commit, summarize
-from .setup import build_setup, derive_seed, mixer_seed
+from .setup import Setup, derive_seed, mixer_seed, setup_from_valid
 
 __all__ = ["Trainer", "TrainingDiverged", "evaluate_accuracy", "train", "derive_seed"]
 
@@ -73,12 +73,17 @@ class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+def _setup_part(name: str) -> property:
+    return property(lambda self: getattr(self.setup, name), doc=f"``setup.{name}`` (read-only).")
+
+
 class Trainer:
     """Train one model with one mixing method, as configured.
 
-    The constructor joins the torchrun group (when there is one) and builds the set-up with
-    :func:`sagemix.train.setup.build_setup` (data, model, optimizer, mixer, step; kept as ``setup`` and
-    its parts as attributes); :meth:`fit` runs the epochs. This is the package's only training loop.
+    The constructor validates the config (once), joins the torchrun group (when there is one) and
+    builds the set-up as :func:`sagemix.train.setup.build_setup` does (data, model, optimizer, mixer,
+    step), kept as :attr:`setup`; its parts read through it (``trainer.model`` is
+    ``trainer.setup.model``). :meth:`fit` runs the epochs. This is the package's only training loop.
 
     Args:
         config: the run's settings.
@@ -86,6 +91,13 @@ class Trainer:
         test_data: an ``ImageData`` to evaluate on instead of the dataset's test split.
         log: where progress lines go (``print`` on rank 0 by default; None silences them).
     """
+
+    train_data, test_data, num_classes = _setup_part("train_data"), _setup_part("test_data"), _setup_part("num_classes")
+    train_loader, test_loader = _setup_part("train_loader"), _setup_part("test_loader")
+    steps_per_epoch, raw_model, model = _setup_part("steps_per_epoch"), _setup_part("raw_model"), _setup_part("model")
+    optimizer, scheduler = _setup_part("optimizer"), _setup_part("scheduler")
+    autocast_dtype, scaler = _setup_part("autocast_dtype"), _setup_part("scaler")
+    mixer_generator, mixer, step = _setup_part("mixer_generator"), _setup_part("mixer"), _setup_part("step")
 
     def __init__(self, config: TrainConfig, *, train_data: Any = None, test_data: Any = None,
                  log: Callable[[str], None] | None = print) -> None:
@@ -103,19 +115,11 @@ class Trainer:
             raise
 
     def _setup(self, train_data: Any, test_data: Any) -> None:
-        setup = self.setup = build_setup(self.config, train_data=train_data, test_data=test_data, dist=self.dist,
-                                         device=self.device, log=self._log)
+        self.setup: Setup = setup_from_valid(self.config, train_data=train_data, test_data=test_data, dist=self.dist,
+                                             device=self.device, log=self._log)
         cfg = self.config
         self.run_dir = cfg.run_dir()
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME
-        # The set-up's parts, under the names the loop and the callers use.
-        self.train_data, self.test_data, self.num_classes = setup.train_data, setup.test_data, setup.num_classes
-        self.train_loader, self.test_loader = setup.train_loader, setup.test_loader
-        self.steps_per_epoch = setup.steps_per_epoch
-        self.raw_model, self.model = setup.raw_model, setup.model
-        self.optimizer, self.scheduler = setup.optimizer, setup.scheduler
-        self.autocast_dtype, self.scaler = setup.autocast_dtype, setup.scaler
-        self.mixer_generator, self.mixer, self.step = setup.mixer_generator, setup.mixer, setup.step
 
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, tensorboard=cfg.tensorboard)
         self.history: list[dict[str, Any]] = []

@@ -88,22 +88,46 @@ def test_interrupted_run_is_resumed_by_the_next_invocation(tmp_path: Path) -> No
     assert run_comparison(cfg, report=False, log=lambda s: None)["skipped"] == [run_dir.name]
 
 
-def test_eval_args_placeholders(tmp_path: Path) -> None:
-    from sagemix.compare import eval_args_for
+def test_eval_options_are_values_with_placeholders(tmp_path: Path) -> None:
+    from sagemix.compare import eval_options_for
+    from sagemix.evaluate import EvalOptions
 
-    cfg = ComparisonConfig.from_dict(_cfg(tmp_path, seeds=[2], eval={"enabled": True, "args": [
-        "--corruptions", "{out}/c-{model}-s{seed}", "--tag", "{method}"]}))
+    cfg = ComparisonConfig.from_dict(_cfg(tmp_path, seeds=[2], eval={"enabled": True, "options": {
+        "corruptions": "{out}/c-{model}-s{seed}", "out": "{out}/e-{method}", "adversarial": ["fgsm"]}}))
     spec = plan_runs(cfg)[1]
-    assert eval_args_for(cfg, spec) == ["--corruptions", f"{cfg.out}/c-smallnet-s2", "--tag", "mixup"]
-    cfg.eval_args = ["{nope}"]
+    assert eval_options_for(cfg, spec) == EvalOptions(corruptions=f"{cfg.out}/c-smallnet-s2", out=f"{cfg.out}/e-mixup",
+                                                      adversarial=("fgsm",))
+    cfg.eval_options = {"out": "{nope}"}
     with pytest.raises(ValueError, match="unknown placeholder"):
-        eval_args_for(cfg, spec)
+        eval_options_for(cfg, spec)
+
+
+def test_eval_args_of_a_former_config_are_read_once_into_options(tmp_path: Path) -> None:
+    from sagemix.compare import eval_options_for
+
+    old = ComparisonConfig.from_dict(_cfg(tmp_path, eval={"enabled": True, "args": [
+        "--device", "cpu", "--limit", "100", "--corruptions", "{out}/c-s{seed}", "--adversarial", "fgsm"],
+        "options": {"limit": 50}}))
+    assert old.eval_options == {"device": "cpu", "limit": 50, "corruptions": "{out}/c-s{seed}",
+                                "adversarial": ["fgsm"]}  # options after args, as before
+    spec = plan_runs(old)[0]
+    new = ComparisonConfig.from_dict(_cfg(tmp_path, eval={"enabled": True, "options": {
+        "device": "cpu", "limit": 50, "corruptions": "{out}/c-s{seed}", "adversarial": ["fgsm"]}}))
+    assert eval_options_for(old, spec) == eval_options_for(new, spec)
+    with pytest.raises(ValueError, match=r"comparison key 'eval.args': sagemix eval arguments .*--tag"):
+        ComparisonConfig.from_dict(_cfg(tmp_path, eval={"enabled": True, "args": ["--tag", "x"]}))
+    with pytest.raises(ValueError, match=r"comparison key 'eval': limit \(--limit\) must be a positive int, got 0"):
+        ComparisonConfig.from_dict(_cfg(tmp_path, eval={"enabled": True, "options": {"limit": 0}}))
 
 
 def test_expected_eval_files() -> None:
-    assert expected_eval_files([]) == ["clean.json"]
-    assert expected_eval_files(["--adversarial", "fgsm", "--corruptions", "x", "--fewshot"]) == [
+    from sagemix.evaluate import EvalOptions
+
+    assert expected_eval_files(EvalOptions()) == ["clean.json"]
+    assert expected_eval_files(EvalOptions(adversarial=("fgsm",), corruptions="x", fewshot=True)) == [
         "clean.json", "corruptions.json", "adversarial.json", "fewshot.json"]
+    with pytest.raises(TypeError, match="options must be an EvalOptions, got list"):
+        expected_eval_files(["--fewshot"])
 
 
 @pytest.mark.parametrize("change, match", [

@@ -63,7 +63,7 @@ def test_misspelt_mixer_option_fails_before_any_work(tmp_path: Path) -> None:
     cfg = ComparisonConfig.from_dict(_cfg(tmp_path, variants=bad))
     calls = []
     for dry in (False, True):
-        with pytest.raises(ValueError, match=r"sage_exhaustive.*no option\(s\) \['rand_poss'\].*rand_pos"):
+        with pytest.raises(ValueError, match=r"sage_exhaustive.*sage has no option 'rand_poss'; its options are .*rand_pos"):
             run_comparison(cfg, dry_run=dry, train_fn=lambda c, resume: calls.append(c), report=False,
                            log=lambda s: None)
     assert calls == [] and not Path(cfg.out).exists()

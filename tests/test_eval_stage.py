@@ -122,8 +122,7 @@ def test_compare_evaluates_in_process(tmp_path, monkeypatch):
     again = run_comparison(cfg, report=False, log=lines.append)
     assert again["evaluated"] == [] and any("evaluation already done" in s for s in lines)
     # a failing evaluation is reported, the comparison carries on
-    cfg.eval_args = ["--dataset", "nonexistent_dataset"]
-    cfg.eval_options = {}
+    cfg.eval_options = {"dataset": "nonexistent_dataset"}
     failed = run_comparison(cfg, report=False, log=lambda s: None)
     assert "evaluation: " in failed["failed"][spec.name]
     with pytest.raises(ValueError, match="unknown field"):

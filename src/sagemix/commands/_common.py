@@ -144,32 +144,14 @@ def report_missing_extras(methods: Iterable[str], command: str) -> dict[str, str
 
 
 def check_mixer_options(method: str, options: dict[str, Any], option: str, *, num_classes: int = 10) -> None:
-    """Refuse unknown or invalid options of ``method``'s mixer before any work.
-
-    The option names are checked against the mixer's constructor (an unknown one is refused with the
-    list of valid ones), then the mixer is built once to check the values. A missing optional extra
-    is left to the caller (it skips the method).
+    """:func:`sagemix.train.setup.check_mixer_options`, its errors naming the command-line ``option``.
 
     Raises:
         ValueError: an unknown option or a bad value, naming ``option``, the method and the valid options.
     """
-    import inspect
+    from ..train.setup import check_mixer_options as check
 
-    from ..mixers import create_mixer, get_mixer_class
-
-    cls = get_mixer_class(method)
-    params = inspect.signature(cls.__init__).parameters
-    valid = sorted(n for n, p in params.items()
-                   if n not in ("self", "num_classes", "generator") and p.kind is not p.VAR_KEYWORD
-                   and p.kind is not p.VAR_POSITIONAL)
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    unknown = sorted(k for k in options if k not in valid)
-    if unknown and not takes_any:
-        raise ValueError(f"{option}: {method} has no option {', '.join(map(repr, unknown))}; "
-                         f"its options are {', '.join(valid) or '(none)'}")
     try:
-        create_mixer(method, num_classes=num_classes, **options)
-    except ImportError:
-        return
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{option}: bad options for {method}: {e}") from None
+        check(method, options, num_classes=num_classes)
+    except ValueError as e:
+        raise ValueError(f"{option}: {e}") from None

@@ -19,10 +19,12 @@ A comparison is described by a JSON file (see ``configs/offline_comparison.json`
                                                 # a registry method with other settings under its own
                                                 # name: list the name in "methods"; its runs go to
                                                 # <out>/<model>-<name>-s<seed> and the report shows it
-      "eval": {"enabled": true, "args": ["--adversarial", "fgsm"]},     # the flags of `sagemix eval RUN`
-                                                # ({seed} {method} {model} {out} in args are filled in);
-                                                # or/and "options": {"adversarial": ["fgsm"], ...}, the
-                                                # fields of sagemix.evaluate.EvalOptions (applied after args)
+      "eval": {"enabled": true, "options": {"adversarial": ["fgsm"], "limit": 1000}},
+                                                # the fields of sagemix.evaluate.EvalOptions ({seed}
+                                                # {method} {model} {out} in strings are filled in); the
+                                                # former "args": ["--adversarial", "fgsm"] (flags of
+                                                # `sagemix eval RUN`) still load: read once into options,
+                                                # "options" applied after them
       "report": {"out": "runs/offline_comparison/report", "plots": true,
                  "clean_metric": "final_acc", "ci": "t", "references": ["vanilla", "sage"]},
       "estimate": {...}                         # optional free-form notes (how the budget was sized)
@@ -32,8 +34,9 @@ The matrix is resumable: a run whose ``summary.json`` says ``finished: true`` is
 a run with a checkpoint but no finished summary is resumed (``resume=True``), and an evaluation is
 skipped when every result file its options ask for exists (:meth:`EvalOptions.expected_files`).
 Training runs in this process through :func:`sagemix.train.train`, and so does evaluation, through
-:func:`sagemix.evaluate.evaluate_run`: the ``eval.args`` flags are read by the ``sagemix eval``
-command's own parser into :class:`sagemix.evaluate.EvalOptions`. Runs are ordered seed by seed, so a
+:func:`sagemix.evaluate.evaluate_run`, with an :class:`sagemix.evaluate.EvalOptions` built from the
+``eval.options`` values (the options that ``sagemix train`` checks, the mixer's, are checked here by the
+same function before any work). Runs are ordered seed by seed, so a
 partial comparison has every method at the first seeds.
 
 With ``jobs > 1`` (``sagemix compare --jobs 2``) that many runs train and evaluate at once, each in its own
@@ -46,8 +49,8 @@ evaluation options, :mod:`.run` trains, evaluates and reports.
 from __future__ import annotations
 
 from .config import ComparisonConfig, load_comparison
-from .plan import RunSpec, check_plan, eval_args_for, eval_options_for, expected_eval_files, plan_runs, run_state
+from .plan import RunSpec, check_plan, eval_options_for, expected_eval_files, plan_runs, run_state
 from .run import run_comparison
 
 __all__ = ["ComparisonConfig", "RunSpec", "load_comparison", "plan_runs", "run_state", "expected_eval_files",
-           "eval_args_for", "eval_options_for", "check_plan", "run_comparison"]
+           "eval_options_for", "check_plan", "run_comparison"]

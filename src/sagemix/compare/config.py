@@ -34,8 +34,10 @@ class ComparisonConfig:
         variants: ``{name: {"method": registry name, **config overrides}}``: a registry method with other
             settings (usually ``method_kwargs``) under its own name in the run folders and the report.
         eval_enabled: evaluate each finished run (:func:`sagemix.evaluate.evaluate_run`).
-        eval_args: flags of ``sagemix eval`` (placeholders allowed), read into the evaluation options.
-        eval_options: :class:`sagemix.evaluate.EvalOptions` fields applied on top of ``eval_args``.
+        eval_options: the :class:`sagemix.evaluate.EvalOptions` fields of every run's evaluation (string
+            values may hold the placeholders ``{seed}``, ``{method}``, ``{model}``, ``{out}``). A file's
+            ``eval.args`` (``sagemix eval`` flags, the former format) are read into these fields once, when
+            the file is loaded, with ``eval.options`` applied on top.
         report_out: the report folder (default ``<out>/report``).
         report_plots: draw the report's plots.
         report_options: ``clean_metric``, ``ci`` and ``references`` of the report's paired tables
@@ -52,7 +54,6 @@ class ComparisonConfig:
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_enabled: bool = False
-    eval_args: list[str] = field(default_factory=list)
     eval_options: dict[str, Any] = field(default_factory=dict)
     report_out: str | None = None
     report_plots: bool = True
@@ -113,11 +114,13 @@ class ComparisonConfig:
         enabled = ev.get("enabled", bool(ev))
         if not isinstance(enabled, bool):
             raise TypeError(f"comparison key 'eval.enabled' must be true or false, got {enabled!r}")
-        eval_args = ev.get("args", []) or []
-        if not isinstance(eval_args, list) or not all(isinstance(a, str) for a in eval_args):
-            raise TypeError(f"comparison key 'eval.args' must be a list of strings (sagemix eval flags), got {eval_args!r}")
-        eval_options = ev.get("options", {}) or {}
-        _check_eval_options(eval_options)
+        eval_options = {**_fields_of_args(ev.get("args", []) or []), **_check_eval_options(ev.get("options", {}) or {})}
+        from ..evaluate.stage import EvalOptions
+
+        try:  # the values, before any work (placeholders in strings are filled in per run)
+            EvalOptions(**eval_options)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"comparison key 'eval': {e}") from None
         rep = d.get("report", {}) or {}
         if not isinstance(rep, dict) or set(rep) - _REPORT_KEYS:
             raise ValueError(f"comparison key 'report' must be an object with some of {sorted(_REPORT_KEYS)}, "
@@ -128,7 +131,7 @@ class ComparisonConfig:
             raise TypeError(f"comparison key 'description' must be a string, got {desc!r}")
         return cls(recipe=recipe, out=out, methods=methods, seeds=list(seeds), models=models,
                    overrides=dict(overrides), method_overrides={k: dict(v) for k, v in mo.items()}, variants=variants,
-                   eval_enabled=enabled, eval_args=list(eval_args), eval_options=dict(eval_options), report_out=rep.get("out"),
+                   eval_enabled=enabled, eval_options=eval_options, report_out=rep.get("out"),
                    report_options={k: rep[k] for k in ("clean_metric", "ci", "references") if k in rep},
                    report_plots=bool(rep.get("plots", True)), description=desc)
 
@@ -196,7 +199,8 @@ def _check_report_options(rep: Mapping[str, Any]) -> None:
         raise TypeError(f"comparison key 'report.plots' must be true or false, got {rep['plots']!r}")
 
 
-def _check_eval_options(opts: Any) -> None:
+def _check_eval_options(opts: Any) -> dict[str, Any]:
+    """``opts`` if it is a dict of :class:`sagemix.evaluate.EvalOptions` fields, else a TypeError/ValueError."""
     from ..evaluate.stage import EvalOptions
 
     if not isinstance(opts, dict):
@@ -206,6 +210,27 @@ def _check_eval_options(opts: Any) -> None:
     if unknown:
         raise ValueError(f"comparison key 'eval.options' has unknown field(s) {unknown}; expected some of "
                          f"{sorted(known)}")
+    return dict(opts)
+
+
+def _fields_of_args(args: Any) -> dict[str, Any]:
+    """The EvalOptions fields that ``sagemix eval`` flags set (those that differ from the defaults).
+
+    A comparison file's ``eval.args`` are read by the command's parser once, here; string values keep
+    their placeholders (``--corruptions {out}/c-s{seed}``), which are filled in per run.
+    """
+    from ..evaluate.options import parse_options
+    from ..evaluate.stage import EvalOptions
+
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise TypeError(f"comparison key 'eval.args' must be a list of strings (sagemix eval flags), got {args!r}")
+    try:
+        opts = parse_options(args)
+    except ValueError as e:
+        raise ValueError(f"comparison key 'eval.args': {e}") from None
+    default = EvalOptions()
+    return {f.name: list(v) if isinstance(v, tuple) else v for f in dataclasses.fields(EvalOptions)
+            if (v := getattr(opts, f.name)) != getattr(default, f.name)}
 
 
 def _str_list(v: Any, key: str) -> list[str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import run_folder as rf
-from .config import ComparisonConfig, _check_eval_options
+from .config import ComparisonConfig
 
-__all__ = ["RunSpec", "plan_runs", "check_plan", "run_state", "expected_eval_files", "eval_args_for",
+__all__ = ["RunSpec", "plan_runs", "check_plan", "run_state", "expected_eval_files",
            "eval_options_for"]
 
 
@@ -58,16 +58,16 @@ def plan_runs(cfg: ComparisonConfig) -> list[RunSpec]:
 
 
 def check_plan(cfg: ComparisonConfig, specs: Sequence[RunSpec] | None = None) -> None:
-    """Build every run's config and check its mixer options against the mixer's signature, so that a
-    misspelt key fails before any work (also with ``--dry-run``).
+    """Build every run's config and check its mixer options as ``sagemix train`` does
+    (:func:`sagemix.train.setup.check_mixer_options`), so that a misspelt key or a bad value fails
+    before any work (also with ``--dry-run``).
 
     Raises:
-        ValueError: a run's config is invalid, or its ``method_kwargs`` name an option the mixer lacks.
+        ValueError: a run's config is invalid, or its ``method_kwargs`` name an option the mixer lacks
+            or a value it refuses.
     """
-    import inspect
-
-    from ..mixers.registry import get_mixer_class
     from ..train import load_config
+    from ..train.setup import check_mixer_options
 
     checked: set[tuple[str, str]] = set()
     for spec in plan_runs(cfg) if specs is None else specs:
@@ -80,14 +80,10 @@ def check_plan(cfg: ComparisonConfig, specs: Sequence[RunSpec] | None = None) ->
         if key in checked:
             continue
         checked.add(key)
-        params = inspect.signature(get_mixer_class(config.method).__init__).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            continue
-        known = sorted(n for n, p in params.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL)
-        bad = sorted(set(kwargs) - set(known))
-        if bad:
-            raise ValueError(f"comparison run {spec.name}: method {config.method!r} has no option(s) {bad} "
-                             f"(method_kwargs {kwargs}); its options are {known}")
+        try:
+            check_mixer_options(config.method, kwargs)
+        except ValueError as e:
+            raise ValueError(f"comparison run {spec.name} (method_kwargs {kwargs}): {e}") from None
 
 
 def run_state(run_dir: str | os.PathLike) -> str:
@@ -96,32 +92,14 @@ def run_state(run_dir: str | os.PathLike) -> str:
     return "new" if state == "missing" else state
 
 
-def expected_eval_files(eval_args: Sequence[str] | Any) -> list[str]:
-    """The result files in the eval folder that an evaluation writes (so that it can be skipped).
-
-    Args:
-        eval_args: ``sagemix eval`` flags (read by the command's parser) or an
-            :class:`sagemix.evaluate.EvalOptions`.
-    """
+def expected_eval_files(options: Any) -> list[str]:
+    """The result files in the eval folder that an evaluation with these :class:`sagemix.evaluate.EvalOptions`
+    writes (so that it can be skipped)."""
     from ..evaluate.stage import EvalOptions
 
-    opts = eval_args if isinstance(eval_args, EvalOptions) else _parse_eval_args(eval_args)
-    return opts.expected_files()
-
-
-def _parse_eval_args(args: Sequence[str], threads: int | None = None) -> Any:
-    from ..evaluate.options import parse_options
-
-    return parse_options(list(args), threads=threads)
-
-
-def eval_args_for(cfg: ComparisonConfig, spec: RunSpec) -> list[str]:
-    """The run's ``sagemix eval`` arguments: ``{seed}``, ``{method}``, ``{model}`` and ``{out}`` filled in.
-
-    E.g. ``--corruptions {out}/corrupted-s{seed}`` shares one generated corrupted test set between the
-    runs of a seed (the offline dataset is drawn from the run's seed, so each seed has its own test set).
-    """
-    return [_fill(a, _fields(cfg, spec), "eval argument") for a in cfg.eval_args]
+    if not isinstance(options, EvalOptions):
+        raise TypeError(f"options must be an EvalOptions, got {type(options).__name__}")
+    return options.expected_files()
 
 
 def _fields(cfg: ComparisonConfig, spec: RunSpec) -> dict[str, Any]:
@@ -141,16 +119,17 @@ def _fill(value: Any, fields: Mapping[str, Any], where: str) -> Any:
 
 
 def eval_options_for(cfg: ComparisonConfig, spec: RunSpec) -> Any:
-    """The run's :class:`sagemix.evaluate.EvalOptions`: ``eval.args`` read by the ``sagemix eval`` parser
-    (placeholders filled in, see :func:`eval_args_for`), then ``eval.options`` on top; the runs'
-    ``threads`` override, when set, is the evaluation's thread count too.
+    """The run's :class:`sagemix.evaluate.EvalOptions`, built from the comparison's ``eval_options`` values
+    with ``{seed}``, ``{method}``, ``{model}`` and ``{out}`` filled in.
+
+    E.g. ``"corruptions": "{out}/corrupted-s{seed}"`` shares one generated corrupted test set between the
+    runs of a seed (the offline dataset is drawn from the run's seed, so each seed has its own test set).
+    The runs' ``threads`` override, when set, is the evaluation's thread count too (unless
+    ``eval_options`` sets ``threads``).
     """
+    from ..evaluate.stage import EvalOptions
+
     threads = spec.overrides.get("threads")
-    threads = threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else None
-    opts = _parse_eval_args(eval_args_for(cfg, spec), threads=threads)
-    if cfg.eval_options:
-        _check_eval_options(cfg.eval_options)
-        extra = {k: _fill(v, _fields(cfg, spec), f"eval option {k!r}") for k, v in cfg.eval_options.items()}
-        extra = {k: tuple(v) if isinstance(v, list) else v for k, v in extra.items()}
-        opts = dataclasses.replace(opts, **extra)
-    return opts
+    fields = {"threads": threads} if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else {}
+    fields.update({k: _fill(v, _fields(cfg, spec), f"eval option {k!r}") for k, v in cfg.eval_options.items()})
+    return EvalOptions(**fields)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .. import run_folder as rf
 from .config import ComparisonConfig
-from .plan import RunSpec, check_plan, eval_args_for, eval_options_for, plan_runs, run_state
+from .plan import RunSpec, check_plan, eval_options_for, plan_runs, run_state
 
 __all__ = ["run_comparison", "run_one"]
 
@@ -58,7 +58,7 @@ def run_one(cfg: ComparisonConfig, spec: RunSpec, *, head: str, do_eval: bool,
             if opts.done(spec.run_dir):
                 log(f"{head}: evaluation already done")
                 return out
-            log(f"{head}: evaluating: " + " ".join(["sagemix eval", str(spec.run_dir), *eval_args_for(cfg, spec)]))
+            log(f"{head}: evaluating ({', '.join(opts.expected_files())})")
             evaluate_run(spec.run_dir, opts, log=log)
         except KeyboardInterrupt:
             raise

@@ -41,7 +41,7 @@ from ..utils import resolve_device
 from .config import TrainConfig
 from .distributed import DistInfo, run_in_turns
 
-__all__ = ["Setup", "build_setup", "setup_from_valid", "check_amp_device", "build_mixer", "build_step", "derive_seed", "mixer_seed", "set_tf32",
+__all__ = ["Setup", "build_setup", "setup_from_valid", "check_amp_device", "check_mixer_options", "build_mixer", "build_step", "derive_seed", "mixer_seed", "set_tf32",
            "AUTOCAST_DTYPES"]
 
 #: The config's ``amp`` setting -> the autocast dtype of the forward passes.
@@ -234,6 +234,37 @@ def build_mixer(method: str, *, num_classes: int, generator: torch.Generator | N
             if value is not None and key not in kwargs:
                 kwargs[key] = tuple(value)
     return create_mixer(method, num_classes=num_classes, generator=generator, **kwargs)
+
+
+def check_mixer_options(method: str, options: dict[str, Any], *, num_classes: int = 10) -> None:
+    """Refuse unknown or invalid options of ``method``'s mixer before any work (the CLI's and compare's check).
+
+    The option names are checked against the mixer's constructor (an unknown one is refused with the
+    list of valid ones; ``num_classes`` and ``generator`` are the run's, not options), then the mixer
+    is built once (and closed) to check the values. A missing optional extra is left to the caller
+    (it skips the method or fails when it trains).
+
+    Raises:
+        ValueError: an unknown option or a bad value, naming the method and its options.
+    """
+    import inspect
+
+    cls = get_mixer_class(method)
+    params = inspect.signature(cls.__init__).parameters
+    valid = sorted(n for n, p in params.items()
+                   if n not in ("self", "num_classes", "generator") and p.kind is not p.VAR_KEYWORD
+                   and p.kind is not p.VAR_POSITIONAL)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    unknown = sorted(k for k in options if k not in valid)
+    if unknown and not takes_any:
+        raise ValueError(f"{method} has no option {', '.join(map(repr, unknown))}; "
+                         f"its options are {', '.join(valid) or '(none)'}")
+    try:
+        create_mixer(method, num_classes=num_classes, **options).close()
+    except ImportError:
+        return
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"bad options for {method}: {e}") from None
 
 
 def build_step(model: nn.Module, mixer: Mixer, *, num_classes: int, loss: str = "soft_ce", amp: str = "none",

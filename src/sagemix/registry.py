@@ -6,12 +6,23 @@ Names are case-insensitive and ``-`` equals ``_``.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
-from typing import Generic, TypeVar
+from typing import Generic, Iterable, TypeVar
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "did_you_mean"]
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``choices`` to ``name`` (difflib), else ``""``.
+
+    >>> did_you_mean("sagee", ["mixup", "sage"])
+    " (did you mean 'sage'?)"
+    """
+    close = difflib.get_close_matches(Registry.key(str(name)), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class Registry(Generic[T]):
@@ -60,5 +71,6 @@ class Registry(Generic[T]):
             raise TypeError(f"{self.kind} name must be a str, got {type(name).__name__}")
         key = self.key(name)
         if key not in self._items:
-            raise ValueError(f"unknown {self.kind} {name!r}; expected one of {sorted(self._items)}")
+            raise ValueError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}; "
+                             f"expected one of {sorted(self._items)}")
         return self._items[key]

@@ -84,7 +84,10 @@ def _recipe_summary(name: str) -> str:
     from ..train.config import load_recipe, recipe_description
 
     r = load_recipe(name)
-    kind = recipe_description(name).split(":")[0].strip() or "recipe"
+    kind = recipe_description(name).split(":")[0]
+    if kind.count("(") > kind.count(")"):  # the colon was inside a parenthesis: keep the words before it
+        kind = kind.split("(")[0]
+    kind = kind.strip() or "recipe"
     return f"{kind}: {r.get('dataset', 'cifar10')} / {r.get('model', 'preactresnet18')}, " \
            f"{r.get('epochs', 300)} epochs, batch {r.get('batch_size', 100)}"
 

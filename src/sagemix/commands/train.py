@@ -25,7 +25,7 @@ examples:
   sagemix train imagefolder --data-dir ~/photos --method sage          # your own images: one folder per class
   torchrun --nproc_per_node 4 -m sagemix train cifar10_preactresnet18_sage --amp bf16
 
-Settings: recipe < --set key=value < the flags below. The run folder gets config.json,
+Settings: recipe < --set key=value < the flags above. The run folder gets config.json,
 metrics.jsonl, metrics.csv, summary.json and checkpoint.pt (written every epoch; Ctrl-C saves the
 exact position, --resume continues it). Keys: see `sagemix train --show-config`.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..registry import Registry
+from ..registry import Registry, did_you_mean
 from .base import Mixer
 
 __all__ = ["register_mixer", "create_mixer", "list_mixers", "get_mixer_class", "method_names", "METHOD_ORDER"]
@@ -79,7 +79,7 @@ def method_names(methods: Any, where: str = "methods", known: list[str] | None =
     for m in methods:
         key = str(m).lower().replace("-", "_")
         if key not in known:
-            raise ValueError(f"{where}: unknown method {m!r}; expected some of {known}")
+            raise ValueError(f"{where}: unknown method {m!r}{did_you_mean(key, known)}; expected some of {known}")
         if key not in names:
             names.append(key)
     return names

@@ -477,8 +477,10 @@ class Trainer:
         self.logger.write_summary(summary)
         self.logger.close()
         if summary["best_acc"] is not None:
+            window = min(10, summary["epochs_done"])  # accuracy_summary's window: the last 10 epochs, or all
             self._print(f"done: best {summary['best_acc']:.2f}% (epoch {summary['best_epoch']}), final "
-                        f"{summary['final_acc']:.2f}%, median of last 10 {summary['median_last10_acc']:.2f}%")
+                        f"{summary['final_acc']:.2f}%, median of the last {window} epoch{'s' * (window != 1)} "
+                        f"{summary['median_last10_acc']:.2f}%")
         return summary
 
     def close(self) -> None:

@@ -448,14 +448,30 @@ def test_registry_and_step_protocol():
     assert torch.allclose(mixer.reduce_saliency(grad), torch.sqrt((grad ** 2).mean(1)))
 
 
-def test_prior_is_one_dirichlet_per_partition():
-    mixer = CoMixup(generator=torch.Generator().manual_seed(0), m_part=4)
-    prior = mixer._prior(10)
+@pytest.mark.parametrize("alpha", [2.0, 0.001])
+def test_prior_is_one_dirichlet_per_partition(alpha):
+    x, y, s = torch.randn(10, 3, 8, 8), torch.arange(10), torch.rand(10, 8, 8)
+    mixer = CoMixup(num_classes=10, generator=torch.Generator().manual_seed(0), m_part=4, alpha=alpha)
+    prior = mixer.make_params(x, y, s).prior
     assert prior.shape == (10,) and (prior > 0).all()
-    for s, e in fc.partition_bounds(10, 4):
-        assert math.isclose(float(prior[s:e].sum()), 1.0, rel_tol=1e-12)
-    again = CoMixup(generator=torch.Generator().manual_seed(0), m_part=4)._prior(10)
-    assert torch.equal(prior, again)
+    for s0, e in fc.partition_bounds(10, 4):
+        assert math.isclose(float(prior[s0:e].sum()), 1.0, rel_tol=1e-12)
+    again = CoMixup(num_classes=10, generator=torch.Generator().manual_seed(0), m_part=4, alpha=alpha)
+    assert torch.equal(prior, again.make_params(x, y, s).prior)
+
+
+def test_small_alpha_mixes():
+    """alpha = 0.001 (the low end of ALPHA_RANGE): every Gamma draw of a partition can underflow to 0;
+    the prior is then normalised from the logs and the batch mixes (it used to fail on every call)."""
+    g = torch.Generator().manual_seed(0)
+    x, y, s = torch.randn(16, 3, 8, 8, generator=g), torch.arange(16) % 10, torch.rand(16, 8, 8, generator=g)
+    mixer = CoMixup(num_classes=10, generator=torch.Generator().manual_seed(0), m_part=16, alpha=0.001,
+                    num_workers=0)
+    for _ in range(3):
+        out = mixer(x, y, s)
+        assert torch.isfinite(out.images).all() and torch.allclose(out.targets.sum(1), torch.ones(16))
+    with pytest.raises(ValueError, match=r"alpha must be a finite number in \[0.001, 1000\]"):
+        CoMixup(alpha=1e-4)
 
 
 def test_mixstep_runs_a_comixup_step():

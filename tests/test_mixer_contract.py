@@ -9,6 +9,8 @@ method's own test file.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -114,6 +116,44 @@ def test_deterministic_under_a_generator(name):
     if name != "vanilla":
         assert not (torch.equal(first.images, second.images) and torch.equal(first.targets, second.targets)
                     and torch.equal(first.lam, second.lam))
+
+
+def _same(a: MixOutput, b: MixOutput) -> bool:
+    return (torch.equal(a.images, b.images) and torch.equal(a.targets, b.targets) and torch.equal(a.lam, b.lam)
+            and torch.equal(a.index, b.index))
+
+
+def _tensors_of(value):
+    """Every tensor inside a params field (tensors, tuples of tensors)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors_of(v)]
+    return []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_draw_then_apply_replays(name):
+    """``make_params`` returns a frozen dataclass of CPU values; ``apply`` with it is deterministic; a call is
+    exactly ``apply(x, y, make_params(x, y, s), s)``."""
+    x, y, sal = _batch(5)
+    s = sal if _takes_saliency(name) else None
+    mixer = _mixer(name, seed=3)
+    params = mixer.make_params(x, y, s)
+    assert isinstance(params, mixer.Params) and dataclasses.is_dataclass(params)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.applied = False
+    for f in dataclasses.fields(params):
+        for t in _tensors_of(getattr(params, f.name)):
+            assert t.device.type == "cpu", f.name
+    first = mixer.apply(x, y, params, s)
+    again = mixer.apply(x, y, params, s)  # the generator moved on in between: nothing is drawn in apply
+    assert _same(first, again)
+    assert _same(first, _call(_mixer(name, seed=3), name, x, y, sal))
+    if name != "vanilla":  # the next draw is another one
+        assert not _same(first, mixer.apply(x, y, mixer.make_params(x, y, s), s))
+    with pytest.raises(TypeError, match="params must be"):
+        mixer.apply(x, y, object(), s)
 
 
 @pytest.mark.parametrize("name", NAMES)

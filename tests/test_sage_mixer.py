@@ -36,11 +36,12 @@ def test_realised_mix_and_lam_match_the_kernel():
 
 def test_prior_distribution():
     m = SAGE(num_classes=5, upper_lambda=0.6, generator=torch.Generator().manual_seed(0))
-    priors = torch.tensor([m.make_params(4, 8, 8)["prior"] for _ in range(400)])
+    x, y, s = torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), torch.rand(4, 8, 8)
+    priors = torch.tensor([m.make_params(x, y, s).prior for _ in range(400)])
     assert priors.min() >= 0 and priors.max() <= 0.6
     assert abs(priors.mean().item() - 0.3) < 0.03  # U(0, 0.6) for mixup_alpha = 1
     fixed = SAGE(num_classes=5, upper_lambda=0.6, mixup_alpha=0)
-    assert fixed.make_params(4, 8, 8)["prior"] == pytest.approx(0.3)
+    assert fixed.make_params(x, y, s).prior == pytest.approx(0.3)
 
 
 def test_candidate_count_and_force_zero():

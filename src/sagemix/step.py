@@ -199,7 +199,7 @@ class MixStep:
         if mixer.needs_gradient_saliency:
             saliency, clean_loss, clean_logits, found_inf = self._clean_pass(images, soft)
             weight = float(mixer.clean_weight(soft.shape[1]))
-        mix = mixer(images, soft, saliency)
+        mix = mixer.mix(images, soft, saliency)  # inputs checked above: the unchecked draw + apply
         model.train()
         with self._autocast(images.device):
             if mixer.mixes_hidden:

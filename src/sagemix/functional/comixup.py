@@ -44,7 +44,7 @@ Nothing here imports from the rest of sagemix outside :mod:`sagemix.functional`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ from .comixup_solver import (HALF_BIAS, VARIANTS, LabellingResult, comixup_objec
 from .pool import WorkerPool
 
 __all__ = [
+    "initial_labels",
     "block_index",
     "block_saliency",
     "pooled_saliency_peaks",
@@ -220,12 +221,23 @@ def _solve_job(job: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[s
     return solve_labelling(cost, compat, prior, init, **options)
 
 
+def initial_labels(batch: int, m_part: int, block_num: int, generator: torch.Generator | None = None
+                   ) -> list[Tensor]:
+    """The random initial labelling of :func:`comixup`: per partition of ``m_part`` inputs (``m`` of them),
+    an (m, n, n) int64 tensor of labels in [0, m), drawn in partition order from ``generator`` (on its
+    device)."""
+    n = check_int(block_num, "block_num", 1)
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    return [torch.randint(0, e - s, (e - s, n, n), generator=generator, device=gdev)
+            for s, e in partition_bounds(batch, m_part)]
+
+
 def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *, m_part: int = 20,
             block_num: int = 4, beta: float = 0.32, gamma: float = 1.0, eta: float = 0.05, omega: float = 0.001,
             thres: float = 0.83, niter: int = 4, set_resolve: bool = True, warm_start: bool = False,
             half_bias: float = HALF_BIAS, stop_before_resolve: bool = False, variant: str = "paper",
             pool_size: int = 8, generator: torch.Generator | None = None,
-            pool: WorkerPool | None = None) -> ComixupResult:
+            init: Sequence[Tensor] | None = None, pool: WorkerPool | None = None) -> ComixupResult:
     """Co-Mixup of a whole batch: partition, solve each partition's labelling, mix.
 
     Args:
@@ -241,7 +253,8 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
             variant: see :func:`solve_labelling`.
         omega: compatibility weight (:func:`compatibility_from_peaks`).
         pool_size: the average pool before the saliency peaks are located (8 in Co-Mixup).
-        generator: draws the random initial labelling.
+        generator: draws the random initial labelling (when ``init`` is None).
+        init: the initial labelling drawn before, :func:`initial_labels` (then ``generator`` is unused).
         pool: an optional :class:`sagemix.functional.pool.WorkerPool` that solves the partitions in
             parallel (the result does not depend on it: all random draws happen here).
 
@@ -265,7 +278,6 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
     n = _check_grid(block_num, h, w)
     bounds = partition_bounds(b, m_part)
     dev = images.device
-    gdev = generator.device if generator is not None else torch.device("cpu")
 
     # One device-to-host transfer: block costs, saliency peaks and the prior packed together.
     packed = torch.cat([-block_saliency(saliency, n).double().reshape(b, -1),
@@ -277,12 +289,17 @@ def comixup(images: Tensor, targets: Tensor, saliency: Tensor, prior: Tensor, *,
     options = dict(beta=beta, gamma=gamma, eta=eta, thres=thres, niter=niter, set_resolve=set_resolve,
                    warm_start=warm_start, half_bias=half_bias, stop_before_resolve=stop_before_resolve,
                    variant=variant)
+    if init is None:
+        init = initial_labels(b, m_part, n, generator)
+    elif len(init) != len(bounds) or any(not isinstance(t, Tensor) or tuple(t.shape) != (e - s, n, n)
+                                         for t, (s, e) in zip(init, bounds)):
+        raise ValueError(f"init must hold one (m, {n}, {n}) tensor of labels per partition of {m_part} "
+                         f"(from initial_labels({b}, {m_part}, {n})), got {len(init)} tensors")
     jobs = []
-    for s, e in bounds:  # one job per partition (a handful per batch)
-        init = torch.randint(0, e - s, (e - s, n, n), generator=generator, device=gdev)
-        init = (init if init.device.type == "cpu" else init.cpu()).numpy()  # a CPU generator needs no copy
+    for (s, e), labels in zip(bounds, init):  # one job per partition (a handful per batch)
         compat = compatibility_from_peaks(peaks[s:e], omega).numpy()
-        jobs.append((cost[s:e], compat, prior_np[s:e], init, options))
+        labels = labels if labels.device.type == "cpu" else labels.cpu()  # a CPU generator needs no copy
+        jobs.append((cost[s:e], compat, prior_np[s:e], labels.numpy(), options))
     if pool is not None and len(jobs) > 1:
         results = pool.map(_solve_job, jobs)
     else:

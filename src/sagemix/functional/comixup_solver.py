@@ -202,8 +202,11 @@ def solve_labelling(cost: np.ndarray | Tensor, compat: np.ndarray | Tensor, prio
     m, n, _ = cost.shape
     if compat.shape != (m, m):
         raise ValueError(f"compat must have shape ({m}, {m}) for m={m} inputs, got {compat.shape}")
-    if prior.shape != (m,) or not np.all(prior > 0):
+    if prior.shape != (m,):
         raise ValueError(f"prior must be ({m},) positive Dirichlet weights, got shape {prior.shape}")
+    if not np.all(prior > 0):
+        raise ValueError(f"prior must be positive Dirichlet weights, got minimum {prior.min()!r} "
+                         f"(weights that underflow to 0: see sagemix.mixers.sampling.sample_dirichlet)")
     if init.ndim != 3 or init.shape[1:] != (n, n) or not np.issubdtype(init.dtype, np.integer):
         raise ValueError(f"init must be (m_out, {n}, {n}) integer labels, got shape {init.shape} dtype {init.dtype}")
     if init.size and (init.min() < 0 or init.max() >= m):

@@ -63,7 +63,7 @@ from .puzzlemix_transport import (TRANSPORT_CELLS, TRANSPORT_RESOLVE, greedy_tra
 
 __all__ = ["largest_divisor_at_most", "block_unary", "boundary_differences", "smoothness_terms",
            "label_prior", "label_unary", "quantise_energy", "graphcut_mask", "transport_cost_matrix",
-           "greedy_transport_plan", "mask_transport_plan", "transport_blocks", "fgsm_noise",
+           "greedy_transport_plan", "mask_transport_plan", "transport_blocks", "fgsm_draws", "fgsm_noise",
            "PuzzleMixResult", "puzzle_mix", "TRANSPORT_RESOLVE", "TRANSPORT_CELLS", "transport_cell"]
 
 
@@ -297,8 +297,15 @@ def graphcut_mask(images01: Tensor, saliency: Tensor, index: Tensor, lam: float 
 
 
 # -- 8. adversarial noise --------------------------------------------------------------------------
-def fgsm_noise(images01: Tensor, grad_sign: Tensor, eps: float, *, generator: torch.Generator | None = None
-               ) -> Tensor:
+def fgsm_draws(shape: Sequence[int], eps: float, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """The random draws of :func:`fgsm_noise`, on the CPU: the start ``U(-eps/2, eps/2)`` of ``shape``
+    (float32) and the 0-d factor ``c ~ U(0, 1)``."""
+    start = (torch.rand(tuple(shape), generator=generator) - 0.5) * eps
+    return start, torch.rand((), generator=generator)
+
+
+def fgsm_noise(images01: Tensor, grad_sign: Tensor, eps: float, *, generator: torch.Generator | None = None,
+               draws: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """FGSM-style noise with a random start, on the 0-1 pixel scale (Puzzle Mix's adversarial option).
 
     ``delta0 ~ U(-eps/2, eps/2)`` (clipped so ``x + delta0`` stays in [0, 1]); then
@@ -309,12 +316,12 @@ def fgsm_noise(images01: Tensor, grad_sign: Tensor, eps: float, *, generator: to
         grad_sign: (B, C, H, W) sign of the loss gradient w.r.t. the input.
         eps: the noise bound.
         generator: the torch generator for the random start and ``c`` (drawn on CPU).
+        draws: the ``(start, c)`` of :func:`fgsm_draws`, drawn before (then ``generator`` is unused).
 
     Returns:
         (B, C, H, W) float32 noise on the images' device.
     """
-    start = (torch.rand(images01.shape, generator=generator) - 0.5) * eps
-    coef = torch.rand((), generator=generator)
+    start, coef = fgsm_draws(images01.shape, eps, generator) if draws is None else draws
     start = start.to(images01.device)
     start = (images01.float() + start).clamp(0.0, 1.0) - images01.float()
     delta = (start + 1.5 * eps * grad_sign.float()).clamp(-eps, eps)

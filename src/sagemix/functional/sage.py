@@ -30,7 +30,8 @@ from .sage_search import coarse_to_fine_search
 
 __all__ = [
     "EPS", "reduce_saliency", "gaussian_kernel1d", "gaussian_smooth", "normalize_saliency", "translate",
-    "all_shifts", "candidate_shifts", "prepare_maps", "sage_objective", "sage_mask", "sage_mix",
+    "all_shifts", "candidate_shifts", "prepare_maps", "sage_objective", "sage_mask", "best_shifts", "sage_blend",
+    "sage_mix",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -268,13 +269,85 @@ def sage_objective(saliency: Tensor, perm: Tensor, prior: float | Tensor, shifts
 def sage_mask(saliency: Tensor, perm: Tensor, prior: float | Tensor, chosen: Tensor) -> Tensor:
     """The mixing mask ``M_b = a_b / max(a_b + T_t*(p_b), eps)`` (docs/SAGE.md §4), (B, H, W) float32 in [0, 1]."""
     a, p = prepare_maps(saliency, perm, prior)
+    return _mask_from_maps(a, p, chosen)
+
+
+def _mask_from_maps(a: Tensor, p: Tensor, chosen: Tensor) -> Tensor:
     q = translate(p, chosen.to(p.device))
-    return a / (a + q).clamp_min(EPS)
+    return a / (a + q).clamp_min(EPS)  # (B, H, W); 0 where both maps are 0
+
+
+def _search_maps(a: Tensor, p: Tensor, shifts: Tensor | str) -> Tensor:
+    """The chosen (B, 2) shift of every pair from the scaled maps (the search of :func:`best_shifts`)."""
+    if isinstance(shifts, str) and shifts == "coarse_to_fine":
+        return coarse_to_fine_search(a, p)[0]
+    shifts = _check_shifts(shifts)
+    best = objective_from_maps(a, p, shifts).argmax(dim=1)  # the first maximum: ties go to the earliest candidate
+    return shifts.to(a.device)[best]
+
+
+def _blend_maps(images: Tensor, a: Tensor, p: Tensor, perm: Tensor, chosen: Tensor) -> tuple[Tensor, Tensor]:
+    """The mix of :func:`sage_blend` from the scaled maps: ``(mixed, lam)``."""
+    mask = _mask_from_maps(a, p, chosen)
+    x = images.detach().float()
+    partner = translate(x[perm.to(images.device)], chosen.to(images.device))
+    m = mask.unsqueeze(1)
+    mixed = (m * x + (1.0 - m) * partner).to(images.dtype)
+    return mixed, mask.mean(dim=(1, 2))
+
+
+def _check_images_saliency(images: Tensor, saliency: Tensor) -> None:
+    if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a floating (B, C, H, W) tensor, got "
+                         f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
+    if not isinstance(saliency, Tensor) or saliency.shape != (images.shape[0],) + tuple(images.shape[2:]):
+        raise ValueError(f"saliency must have shape (B, H, W) = {(images.shape[0],) + tuple(images.shape[2:])} "
+                         f"to match images, got {tuple(getattr(saliency, 'shape', ()))}")
+
+
+def best_shifts(saliency: Tensor, perm: Tensor, prior: float | Tensor, shifts: Tensor | str) -> Tensor:
+    """The rearrangement search of SAGE (docs/SAGE.md §3): each pair's shift that maximises the
+    saliency of the mix among ``shifts`` (ties: the earliest candidate).
+
+    Args:
+        saliency: (B, H, W) non-negative smoothed saliency.
+        perm: (B,) int64 partner of each sample.
+        prior: alpha in [0, 1] (a float, or a tensor of 1 or B values).
+        shifts: (K, 2) int64 candidate shifts (dy, dx), or ``"coarse_to_fine"`` for
+            :func:`sagemix.functional.sage_search.coarse_to_fine_search`.
+
+    Returns:
+        (B, 2) int64 chosen shifts, on the saliency's device.
+    """
+    a, p = prepare_maps(saliency, perm, prior)
+    return _search_maps(a, p, shifts)
+
+
+def sage_blend(images: Tensor, saliency: Tensor, perm: Tensor, prior: float | Tensor,
+               chosen: Tensor) -> tuple[Tensor, Tensor]:
+    """The mix of SAGE (docs/SAGE.md §4) with the partners shifted by ``chosen``: each pixel blends
+    the image and its shifted partner by the mask ``M = a / (a + T(p))``.
+
+    Args:
+        images: (B, C, H, W) float images (any float dtype; the mask is computed in float32).
+        saliency: (B, H, W) non-negative smoothed saliency of ``images``.
+        perm: (B,) int64 partner of each sample.
+        prior: alpha in [0, 1].
+        chosen: (B, 2) int64 shift of each partner (from :func:`best_shifts`).
+
+    Returns:
+        ``(mixed, lam)``: (B, C, H, W) mixed images in the images' dtype and the (B,) float32 label
+        weight of each sample's own class (the mean of the mask).
+    """
+    _check_images_saliency(images, saliency)
+    a, p = prepare_maps(saliency, perm, prior)
+    return _blend_maps(images, a, p, perm, chosen)
 
 
 def sage_mix(images: Tensor, saliency: Tensor, perm: Tensor, prior: float | Tensor,
              shifts: Tensor | str) -> tuple[Tensor, Tensor, Tensor]:
-    """Saliency-guided mixup with the optimal rearrangement (docs/SAGE.md §2-§4).
+    """Saliency-guided mixup with the optimal rearrangement (docs/SAGE.md §2-§4): :func:`best_shifts`,
+    then :func:`sage_blend` (the scaled maps computed once for both).
 
     Each pair ``(b, perm[b])`` keeps image ``b`` in place and shifts its partner by the candidate
     that maximises the saliency of the mix (ties: the earliest candidate), then blends the two pixel
@@ -299,25 +372,8 @@ def sage_mix(images: Tensor, saliency: Tensor, perm: Tensor, prior: float | Tens
         >>> mixed.shape, lam.shape, chosen.shape
         (torch.Size([4, 3, 8, 8]), torch.Size([4]), torch.Size([4, 2]))
     """
-    if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
-        raise ValueError(f"images must be a floating (B, C, H, W) tensor, got "
-                         f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
-    if not isinstance(saliency, Tensor) or saliency.shape != (images.shape[0],) + tuple(images.shape[2:]):
-        raise ValueError(f"saliency must have shape (B, H, W) = {(images.shape[0],) + tuple(images.shape[2:])} "
-                         f"to match images, got {tuple(getattr(saliency, 'shape', ()))}")
-    if isinstance(shifts, str) and shifts == "coarse_to_fine":
-        a, p = prepare_maps(saliency, perm, prior)
-        chosen = coarse_to_fine_search(a, p)[0]
-    else:
-        shifts = _check_shifts(shifts)
-        a, p = prepare_maps(saliency, perm, prior)
-        best = objective_from_maps(a, p, shifts).argmax(dim=1)  # the first maximum: ties go to the earliest candidate
-        chosen = shifts.to(images.device)[best]
-    q = translate(p, chosen)
-    mask = a / (a + q).clamp_min(EPS)  # (B, H, W); 0 where both maps are 0
-    x = images.detach().float()
-    partner = translate(x[perm.to(images.device)], chosen)
-    m = mask.unsqueeze(1)
-    mixed = (m * x + (1.0 - m) * partner).to(images.dtype)
-    lam = mask.mean(dim=(1, 2))
+    _check_images_saliency(images, saliency)
+    a, p = prepare_maps(saliency, perm, prior)
+    chosen = _search_maps(a, p, shifts)
+    mixed, lam = _blend_maps(images, a, p, perm, chosen)
     return mixed, lam, chosen

@@ -33,7 +33,7 @@ from .pooling import PoolMixin
 from .sampling import draw_apply, random_permutation, sample_beta, sample_gamma
 from .targets import SOFT_TARGET_ATOL, check_images, mix_targets, to_soft_targets
 
-__all__ = ["MixOutput", "Mixer", "to_soft_targets", "check_images", "check_probability", "check_positive",
+__all__ = ["MixOutput", "MixParams", "Mixer", "to_soft_targets", "check_images", "check_probability", "check_positive",
            "check_nonnegative", "check_bool", "check_int", "check_channel_stats", "sample_beta", "sample_gamma",
            "random_permutation", "draw_apply", "check_alpha", "ALPHA_RANGE", "SOFT_TARGET_ATOL", "check_values",
            "to_device", "skip_mix", "mix_targets", "CIFAR10_MEAN", "CIFAR10_STD", "AUTO_POOL_PIXELS"]
@@ -59,6 +59,19 @@ class MixOutput:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MixParams:
+    """The random parameters of one batch, drawn by :meth:`Mixer.make_params` and consumed by
+    :meth:`Mixer.apply`; each method subclasses it with its own typed fields (CPU tensors and numbers).
+
+    Attributes:
+        applied: whether the batch is mixed (False: the coin of ``prob`` said no; the output is the
+            unmixed batch).
+    """
+
+    applied: bool = True
+
+
 def skip_mix(images: Tensor, targets: Tensor, **extras: object) -> "MixOutput":
     """The unmixed batch as a MixOutput: a copy of the images, ``lam = 1``, ``index = arange(B)``."""
     b = images.shape[0]
@@ -69,7 +82,11 @@ def skip_mix(images: Tensor, targets: Tensor, **extras: object) -> "MixOutput":
 class Mixer(PoolMixin):
     """Base class of every mixing method.
 
-    Subclasses implement :meth:`mix`, which receives validated inputs, and may override the class
+    A call draws, then applies: subclasses implement :meth:`draw_params` (every random draw, made on
+    the CPU from :attr:`generator`, returned as the method's frozen :attr:`Params` dataclass) and
+    :meth:`apply_params` (the deterministic mix), both receiving validated inputs. The public
+    :meth:`make_params` and :meth:`apply` check the inputs first, and ``mixer(x, y, s)`` is exactly
+    ``mixer.apply(x, y, mixer.make_params(x, y, s), s)``. Subclasses may override the class
     attributes that tell :class:`sagemix.step.MixStep` how to run the clean (saliency) pass:
 
     Attributes:
@@ -94,6 +111,8 @@ class Mixer(PoolMixin):
     saliency_train_mode: bool = True
     saliency_loss: str = "train"
     needs_normalization: ClassVar[bool] = False
+    #: The type of :meth:`make_params`' result.
+    Params: ClassVar[type] = MixParams
 
     def __init__(self, *, num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
         if num_classes is not None and (not is_int(num_classes) or num_classes < 1):
@@ -140,8 +159,9 @@ class Mixer(PoolMixin):
         self.mean, self.std = check_mean_std(mean, std)
 
     # -- the call ----------------------------------------------------------------------------
+    # -- the call: draw, then apply -----------------------------------------------------------
     def __call__(self, images: Tensor, targets: Tensor, saliency: Tensor | None = None) -> MixOutput:
-        """Mix a batch.
+        """Mix a batch: exactly ``self.apply(images, targets, self.make_params(images, targets, saliency), saliency)``.
 
         Args:
             images: (B, C, H, W) float, normalised.
@@ -151,6 +171,40 @@ class Mixer(PoolMixin):
         Returns:
             MixOutput with soft (B, K) targets.
         """
+        images, soft = self.check_inputs(images, targets, saliency)
+        return self.mix(images, soft, saliency)
+
+    def make_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None = None) -> MixParams:
+        """Draw this batch's random parameters (the mixer's :attr:`Params`, a frozen dataclass).
+
+        Every random number is drawn here, on the CPU, from :attr:`generator`; :meth:`apply` with the
+        returned params is deterministic, so one draw can be replayed (figures, benchmarks, tests).
+        """
+        images, soft = self.check_inputs(images, targets, saliency)
+        with torch.no_grad():
+            return self.draw_params(images.detach(), soft, saliency)
+
+    def apply(self, images: Tensor, targets: Tensor, params: MixParams, saliency: Tensor | None = None) -> MixOutput:
+        """Mix a batch with drawn ``params`` (from :meth:`make_params` on a batch of the same shape);
+        deterministic: the same params give the same output."""
+        images, soft = self.check_inputs(images, targets, saliency)
+        if not isinstance(params, self.Params):
+            raise TypeError(f"params must be {self.Params.__name__} (from {type(self).__name__}.make_params), "
+                            f"got {type(params).__name__}")
+        with torch.no_grad():
+            return self.apply_params(images.detach(), soft, params, saliency)
+
+    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None = None) -> MixOutput:
+        """Draw, then apply, without the input checks: ``targets`` must already be (B, K) soft labels on
+        the images' device (:func:`to_soft_targets`). For a caller that checked its inputs itself, as
+        :class:`sagemix.step.MixStep` does once per step."""
+        with torch.no_grad():
+            images = images.detach()
+            return self.apply_params(images, targets, self.draw_params(images, targets, saliency), saliency)
+
+    def check_inputs(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The checks of a call: ``(images, soft targets)``; the saliency is required when
+        ``needs_gradient_saliency`` (a method checks its shape in :meth:`draw_params`/:meth:`apply_params`)."""
         images = check_images(images)
         soft = to_soft_targets(targets, self.num_classes, images.shape[0], device=images.device)
         if self.needs_gradient_saliency:
@@ -159,11 +213,17 @@ class Mixer(PoolMixin):
                                  "which computes it from the model")
             if not isinstance(saliency, Tensor):
                 raise TypeError(f"saliency must be a torch.Tensor, got {type(saliency).__name__}")
-        with torch.no_grad():
-            return self.mix(images.detach(), soft, saliency)
+        return images, soft
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:  # pragma: no cover
-        raise NotImplementedError
+    # -- what a method implements --------------------------------------------------------------
+    def draw_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixParams:  # pragma: no cover
+        """Draw the batch's parameters from :attr:`generator` (inputs checked, soft targets, no grad)."""
+        raise NotImplementedError(f"{type(self).__name__} does not separate its draw from its mix")
+
+    def apply_params(self, images: Tensor, targets: Tensor, params: MixParams,
+                     saliency: Tensor | None) -> MixOutput:  # pragma: no cover
+        """Mix with drawn parameters, deterministically (inputs checked, soft targets, no grad)."""
+        raise NotImplementedError(f"{type(self).__name__} does not separate its draw from its mix")
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k not in ("generator",) and not k.startswith("_"))

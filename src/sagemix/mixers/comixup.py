@@ -15,17 +15,33 @@ Needs ``gco-wrapper``: ``pip install "sagemix[comixup]"``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from ..functional.comixup import HALF_BIAS, VARIANTS, comixup, partition_bounds
+from ..functional.comixup import HALF_BIAS, VARIANTS, comixup, initial_labels, partition_bounds
 from ..functional.graphcut import import_gco
-from ..checks import check_bool, check_int, check_nonnegative, check_positive, check_probability
-from .base import MixOutput, Mixer
-from .sampling import sample_gamma
+from ..checks import check_alpha, check_bool, check_int, check_nonnegative, check_probability
+from .base import MixOutput, MixParams, Mixer
+from .sampling import sample_dirichlet
 from .registry import register_mixer
 
-__all__ = ["CoMixup"]
+__all__ = ["CoMixup", "CoMixupParams"]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class CoMixupParams(MixParams):
+    """Co-Mixup's draw.
+
+    Attributes:
+        prior: (B,) float64 CPU Dirichlet(alpha 1_m) weights, one draw per partition laid end to end.
+        init: the initial labelling, one (m, n, n) int64 CPU tensor per partition
+            (:func:`~sagemix.functional.comixup.initial_labels`).
+    """
+
+    prior: Tensor
+    init: tuple[Tensor, ...]
 
 
 @register_mixer("comixup")
@@ -37,7 +53,9 @@ class CoMixup(Mixer):
         generator: source of every random draw (Dirichlet prior, initial labelling).
         m_part: inputs per partition (each solved independently; the last may be smaller).
         m_block_num: n, the side of the label grid (``H, W >= n``).
-        alpha: Dirichlet concentration of the prior over inputs, ``w ~ Dirichlet(alpha 1_m)``.
+        alpha: Dirichlet concentration of the prior over inputs, ``w ~ Dirichlet(alpha 1_m)``, in
+            [1e-3, 1e3] (``ALPHA_RANGE``); small values give nearly one-hot weights (see
+            :func:`~sagemix.mixers.sampling.sample_dirichlet`).
         beta: smoothness (Potts) weight, divided by ``N = n^2``.
         gamma: diversity weight, divided by N.
         eta: prior weight, divided by N.
@@ -90,7 +108,7 @@ class CoMixup(Mixer):
         super().__init__(num_classes=num_classes, generator=generator)
         self.m_part = check_int(m_part, "m_part", 1)
         self.m_block_num = check_int(m_block_num, "m_block_num", 1)
-        self.alpha = check_positive(alpha, "alpha")
+        self.alpha = check_alpha(alpha, "alpha")
         self.beta = check_nonnegative(beta, "beta")
         self.gamma = check_nonnegative(gamma, "gamma")
         self.eta = check_nonnegative(eta, "eta")
@@ -107,6 +125,7 @@ class CoMixup(Mixer):
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.variant = variant
         self.init_pool(num_workers)
+        import_gco("comixup")  # fail at construction, naming the extra, rather than on the first batch
 
     # -- the step protocol -------------------------------------------------------------------
     def clean_weight(self, num_classes: int) -> float:
@@ -117,21 +136,12 @@ class CoMixup(Mixer):
         """``sqrt(mean_c grad^2)``: (B, C, H, W) -> (B, H, W)."""
         return grad.pow(2).mean(1).sqrt()
 
-    # -- the mix -----------------------------------------------------------------------------
-    def _prior(self, batch: int) -> Tensor:
-        """One Dirichlet(alpha 1_m) draw per partition, laid end to end (float64, CPU)."""
-        prior = sample_gamma(self.alpha, batch, self.generator)
-        bounds = partition_bounds(batch, self.m_part)
-        sums = torch.stack([prior[s:e].sum() for s, e in bounds])
-        sizes = torch.tensor([e - s for s, e in bounds])
-        return prior / sums.repeat_interleave(sizes).clamp_min(1e-300)
+    # -- the draws and the mix -----------------------------------------------------------------
+    Params = CoMixupParams
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
-        """Mix a batch; ``saliency`` is (B, H, W) or (B, 1, H, W), non-negative."""
-        import_gco("comixup")
+    def _saliency(self, images: Tensor, saliency: Tensor) -> Tensor:
+        """The (B, H, W) saliency (a (B, 1, H, W) one squeezed), its shape and the grid checked."""
         b, _, h, w = images.shape
-        if saliency is None:  # pragma: no cover - Mixer.__call__ checks this
-            raise ValueError("comixup needs saliency")
         if saliency.ndim == 4 and saliency.shape[1] == 1:
             saliency = saliency[:, 0]
         if tuple(saliency.shape) != (b, h, w):
@@ -139,14 +149,28 @@ class CoMixup(Mixer):
         if self.m_block_num > h or self.m_block_num > w:
             raise ValueError(f"m_block_num={self.m_block_num} needs images of at least "
                              f"{self.m_block_num}x{self.m_block_num} pixels, got {h}x{w}")
-        prior = self._prior(b)
-        res = comixup(images, targets, saliency.detach(), prior, m_part=self.m_part, block_num=self.m_block_num,
-                      beta=self.beta, gamma=self.gamma, eta=self.eta, omega=self.omega, thres=self.thres,
-                      niter=self.niter, set_resolve=self.set_resolve, warm_start=self.warm_start,
-                      half_bias=self.half_bias, stop_before_resolve=self.stop_before_resolve,
-                      variant=getattr(self, "variant", "paper"),
-                      pool_size=self.pool_size, generator=self.generator,
-                      pool=self.pool_for(images))
+        return saliency
+
+    def draw_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> CoMixupParams:
+        """The Dirichlet prior of every partition, then the initial labelling of every partition."""
+        b = images.shape[0]
+        self._saliency(images, saliency)
+        sizes = [e - s for s, e in partition_bounds(b, self.m_part)]
+        prior = sample_dirichlet(self.alpha, sizes, self.generator)
+        return CoMixupParams(prior=prior, init=tuple(initial_labels(b, self.m_part, self.m_block_num,
+                                                                    self.generator)))
+
+    def apply_params(self, images: Tensor, targets: Tensor, params: CoMixupParams,
+                     saliency: Tensor | None) -> MixOutput:
+        """Mix a batch; ``saliency`` is (B, H, W) or (B, 1, H, W), non-negative."""
+        b = images.shape[0]
+        saliency = self._saliency(images, saliency)
+        res = comixup(images, targets, saliency.detach(), params.prior, m_part=self.m_part,
+                      block_num=self.m_block_num, beta=self.beta, gamma=self.gamma, eta=self.eta, omega=self.omega,
+                      thres=self.thres, niter=self.niter, set_resolve=self.set_resolve,
+                      warm_start=self.warm_start, half_bias=self.half_bias,
+                      stop_before_resolve=self.stop_before_resolve, variant=getattr(self, "variant", "paper"),
+                      pool_size=self.pool_size, init=params.init, pool=self.pool_for(images))
         weights = res.weights
         lam = weights.diagonal().clone()
         others = weights.clone()
@@ -156,4 +180,4 @@ class CoMixup(Mixer):
         index = torch.where(best > 0, index, own)
         return MixOutput(res.images, res.targets, lam, index,
                          {"weights": weights, "masks": res.masks, "objective": res.objectives,
-                          "partitions": res.partitions, "prior": prior})
+                          "partitions": res.partitions, "prior": params.prior})

@@ -12,17 +12,47 @@ pixels. Kernels: :func:`sagemix.functional.boxes.rand_box` and
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
 from ..functional.boxes import paste_boxes, rand_box
 from ..debug import to_device
-from .base import MixOutput, Mixer, skip_mix
+from .base import MixOutput, MixParams, Mixer, skip_mix
 from .sampling import draw_apply, random_permutation, sample_beta
 from .targets import mix_targets
 from .registry import register_mixer
 
-__all__ = ["CutMix"]
+__all__ = ["CutMix", "BoxMixParams", "paste_partner_boxes"]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class BoxMixParams(MixParams):
+    """The draw of a box-pasting mixer (CutMix; SaliencyMix, whose boxes come from the saliency).
+
+    Attributes:
+        index: (B,) int64 CPU permutation: the partner of each sample.
+        boxes: CutMix: (1, 4) or, per sample, (B, 4) int64 CPU boxes ``(x0, y0, x1, y1)``, half-open,
+            clipped. SaliencyMix: None (its boxes are found from the saliency when applied).
+        lam: SaliencyMix: the drawn Beta weight that sizes the box (CutMix: None, its size is in ``boxes``).
+    """
+
+    index: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    boxes: Tensor | None = None
+    lam: float | None = None
+
+
+def paste_partner_boxes(images: Tensor, targets: Tensor, params: BoxMixParams, boxes: Tensor | None) -> MixOutput:
+    """Paste each sample's partner (``params.index``) inside ``boxes`` (on the images' device) and mix
+    the labels by the realised area; the unmixed batch when ``params.applied`` is False."""
+    b = images.shape[0]
+    if not params.applied:
+        return skip_mix(images, targets, applied=False, boxes=torch.zeros(b, 4, dtype=torch.long, device=images.device))
+    perm = to_device(params.index, images.device)
+    mixed, lam = paste_boxes(images, perm, boxes)
+    return MixOutput(mixed, mix_targets(targets, perm, lam), lam, perm,
+                     {"applied": True, "boxes": boxes.expand(b, 4).clone()})
 
 
 @register_mixer("cutmix")
@@ -54,14 +84,17 @@ class CutMix(Mixer):
         super().__init__(num_classes=num_classes, generator=generator)
         self.set_options(alpha=alpha, prob=prob, per_sample=per_sample)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+    Params = BoxMixParams
+
+    def draw_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> BoxMixParams:
         b, _, h, w = images.shape
         if not draw_apply(self.prob, self.generator):
-            return skip_mix(images, targets, applied=False,
-                            boxes=torch.zeros(b, 4, dtype=torch.long, device=images.device))
+            return BoxMixParams(applied=False)
         lam0 = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator)
-        perm = random_permutation(b, generator=self.generator, device=images.device)
-        boxes = to_device(rand_box(h, w, lam0, generator=self.generator), images.device)
-        mixed, lam = paste_boxes(images, perm, boxes)
-        return MixOutput(mixed, mix_targets(targets, perm, lam), lam, perm,
-                         {"applied": True, "boxes": boxes.expand(b, 4).clone()})
+        perm = random_permutation(b, generator=self.generator)
+        return BoxMixParams(index=perm, boxes=rand_box(h, w, lam0, generator=self.generator))
+
+    def apply_params(self, images: Tensor, targets: Tensor, params: BoxMixParams,
+                     saliency: Tensor | None) -> MixOutput:
+        boxes = to_device(params.boxes, images.device) if params.applied else None
+        return paste_partner_boxes(images, targets, params, boxes)

@@ -10,17 +10,31 @@ colour). Kernels: :func:`sagemix.functional.boxes.centered_boxes` and
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
 from ..functional.boxes import box_areas, centered_boxes, erase_boxes
 from ..checks import check_int
 from ..debug import to_device
-from .base import MixOutput, Mixer, skip_mix
+from .base import MixOutput, MixParams, Mixer, skip_mix
 from .sampling import draw_apply
 from .registry import register_mixer
 
-__all__ = ["Cutout"]
+__all__ = ["Cutout", "CutoutParams"]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class CutoutParams(MixParams):
+    """Cutout's draw.
+
+    Attributes:
+        boxes: (B, 4) or, with ``per_sample=False``, (1, 4) int64 CPU holes ``(x0, y0, x1, y1)``,
+            half-open, clipped to the image.
+    """
+
+    boxes: Tensor = field(default_factory=lambda: torch.zeros(0, 4, dtype=torch.long))
 
 
 @register_mixer("cutout")
@@ -53,19 +67,27 @@ class Cutout(Mixer):
         self.size = check_int(size, "size", 1)
         self.set_options(prob=prob, per_sample=per_sample)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+    Params = CutoutParams
+
+    def draw_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> CutoutParams:
         b, _, h, w = images.shape
         if not draw_apply(self.prob, self.generator):
-            return skip_mix(images, targets, applied=False, erased=torch.zeros(b, device=images.device),
-                            boxes=torch.zeros(b, 4, dtype=torch.long, device=images.device))
+            return CutoutParams(applied=False)
         n = b if self.per_sample else 1
         cy = torch.randint(0, h, (n,), generator=self.generator)
         cx = torch.randint(0, w, (n,), generator=self.generator)
         side = torch.tensor([self.size])
-        boxes_cpu = centered_boxes(cy, cx, side, side, h, w)
-        erased = to_device((box_areas(boxes_cpu, h, w).double() / float(h * w)).to(torch.float32), images.device)
+        return CutoutParams(boxes=centered_boxes(cy, cx, side, side, h, w))
+
+    def apply_params(self, images: Tensor, targets: Tensor, params: CutoutParams,
+                     saliency: Tensor | None) -> MixOutput:
+        b, _, h, w = images.shape
+        if not params.applied:
+            return skip_mix(images, targets, applied=False, erased=torch.zeros(b, device=images.device),
+                            boxes=torch.zeros(b, 4, dtype=torch.long, device=images.device))
+        erased = to_device((box_areas(params.boxes, h, w).double() / float(h * w)).to(torch.float32), images.device)
         erased = erased.expand(b).clone()
-        boxes = to_device(boxes_cpu, images.device)
+        boxes = to_device(params.boxes, images.device)
         out = erase_boxes(images, boxes, 0.0)
         return MixOutput(out, targets, torch.ones(b, device=images.device), torch.arange(b, device=images.device),
                          {"applied": True, "boxes": boxes.expand(b, 4).clone(), "erased": erased})

@@ -14,6 +14,7 @@ what :class:`sagemix.step.MixStep` does.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -23,11 +24,23 @@ from ..functional.mixup import mixup
 from ..checks import is_int
 from ..debug import to_device
 from .base import MixOutput, Mixer
-from .sampling import random_permutation, sample_beta
+from .mixup import MixupParams
+from .sampling import draw_lam_perm
 from .targets import mix_targets
 from .registry import register_mixer
 
-__all__ = ["ManifoldMixup"]
+__all__ = ["ManifoldMixup", "ManifoldMixupParams"]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ManifoldMixupParams(MixupParams):
+    """Manifold Mixup's draw: Mixup's ``lam`` and ``index``, and the layer whose output is mixed.
+
+    Attributes:
+        mix_layer: the drawn layer (0 = the input, k = the output of residual stage k).
+    """
+
+    mix_layer: int = 0
 
 
 @register_mixer("manifold_mixup")
@@ -65,15 +78,21 @@ class ManifoldMixup(Mixer):
             raise ValueError(f"layers must be a non-empty sequence of ints >= 0 (0 = input), got {layers!r}")
         self.layers = tuple(int(k) for k in layers)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
-        b = images.shape[0]
+    Params = ManifoldMixupParams
+
+    def draw_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> ManifoldMixupParams:
         k = self.layers[int(torch.randint(0, len(self.layers), (), generator=self.generator))]
-        lam_cpu = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator).float()
-        perm = random_permutation(b, generator=self.generator, device=images.device)
-        lam = to_device(lam_cpu, images.device)
+        lam, perm = draw_lam_perm(self.alpha, images.shape[0], self.per_sample, self.generator)
+        return ManifoldMixupParams(mix_layer=k, lam=lam, index=perm)
+
+    def apply_params(self, images: Tensor, targets: Tensor, params: ManifoldMixupParams,
+                     saliency: Tensor | None) -> MixOutput:
+        b = images.shape[0]
+        perm = to_device(params.index, images.device)
+        lam = to_device(params.lam, images.device)
         # lam is a tensor (one value: 0-d), never a Python float: a compiled model then traces the
         # mix once instead of specialising (and recompiling) on every drawn value.
-        fn = functools.partial(mixup, perm=perm, lam=lam if self.per_sample else lam.reshape(()))
+        fn = functools.partial(mixup, perm=perm, lam=lam if params.lam.numel() > 1 else lam.reshape(()))
         lam_b = lam.expand(b).clone()
         return MixOutput(images.clone(), mix_targets(targets, perm, lam_b), lam_b, perm,
-                         {"mix_layer": k, "mix_fn": fn})
+                         {"mix_layer": params.mix_layer, "mix_fn": fn})

@@ -9,17 +9,32 @@ Per batch: ``lam ~ Beta(alpha, alpha)``, a permutation ``pi``,
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
 from ..functional.mixup import mixup
 from ..debug import to_device
-from .base import MixOutput, Mixer, skip_mix
-from .sampling import draw_apply, random_permutation, sample_beta
+from .base import MixOutput, MixParams, Mixer, skip_mix
+from .sampling import draw_apply, draw_lam_perm
 from .targets import mix_targets
 from .registry import register_mixer
 
-__all__ = ["Mixup"]
+__all__ = ["Mixup", "MixupParams"]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MixupParams(MixParams):
+    """Mixup's draw (Manifold Mixup's adds the layer).
+
+    Attributes:
+        lam: (1,) float32 CPU weight of each sample's own image and label, or (B,) with ``per_sample``.
+        index: (B,) int64 CPU permutation: the partner of each sample.
+    """
+
+    lam: Tensor = field(default_factory=lambda: torch.ones(1))
+    index: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
 
 @register_mixer("mixup")
@@ -50,15 +65,23 @@ class Mixup(Mixer):
         super().__init__(num_classes=num_classes, generator=generator)
         self.set_options(alpha=alpha, prob=prob, per_sample=per_sample)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+    Params = MixupParams
+
+    def draw_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixupParams:
         if not draw_apply(self.prob, self.generator):
+            return MixupParams(applied=False)
+        lam, perm = draw_lam_perm(self.alpha, images.shape[0], self.per_sample, self.generator)
+        return MixupParams(lam=lam, index=perm)
+
+    def apply_params(self, images: Tensor, targets: Tensor, params: MixupParams,
+                     saliency: Tensor | None) -> MixOutput:
+        if not params.applied:
             return skip_mix(images, targets, applied=False)
         b = images.shape[0]
-        lam_cpu = sample_beta(self.alpha, size=b if self.per_sample else 1, generator=self.generator).float()
-        perm = random_permutation(b, generator=self.generator, device=images.device)
-        lam = to_device(lam_cpu, images.device)
+        perm = to_device(params.index, images.device)
+        lam = to_device(params.lam, images.device)
         # One lam: pass a Python float (read on the CPU, no device sync); the image and the label
         # use the same float32 value.
-        mixed = mixup(images, perm, lam if self.per_sample else float(lam_cpu[0]))
+        mixed = mixup(images, perm, lam if params.lam.numel() > 1 else float(params.lam[0]))
         lam_b = lam.expand(b).clone()
         return MixOutput(mixed, mix_targets(targets, perm, lam_b), lam_b, perm, {"applied": True})

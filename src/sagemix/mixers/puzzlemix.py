@@ -23,21 +23,45 @@ every later batch and stopped by :meth:`PuzzleMix.close` or when the mixer is ga
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor
 
 from ..functional.graphcut import import_gco
-from ..functional.puzzlemix import TRANSPORT_RESOLVE, fgsm_noise, puzzle_mix, transport_cell
+from ..functional.puzzlemix import TRANSPORT_RESOLVE, fgsm_draws, fgsm_noise, puzzle_mix, transport_cell
 from ..checks import check_bool, check_int, check_nonnegative, check_probability
-from .base import MixOutput, Mixer
+from .base import MixOutput, MixParams, Mixer
 from .constants import CIFAR10_MEAN, CIFAR10_STD
 from .sampling import random_permutation, sample_beta
 from .targets import mix_targets
 from .registry import register_mixer
 
-__all__ = ["PuzzleMix", "CIFAR10_MEAN", "CIFAR10_STD"]
+__all__ = ["PuzzleMix", "PuzzleMixParams", "CIFAR10_MEAN", "CIFAR10_STD"]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PuzzleMixParams(MixParams):
+    """Puzzle Mix's draw.
+
+    Attributes:
+        lam: the prior weight ``lam ~ Beta(alpha, alpha)`` (0.5 when ``alpha = 0``).
+        index: (B,) int64 CPU permutation: the partner of each sample.
+        grid_size: the drawn grid side ``n``.
+        adversarial: whether the FGSM noise is added to (the image, its partner).
+        noise_draws: the CPU ``(start, c)`` of :func:`~sagemix.functional.puzzlemix.fgsm_draws` when either
+            image gets noise, else None.
+        grad_sign: the sign of the input gradient the noise follows (kept by
+            :meth:`PuzzleMix.reduce_saliency`; on the gradient's device, not a draw) when noise is added.
+    """
+
+    lam: float
+    index: Tensor
+    grid_size: int
+    adversarial: tuple[bool, bool] = (False, False)
+    noise_draws: tuple[Tensor, Tensor] | None = None
+    grad_sign: Tensor | None = None
 
 
 @register_mixer("puzzlemix")
@@ -147,9 +171,11 @@ class PuzzleMix(Mixer):
         """The ``grid_sizes`` that divide both ``height`` and ``width``."""
         return tuple(n for n in self.grid_sizes if height % n == 0 and width % n == 0)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+    Params = PuzzleMixParams
+
+    def _saliency(self, images: Tensor, saliency: Tensor) -> Tensor:
+        """The (B, H, W) saliency (a (B, 1, H, W) one squeezed), shape and dtype checked."""
         b, c, h, w = images.shape
-        assert saliency is not None  # checked by Mixer.__call__
         if saliency.ndim == 4 and saliency.shape[1] == 1:
             saliency = saliency[:, 0]
         if saliency.shape != (b, h, w):
@@ -157,16 +183,14 @@ class PuzzleMix(Mixer):
                              f"got {tuple(saliency.shape)}")
         if not saliency.is_floating_point():
             raise TypeError(f"saliency must be a floating tensor, got dtype {saliency.dtype}")
-        saliency = saliency.to(images.device)  # the saliency may come from another device
-        ok = torch.isfinite(saliency).all() & (saliency >= 0).all()
-        msg = "saliency must be finite and non-negative (e.g. sqrt(mean_c grad^2))"
-        if saliency.device.type == "cpu":
-            if not bool(ok):
-                raise ValueError(msg)
-        else:  # no host read of a device value: checked asynchronously
-            torch._assert_async(ok, msg)
         if c != len(self.mean):
             raise ValueError(f"images have {c} channels but mean/std have {len(self.mean)} values")
+        return saliency
+
+    def draw_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> PuzzleMixParams:
+        b, c, h, w = images.shape
+        assert saliency is not None  # checked by Mixer.check_inputs
+        self._saliency(images, saliency)
         sides = self.valid_grid_sizes(h, w)
         if not sides:
             raise ValueError(f"no grid side in grid_sizes={self.grid_sizes} divides the image size "
@@ -177,29 +201,45 @@ class PuzzleMix(Mixer):
             if sign is None or sign.shape != images.shape:
                 raise ValueError("adv_p > 0 needs the sign of the input gradient of this batch: call "
                                  "mixer.reduce_saliency(grad) before mixing (sagemix.MixStep does)")
-
         g = self.generator
         lam = float(sample_beta(self.alpha, size=1, generator=g)[0])
-        index = random_permutation(b, generator=g).to(images.device)
+        index = random_permutation(b, generator=g)
         n = sides[int(torch.randint(len(sides), (1,), generator=g))]
-        noise1 = noise2 = None
-        adv = (False, False)
+        adv, draws = (False, False), None
         if self.adv_p > 0:
             u = torch.rand(2, generator=g)
             adv = (bool(u[0] < self.adv_p), bool(u[1] < self.adv_p))
             if adv[0] or adv[1]:
-                mean_t = torch.tensor(self.mean, device=images.device).reshape(1, c, 1, 1)
-                std_t = torch.tensor(self.std, device=images.device).reshape(1, c, 1, 1)
-                noise = fgsm_noise(images.float() * std_t + mean_t, sign.to(images.device), self.adv_eps,
-                                   generator=g)
-                noise1 = noise if adv[0] else None
-                noise2 = noise[index] if adv[1] else None
+                draws = fgsm_draws(images.shape, self.adv_eps, g)
+        return PuzzleMixParams(lam=lam, index=index, grid_size=n, adversarial=adv, noise_draws=draws,
+                               grad_sign=sign if draws is not None else None)
 
-        res = puzzle_mix(images, saliency, index, lam, grid_size=n, mean=self.mean, std=self.std,
-                         n_labels=self.n_labels, beta=self.beta, gamma=self.gamma, eta=self.eta,
+    def apply_params(self, images: Tensor, targets: Tensor, params: PuzzleMixParams,
+                     saliency: Tensor | None) -> MixOutput:
+        b, c, h, w = images.shape
+        saliency = self._saliency(images, saliency).to(images.device)  # it may come from another device
+        ok = torch.isfinite(saliency).all() & (saliency >= 0).all()
+        msg = "saliency must be finite and non-negative (e.g. sqrt(mean_c grad^2))"
+        if saliency.device.type == "cpu":
+            if not bool(ok):
+                raise ValueError(msg)
+        else:  # no host read of a device value: checked asynchronously
+            torch._assert_async(ok, msg)
+        index = params.index.to(images.device)
+        noise1 = noise2 = None
+        if params.noise_draws is not None:
+            mean_t = torch.tensor(self.mean, device=images.device).reshape(1, c, 1, 1)
+            std_t = torch.tensor(self.std, device=images.device).reshape(1, c, 1, 1)
+            noise = fgsm_noise(images.float() * std_t + mean_t, params.grad_sign.to(images.device), self.adv_eps,
+                               draws=params.noise_draws)
+            noise1 = noise if params.adversarial[0] else None
+            noise2 = noise[index] if params.adversarial[1] else None
+        res = puzzle_mix(images, saliency, index, params.lam, grid_size=params.grid_size, mean=self.mean,
+                         std=self.std, n_labels=self.n_labels, beta=self.beta, gamma=self.gamma, eta=self.eta,
                          neigh_size=self.neigh_size, transport=self.transport, t_eps=self.t_eps,
                          t_size=self.t_size, transport_resolve=self.transport_resolve, noise1=noise1,
                          noise2=noise2, pool=self.pool)
         rho = res.lam.to(targets.dtype)
         return MixOutput(res.images, mix_targets(targets, index, rho), rho, index,
-                         {"grid_size": n, "mask": res.mask, "prior_lam": lam, "adversarial": adv})
+                         {"grid_size": params.grid_size, "mask": res.mask, "prior_lam": params.lam,
+                          "adversarial": params.adversarial})

@@ -6,19 +6,41 @@ the kernels are in :mod:`sagemix.functional.sage` (the fast objective in
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from ..functional.sage_search import resolve_search
-from ..functional.sage import candidate_shifts, gaussian_kernel1d, gaussian_smooth, reduce_saliency, sage_mask, sage_mix
+from ..functional.sage import (candidate_shifts, gaussian_kernel1d, gaussian_smooth, reduce_saliency, sage_mask,
+                               sage_mix)
 from ..checks import check_alpha, check_bool, check_nonnegative, check_probability
 from ..debug import to_device
-from .base import MixOutput, Mixer
+from .base import MixOutput, MixParams, Mixer
 from .sampling import random_permutation, sample_beta
 from .targets import mix_targets
 from .registry import register_mixer
 
-__all__ = ["SAGE"]
+__all__ = ["SAGE", "SageParams"]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SageParams(MixParams):
+    """SAGE's draw.
+
+    Attributes:
+        prior: alpha, the scale of each sample's own map (``1 - alpha`` scales its partner's).
+        index: (B,) int64 CPU permutation: the partner of each sample.
+        shifts: (K, 2) int64 CPU candidate shifts (dy, dx) of the random or exhaustive search, or None for
+            the coarse-to-fine search (deterministic: its candidates depend on the saliency).
+        search: the search that runs, ``"random"``, ``"exhaustive"`` or ``"coarse_to_fine"``
+            (``"auto"`` resolved for the batch's size).
+    """
+
+    prior: float
+    index: Tensor
+    shifts: Tensor | None
+    search: str
 
 
 @register_mixer("sage")
@@ -105,38 +127,41 @@ class SAGE(Mixer):
         return gaussian_smooth(reduce_saliency(grad, self.saliency_reduce), self.blur_kernel_size, self.blur_sigma)
 
     # -- the draws and the mix ---------------------------------------------------------------
-    def make_params(self, batch_size: int, height: int, width: int) -> dict:
+    Params = SageParams
+
+    def draw_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> SageParams:
         """Draw the per-batch randomness: the prior alpha, the permutation and the candidate shifts."""
+        b, _, h, w = images.shape
         g = self.generator
         if self.mixup_alpha > 0:
             prior = self.upper_lambda * float(sample_beta(self.mixup_alpha, size=1, generator=g)[0])
         else:
             prior = 0.5 * self.upper_lambda
-        perm = random_permutation(batch_size, generator=g)
-        search = resolve_search(self.search, height, width)
+        perm = random_permutation(b, generator=g)
+        search = resolve_search(self.search, h, w)
         if self.search == "auto" and (self.rand_pos is None or self.rand_pos == 0):
             search = "random"  # rand_pos None (every shift) or 0 (the zero shift alone) says which shifts
         if search == "coarse_to_fine":
-            return {"prior": prior, "perm": perm, "shifts": "coarse_to_fine", "search": search}
+            return SageParams(prior=prior, index=perm, shifts=None, search=search)
         rand_pos = None if search == "exhaustive" else self.rand_pos
-        shifts = candidate_shifts(height, width, rand_pos=rand_pos, force_zero_shift=self.force_zero_shift,
-                                  generator=g)
-        return {"prior": prior, "perm": perm, "shifts": shifts, "search": search}
+        shifts = candidate_shifts(h, w, rand_pos=rand_pos, force_zero_shift=self.force_zero_shift, generator=g)
+        return SageParams(prior=prior, index=perm, shifts=shifts, search=search)
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+    def apply_params(self, images: Tensor, targets: Tensor, params: SageParams,
+                     saliency: Tensor | None) -> MixOutput:
+        """The search (:func:`~sagemix.functional.sage.best_shifts`), then the mix
+        (:func:`~sagemix.functional.sage.sage_blend`)."""
         b, _, h, w = images.shape
         if saliency.shape != (b, h, w):
             raise ValueError(f"saliency must have shape (B, H, W) = {(b, h, w)}, got {tuple(saliency.shape)}")
-        params = self.make_params(b, h, w)
-        perm = to_device(params["perm"], images.device)
-        shifts = params["shifts"]
-        shifts = shifts if isinstance(shifts, str) else to_device(shifts, images.device)
-        mixed, lam, chosen = sage_mix(images, saliency.to(images.device), perm, params["prior"], shifts)
+        perm = to_device(params.index, images.device)
+        shifts = "coarse_to_fine" if params.shifts is None else to_device(params.shifts, images.device)
+        mixed, lam, chosen = sage_mix(images, saliency.to(images.device), perm, params.prior, shifts)
         soft = mix_targets(targets, perm, lam)
         # "shifts": the candidates searched (coarse-to-fine: each pair's chosen shift, its candidates
         # being per pair and per level)
-        extras = {"prior": params["prior"], "shifts": chosen if isinstance(shifts, str) else shifts,
-                  "shift": chosen, "search": params["search"]}
+        extras = {"prior": params.prior, "shifts": chosen if params.shifts is None else shifts,
+                  "shift": chosen, "search": params.search}
         return MixOutput(mixed, soft, lam, perm, extras)
 
     @staticmethod

@@ -23,12 +23,12 @@ from typing import Callable, ClassVar, Sequence
 import torch
 from torch import Tensor
 
-from ..functional.boxes import paste_boxes
 from ..functional.saliencymix import denormalize_to_uint8, opencv_saliency, saliency_boxes
-from .base import MixOutput, Mixer, skip_mix
+from ..debug import to_device
+from .base import MixOutput, Mixer
+from .cutmix import BoxMixParams, paste_partner_boxes
 from .constants import AUTO_POOL_PIXELS, CIFAR10_MEAN, CIFAR10_STD
 from .sampling import draw_apply, random_permutation, sample_beta
-from .targets import mix_targets
 from .registry import register_mixer
 
 __all__ = ["SaliencyMix", "CIFAR10_MEAN", "CIFAR10_STD", "AUTO_POOL_PIXELS"]
@@ -111,27 +111,32 @@ class SaliencyMix(Mixer):
             raise ValueError(f"{name} must have shape ({n}, {h}, {w}) (one map per image), got {tuple(sal.shape)}")
         return sal
 
-    def __call__(self, images: Tensor, targets: Tensor, saliency: Tensor | None = None) -> MixOutput:
-        """Mix a batch; ``saliency`` optionally gives the (B, H, W) saliency of the batch."""
-        if saliency is not None and isinstance(images, Tensor) and images.ndim == 4:
+    def check_inputs(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The call's checks, and a given ``saliency`` must be (B, H, W)."""
+        images, soft = super().check_inputs(images, targets, saliency)
+        if saliency is not None:
             b, _, h, w = images.shape
             self._check_saliency(saliency, b, h, w, "saliency")
-        return super().__call__(images, targets, saliency)
+        return images, soft
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
-        b, _, h, w = images.shape
+    Params = BoxMixParams
+
+    def draw_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> BoxMixParams:
         if not draw_apply(self.prob, self.generator):
-            return skip_mix(images, targets, applied=False,
-                            boxes=torch.zeros(b, 4, dtype=torch.long, device=images.device))
+            return BoxMixParams(applied=False)
         lam0 = float(sample_beta(self.alpha, size=1, generator=self.generator)[0])
-        perm = random_permutation(b, generator=self.generator, device=images.device)
-        # Only the partners' maps are needed: all of them per image, the first one per batch.
-        src = perm[:1] if self.per_batch_box else perm
-        if saliency is not None:
-            sal = saliency.detach()[src.to(saliency.device)]
-        else:
-            sal = self.compute_saliency(images[src])
-        boxes = saliency_boxes(sal, lam0).to(images.device)
-        mixed, lam = paste_boxes(images, perm, boxes)
-        return MixOutput(mixed, mix_targets(targets, perm, lam), lam, perm,
-                         {"applied": True, "boxes": boxes.expand(b, 4).clone()})
+        return BoxMixParams(index=random_permutation(images.shape[0], generator=self.generator), lam=lam0)
+
+    def apply_params(self, images: Tensor, targets: Tensor, params: BoxMixParams,
+                     saliency: Tensor | None) -> MixOutput:
+        boxes = None
+        if params.applied:
+            perm = to_device(params.index, images.device)
+            # Only the partners' maps are needed: all of them per image, the first one per batch.
+            src = perm[:1] if self.per_batch_box else perm
+            if saliency is not None:
+                sal = saliency.detach()[src.to(saliency.device)]
+            else:
+                sal = self.compute_saliency(images[src])
+            boxes = saliency_boxes(sal, params.lam).to(images.device)
+        return paste_partner_boxes(images, targets, params, boxes)

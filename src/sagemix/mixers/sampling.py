@@ -6,14 +6,16 @@ state), so the same seed gives the same draws.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from ..checks import check_alpha, check_number, is_number
+from ..checks import check_alpha, check_int, check_number, is_number
 from ..debug import to_device
 
-__all__ = ["sample_beta", "sample_gamma", "random_permutation", "draw_apply"]
+__all__ = ["sample_beta", "sample_gamma", "random_permutation", "draw_apply", "draw_lam_perm",
+           "sample_dirichlet"]
 
 
 def sample_beta(alpha: float, beta: float | None = None, size: int = 1, *,
@@ -51,6 +53,35 @@ def sample_gamma(shape: float, size: int, generator: torch.Generator | None = No
         (torch.Size([4]), torch.float64, True)
     """
     return _sample_gamma(shape, size, generator)[0]
+
+
+def sample_dirichlet(alpha: float, sizes: Sequence[int], generator: torch.Generator | None = None) -> Tensor:
+    """One Dirichlet(alpha 1_m) draw per group of ``m = sizes[i]`` entries, laid end to end (float64, CPU).
+
+    The Gamma-normalisation construction on :func:`sample_gamma` (the draws of ``sum(sizes)`` Gamma
+    variables, in order). For small ``alpha`` every Gamma draw of a group may underflow to 0 in float64;
+    that group is then normalised from the logs of the draws, so it still sums to 1, and the weights
+    below the smallest normal float64 (a Dirichlet weight is never 0) are raised to it.
+
+    Example:
+        >>> w = sample_dirichlet(0.001, [3, 2], torch.Generator().manual_seed(0))
+        >>> w.shape, bool((w > 0).all()), torch.allclose(w[:3].sum(), torch.tensor(1.0, dtype=torch.float64))
+        (torch.Size([5]), True, True)
+    """
+    check_alpha(alpha, "alpha")
+    sizes_t = torch.tensor([check_int(m, "group size", 1) for m in sizes])
+    draws, logs = _sample_gamma(alpha, int(sizes_t.sum()), generator)
+    groups = torch.repeat_interleave(torch.arange(len(sizes_t)), sizes_t)
+    ends = torch.cumsum(sizes_t, 0).tolist()
+    sums = torch.stack([draws[e - m:e].sum() for e, m in zip(ends, sizes_t.tolist())])
+    out = draws / sums.clamp_min(1e-300)[groups]
+    underflow = (sums < torch.finfo(torch.float64).tiny)[groups]
+    if bool(underflow.any()):
+        top = torch.full((len(sizes_t),), -math.inf, dtype=torch.float64).scatter_reduce(0, groups, logs, "amax")
+        rel = torch.exp(logs - top[groups])  # the largest draw of each group is 1
+        rel_sums = torch.zeros(len(sizes_t), dtype=torch.float64).index_add_(0, groups, rel)
+        out = torch.where(underflow, rel / rel_sums[groups], out)
+    return out.clamp_min(torch.finfo(torch.float64).tiny)
 
 
 def _sample_gamma(shape: float, size: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
@@ -96,3 +127,11 @@ def draw_apply(prob: float, generator: torch.Generator | None) -> bool:
     if prob <= 0.0:
         return False
     return bool(torch.rand((), generator=generator, dtype=torch.float64) < prob)
+
+
+def draw_lam_perm(alpha: float, batch: int, per_sample: bool, generator: torch.Generator | None
+                  ) -> tuple[Tensor, Tensor]:
+    """Mixup's draw: ``lam ~ Beta(alpha, alpha)`` (one, or ``batch`` when ``per_sample``; float32),
+    then a permutation of ``range(batch)`` (int64), both on the CPU."""
+    lam = sample_beta(alpha, size=batch if per_sample else 1, generator=generator).float()
+    return lam, random_permutation(batch, generator=generator)

@@ -4,13 +4,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import MixOutput, Mixer
+from .base import MixOutput, MixParams, Mixer
 from .registry import register_mixer
 
 
 @register_mixer("vanilla")
 class Vanilla(Mixer):
     """No mixing, the baseline: a copy of the batch with ``lam = 1`` and ``index = arange(B)``.
+
+    Its params are an empty :class:`~sagemix.mixers.base.MixParams` (nothing is drawn).
 
     Example:
         >>> import torch
@@ -19,7 +21,11 @@ class Vanilla(Mixer):
         [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
 
-    def mix(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixOutput:
+    def draw_params(self, images: Tensor, targets: Tensor, saliency: Tensor | None) -> MixParams:
+        return MixParams()
+
+    def apply_params(self, images: Tensor, targets: Tensor, params: MixParams,
+                     saliency: Tensor | None) -> MixOutput:
         b = images.shape[0]
         return MixOutput(images.clone(), targets, torch.ones(b, device=images.device),
                          torch.arange(b, device=images.device))

@@ -74,3 +74,26 @@ def test_a_short_run_names_its_median_window(tmp_path) -> None:
         trainer.close()
     done = [ln for ln in lines if ln.startswith("done:")]
     assert len(done) == 1 and "median of the last 2 epochs" in done[0] and "last 10" not in done[0], lines
+
+
+# -- seeds beyond torch's range ----------------------------------------------------------------------------
+def test_a_seed_beyond_torchs_range_is_refused_in_one_line(capsys, tmp_path) -> None:
+    from sagemix.compare import load_comparison
+    from sagemix.train import TrainConfig
+
+    huge = str(2**70)
+    rc, out, err = main(capsys, "train", "offline", "--seed", huge, "--out", str(tmp_path / "r"), "--no-progress")
+    line = one_line_error(rc, err)
+    assert "'seed'" in line and "2**64 - 1" in line and huge in line and "Overflow" not in line
+    assert not (tmp_path / "r").exists()  # refused before any work
+    assert TrainConfig(seed=2**64 - 1).seed == 2**64 - 1  # the largest seed torch takes is accepted
+    with pytest.raises(ValueError, match="data_seed.*2\\*\\*64 - 1"):
+        TrainConfig(data_seed=2**64)
+    for argv in (["bench", "--seed", huge], ["demo", "--seed", huge], ["show", "--seed", huge],
+                 ["compare", "--config", "x.json", "--seeds", huge]):
+        rc, _, err = main(capsys, *argv)
+        assert rc == 2 and "2**64 - 1" in err and "Traceback" not in err, (argv, err)
+    (tmp_path / "c.json").write_text(json.dumps({"recipe": "offline", "out": "o", "methods": ["vanilla"],
+                                                 "seeds": [2**70]}))
+    with pytest.raises(ValueError, match="'seeds'.*2\\*\\*64 - 1"):
+        load_comparison(tmp_path / "c.json")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = ["usable_cpus", "add_threads_argument", "parse_threads", "auto_threads", "apply_threads", "add_progress_arguments",
-           "progress_enabled", "check_out_dir", "check_methods", "check_mixer_options", "report_missing_extras"]
+           "progress_enabled", "check_out_dir", "check_methods", "check_mixer_options", "report_missing_extras", "parse_seed"]
 
 
 def usable_cpus() -> int:
@@ -60,6 +60,19 @@ def parse_threads(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number of threads >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number of threads >= 0, got {text!r}")
+    return value
+
+
+def parse_seed(text: str) -> int:
+    """argparse type of ``--seed``: an int from 0 to 2**64 - 1 (the seeds torch's generators take)."""
+    from ..train.config import SEED_MAX
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**64 - 1 (torch's seed range), got {text!r}")
     return value
 
 

@@ -8,7 +8,7 @@ import argparse
 import json
 
 from ._common import (add_progress_arguments, add_threads_argument, apply_threads, check_methods, check_mixer_options,
-                      check_out_dir, progress_enabled, report_missing_extras)
+                      check_out_dir, parse_seed, progress_enabled, report_missing_extras)
 
 __all__ = ["add_parser", "run", "SCALE_PARTS"]
 
@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per method (default: 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps per method (default: 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, batch and mixers (default: 0)")
+    p.add_argument("--seed", type=parse_seed, default=0, help="seed of the weights, batch and mixers (default: 0)")
     add_threads_argument(p)
     p.add_argument("--mixer-kwargs", default=None, metavar="JSON",
                    help='per-method options as JSON, e.g. \'{"sage": {"rand_pos": 1.0}}\'')

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_threads_argument, auto_threads, check_methods, report_missing_extras
+from ._common import add_threads_argument, auto_threads, check_methods, parse_seed, report_missing_extras
 
 __all__ = ["add_parser", "run"]
 
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, metavar="FILE", help="the comparison JSON file")
     p.add_argument("--methods", nargs="+", default=None, metavar="NAME", help="only these methods")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED", help="only these seeds")
+    p.add_argument("--seeds", nargs="+", type=parse_seed, default=None, metavar="SEED", help="only these seeds")
     p.add_argument("--models", nargs="+", default=None, metavar="NAME", help="only these models")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every run (repeatable), e.g. --set device=cuda")

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..utils import Stopwatch, atomic_write_json, atomic_write_text
 from ._common import add_progress_arguments, add_threads_argument, apply_threads, check_methods, check_out_dir, \
-    progress_enabled
+    parse_seed, progress_enabled
 
 METHODS = ("vanilla", "mixup", "cutmix", "sage")
 
@@ -63,7 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                           "per step relative to vanilla, and save a picture of SAGE's mixes.",
                               epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="sagemix-demo", help="output folder (default ./sagemix-demo)")
-    p.add_argument("--seed", type=int, default=0, help="the one seed of every run (default 0)")
+    p.add_argument("--seed", type=parse_seed, default=0, help="the one seed of every run (default 0)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",
                    help=f"methods to compare (default: {' '.join(METHODS)}); vanilla is always run first")
     p.add_argument("--quick", action="store_true", help="a tiny budget (seconds), for smoke tests")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import (add_progress_arguments, add_threads_argument, apply_threads, check_methods, check_out_dir,
-                      progress_enabled, report_missing_extras)
+                      parse_seed, progress_enabled, report_missing_extras)
 
 __all__ = ["add_parser", "run"]
 
@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                    help="methods of the mixes figure (default: mixup cutmix saliencymix puzzlemix comixup sage)")
     p.add_argument("--pairs", type=int, default=2, help="pairs (rows) per figure (default: 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the pairs, the mixes and the quick model")
+    p.add_argument("--seed", type=parse_seed, default=0, help="seed of the pairs, the mixes and the quick model")
     p.add_argument("--prior", type=float, default=0.5,
                    help="SAGE's alpha in the anatomy and rearrangement figures (default: 0.5)")
     p.add_argument("--cell", type=int, default=128, help="side of each picture in pixels (default: 128)")

@@ -87,9 +87,11 @@ class ComparisonConfig:
         methods = _str_list(d["methods"], "methods")
         models = None if d.get("models") is None else _str_list(d["models"], "models")
         seeds = d["seeds"]
+        from ..train.config import SEED_MAX
         if (not isinstance(seeds, list) or not seeds
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-            raise ValueError(f"comparison key 'seeds' must be a non-empty list of ints >= 0, got {seeds!r}")
+                or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in seeds)):
+            raise ValueError("comparison key 'seeds' must be a non-empty list of ints >= 0 (at most 2**64 - 1, "
+                             f"torch's seed range), got {seeds!r}")
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"comparison key 'seeds' has duplicates: {seeds!r}")
         overrides = d.get("overrides", {}) or {}

@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 __all__ = ["TrainConfig", "load_config", "load_recipe", "list_recipes", "recipe_description",
            "parse_overrides", "apply_overrides", "config_hash", "RUN_DEFINING_KEYS", "RUN_INFO_KEYS", "AMP_CHOICES",
-           "LOSS_CHOICES"]
+           "LOSS_CHOICES", "SEED_MAX"]
 
 AMP_CHOICES = ("none", "bf16", "fp16")
 LOSS_CHOICES = ("soft_ce", "bce_softmax")
@@ -196,8 +196,9 @@ class TrainConfig:
         _expect_int("eval_every", self.eval_every, minimum=1)
         _expect_int("eval_batch_size", self.eval_batch_size, minimum=1)
         _expect_int("nan_check_every", self.nan_check_every, minimum=1)
-        _expect_int("seed", self.seed, minimum=0)
-        _expect_int("data_seed", self.data_seed, minimum=0)
+        for key in ("seed", "data_seed"):  # torch's generators take seeds in [0, 2**64 - 1]
+            _expect_int(key, getattr(self, key), minimum=0, maximum=SEED_MAX,
+                        what=f"an integer from 0 to 2**64 - 1 (torch's seed range), got {getattr(self, key)!r}")
         _expect_int("threads", self.threads, minimum=0)
         _expect_int("workers", self.workers, minimum=0)
         _expect_int("crop_padding", self.crop_padding, minimum=0)
@@ -399,8 +400,13 @@ def _expect_str(key: str, value: Any) -> None:
         raise TypeError(f"config key {key!r} must be a string, got {value!r}")
 
 
-def _expect_int(key: str, value: Any, *, minimum: int, what: str | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+#: The largest seed torch's generators accept (``torch.manual_seed`` overflows above it).
+SEED_MAX = 2**64 - 1
+
+
+def _expect_int(key: str, value: Any, *, minimum: int, maximum: int | None = None, what: str | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None
+                                                                                     and value > maximum):
         raise ValueError(f"config key {key!r} must be {what or f'an integer >= {minimum}, got {value!r}'}")
 
 

@@ -127,7 +127,7 @@ def test_imagedata_validation() -> None:
         ImageData(imgs, torch.tensor([0, 2]), ["a", "b"], (0.5,) * 3, (0.2,) * 3)
     with pytest.raises(ValueError, match="labels must be an int64"):
         ImageData(imgs, torch.tensor([0]), ["a", "b"], (0.5,) * 3, (0.2,) * 3)
-    with pytest.raises(ValueError, match="std must be positive"):
+    with pytest.raises(ValueError, match="std must hold finite numbers > 0"):
         ImageData(imgs, torch.tensor([0, 1]), ["a", "b"], (0.5,) * 3, (0.2, 0.0, 0.2))
     with pytest.raises(ValueError, match="3 values"):
         ImageData(imgs, torch.tensor([0, 1]), ["a", "b"], (0.5,) * 2, (0.2,) * 3)

@@ -26,6 +26,8 @@ import os
 from typing import Callable, Iterator
 
 import torch
+
+from .checks import check_bool
 from torch import Tensor
 
 __all__ = ["debug_enabled", "set_debug", "debug_checks", "check_values", "to_device"]
@@ -41,8 +43,7 @@ def debug_enabled() -> bool:
 def set_debug(enabled: bool) -> None:
     """Turn debug mode on or off for this process (the default comes from ``SAGEMIX_DEBUG``)."""
     global _DEBUG
-    if not isinstance(enabled, bool):
-        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__} {enabled!r}")
+    check_bool(enabled, "enabled")
     _DEBUG = enabled
 
 

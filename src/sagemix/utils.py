@@ -27,6 +27,8 @@ from typing import Any, BinaryIO, Callable, Iterator
 import torch
 from torch import nn
 
+from .checks import is_int
+
 __all__ = ["DiskWriteError", "disk_write_error", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "resolve_device",
            "train_mode", "eval_mode", "Stopwatch", "pyplot"]
 
@@ -151,7 +153,7 @@ def resolve_device(device: str | torch.device | None = "auto", local_rank: int =
         ValueError: a value torch does not understand, CUDA asked for but not available, or a GPU index
             that does not exist.
     """
-    if isinstance(local_rank, bool) or not isinstance(local_rank, int) or local_rank < 0:
+    if not is_int(local_rank) or local_rank < 0:
         raise ValueError(f"local_rank must be a non-negative int, got {local_rank!r}")
     if device is None or device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

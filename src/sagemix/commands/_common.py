@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..checks import is_int
+
 __all__ = ["usable_cpus", "add_threads_argument", "parse_threads", "auto_threads", "apply_threads", "add_progress_arguments",
            "progress_enabled", "check_out_dir", "check_methods", "check_mixer_options", "report_missing_extras", "parse_seed"]
 
@@ -88,7 +90,7 @@ def apply_threads(threads: int | str) -> int:
     import torch
 
     n = auto_threads() if threads == "auto" else threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+    if not is_int(n) or n < 0:
         raise ValueError(f"--threads must be 'auto' or an int >= 0, got {threads!r}")
     if n:
         torch.set_num_threads(n)
@@ -153,7 +155,6 @@ def report_missing_extras(methods: Iterable[str], command: str) -> dict[str, str
     for m, why in missing.items():
         print(f"sagemix {command}: skipping {m}: {why}", file=sys.stderr)
     return missing
-
 
 
 def check_mixer_options(method: str, options: dict[str, Any], option: str, *, num_classes: int = 10) -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..checks import is_int
+
 __all__ = ["ComparisonConfig", "load_comparison", "MATRIX_KEYS"]
 
 _KEYS = {"description", "recipe", "out", "methods", "seeds", "models", "overrides", "method_overrides", "variants",
@@ -89,7 +91,7 @@ class ComparisonConfig:
         seeds = d["seeds"]
         from ..train.config import SEED_MAX
         if (not isinstance(seeds, list) or not seeds
-                or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in seeds)):
+                or not all(is_int(s) and 0 <= s <= SEED_MAX for s in seeds)):
             raise ValueError("comparison key 'seeds' must be a non-empty list of ints >= 0 (at most 2**64 - 1, "
                              f"torch's seed range), got {seeds!r}")
         if len(set(seeds)) != len(seeds):

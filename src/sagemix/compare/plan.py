@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import run_folder as rf
+from ..checks import is_int
 from .config import ComparisonConfig
 
 __all__ = ["RunSpec", "plan_runs", "check_plan", "run_state", "expected_eval_files",
@@ -130,6 +131,6 @@ def eval_options_for(cfg: ComparisonConfig, spec: RunSpec) -> Any:
     from ..evaluate.stage import EvalOptions
 
     threads = spec.overrides.get("threads")
-    fields = {"threads": threads} if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0 else {}
+    fields = {"threads": threads} if is_int(threads) and threads > 0 else {}
     fields.update({k: _fill(v, _fields(cfg, spec), f"eval option {k!r}") for k, v in cfg.eval_options.items()})
     return EvalOptions(**fields)

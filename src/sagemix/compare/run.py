@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .. import run_folder as rf
+from ..checks import is_int
 from .config import ComparisonConfig
 from .plan import RunSpec, check_plan, eval_options_for, plan_runs, run_state
 
@@ -118,7 +119,7 @@ def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] |
         ``{"trained": [...], "resumed": [...], "skipped": [...], "evaluated": [...], "failed": {name: error},
         "report": path or None}``.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+    if not is_int(jobs) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1 (runs at once), got {jobs!r}")
     specs = plan_runs(cfg)
     only = dict(only or {})

@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 import torch
 
+from ..checks import is_int
 from .registry import ImageData, register_dataset, resize_images
 
 __all__ = ["load_fashion_mnist", "FASHION_MNIST_CLASSES", "DEBIAN_DIR", "find_fashion_mnist"]
@@ -109,7 +110,7 @@ def load_fashion_mnist(*, root: str | os.PathLike | None = None, train: bool = T
         :class:`ImageData` named ``"fashion_mnist"`` with the 10 class names.
     """
     del seed
-    if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad <= 64:
+    if not is_int(pad) or not 0 <= pad <= 64:
         raise ValueError(f"pad must be an int in [0, 64] (black pixels on each side; 2 makes 32x32), got {pad!r}")
     try:
         folder = find_fashion_mnist(root)

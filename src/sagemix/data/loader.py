@@ -31,6 +31,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
+from ..checks import check_bool, check_int, is_int
 from .registry import ImageData
 
 __all__ = ["make_loader", "ImageLoader", "EpochPlan", "flip_crop", "shard_order", "epoch_generator", "Normalizer"]
@@ -151,12 +152,6 @@ class _EpochBatches(torch.utils.data.Dataset):
         return flip_crop(self.images[idx], flip, offs, self.padding), self.labels[idx]
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 class ImageLoader:
     """Iterable of normalised float32 ``(images, labels)`` batches on ``device``; see :func:`make_loader`.
 
@@ -178,17 +173,16 @@ class ImageLoader:
             raise TypeError(f"data must be a sagemix.data.ImageData (see load_dataset), got {type(data).__name__}")
         if len(data) == 0:
             raise ValueError("data must hold at least one image, got an empty dataset")
-        self.batch_size = _positive_int("batch_size", batch_size)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
         for arg, val in (("train", train), ("flip", flip), ("drop_last", drop_last), ("channels_last", channels_last)):
-            if not isinstance(val, bool):
-                raise TypeError(f"{arg} must be a bool, got {val!r}")
-        if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
+            check_bool(val, arg)
+        if not is_int(crop_padding) or crop_padding < 0:
             raise ValueError(f"crop_padding must be a non-negative int, got {crop_padding!r}")
         if resident is not None and not isinstance(resident, bool):
             raise TypeError(f"resident must be True, False or None (automatic), got {resident!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        if not is_int(num_workers) or num_workers < 0:
             raise ValueError(f"num_workers must be a non-negative int, got {num_workers!r}")
         if not 0.0 < float(max_resident_fraction) <= 1.0:
             raise ValueError(f"max_resident_fraction must be in (0, 1], got {max_resident_fraction!r}")
@@ -200,7 +194,7 @@ class ImageLoader:
             self.rank, self.world_size = 0, 1
         else:
             if not (isinstance(distributed, (tuple, list)) and len(distributed) == 2
-                    and all(isinstance(v, int) and not isinstance(v, bool) for v in distributed)):
+                    and all(is_int(v) for v in distributed)):
                 raise TypeError(f"distributed must be a (rank, world_size) pair of ints or None, got {distributed!r}")
             self.rank, self.world_size = int(distributed[0]), int(distributed[1])
             if self.world_size < 1 or not 0 <= self.rank < self.world_size:
@@ -247,7 +241,7 @@ class ImageLoader:
     # ------------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch``'s shuffle and augmentation draws for the next pass."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        if not is_int(epoch) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
         self.epoch = epoch
 

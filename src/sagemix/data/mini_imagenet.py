@@ -49,6 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..checks import check_int, is_int
 from .decode import open_rgb
 from .registry import ImageData, register_dataset
 
@@ -154,21 +155,20 @@ def load_mini_imagenet(root: str | os.PathLike | None = None, *, split: str = "t
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if image_size is None:
         size = (84, 84)
-    elif isinstance(image_size, int) and not isinstance(image_size, bool) and image_size > 0:
+    elif is_int(image_size) and image_size > 0:
         size = (image_size, image_size)
     elif (isinstance(image_size, (tuple, list)) and len(image_size) == 2
-          and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in image_size)):
+          and all(is_int(s) and s > 0 for s in image_size)):
         size = (int(image_size[0]), int(image_size[1]))
     else:
         raise ValueError(f"image_size must be a positive int or (H, W) pair, got {image_size!r}")
-    if isinstance(base_holdout, bool) or not isinstance(base_holdout, int) or base_holdout < 0:
-        raise ValueError(f"base_holdout must be an int >= 0, got {base_holdout!r}")
+    check_int(base_holdout, "base_holdout", 0)
     if split == "base_test" and base_holdout == 0:
         raise ValueError("split 'base_test' (train=False) is empty with base_holdout=0: pass base_holdout > 0 "
                          "to hold out images of each base class, or load split='val'/'test' for novel classes")
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if not is_int(workers) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     folder = find_mini_imagenet_root(root)
     files, synsets = read_split_csv(folder / _CSV[split])

@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import is_int
 from ..utils import atomic_write
 from .registry import ImageData, register_dataset
 
@@ -308,7 +309,7 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> bool:
 
 
 def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
 

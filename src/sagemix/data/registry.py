@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..checks import check_bool, check_mean_std, is_int
 from ..registry import Registry
 
 __all__ = ["ImageData", "register_dataset", "load_dataset", "list_datasets", "get_dataset_fn", "tensor_hash",
@@ -35,16 +36,6 @@ _DATASETS: Registry[DatasetFn] = Registry("dataset", [
     "sagemix.data.mini_imagenet",
     "sagemix.data.fashion_mnist",
 ])
-
-
-def _check_stats(name: str, value: Any) -> tuple[float, float, float]:
-    try:
-        vals = tuple(float(v) for v in value)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of 3 floats (0-1 scale), got {value!r}") from None
-    if len(vals) != 3:
-        raise ValueError(f"{name} must have 3 values (one per RGB channel, 0-1 scale), got {value!r}")
-    return vals  # type: ignore[return-value]
 
 
 @dataclass
@@ -89,10 +80,7 @@ class ImageData:
         if self.labels.numel() and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)):
             raise ValueError(f"labels must lie in [0, {len(self.classes) - 1}] for {len(self.classes)} classes, "
                              f"got values in [{int(self.labels.min())}, {int(self.labels.max())}]")
-        self.mean = _check_stats("mean", self.mean)
-        self.std = _check_stats("std", self.std)
-        if min(self.std) <= 0:
-            raise ValueError(f"std must be positive, got {self.std}")
+        self.mean, self.std = check_mean_std(self.mean, self.std, channels=3)  # type: ignore[assignment]
 
     @property
     def num_classes(self) -> int:
@@ -137,7 +125,7 @@ class ImageData:
                     raise ValueError(f"classes: unknown class {c!r} for dataset {self.name!r}; "
                                      f"expected names among {self.classes[:10]}{'...' if self.num_classes > 10 else ''}")
                 ids.append(self.classes.index(c))
-            elif isinstance(c, int) and not isinstance(c, bool):
+            elif is_int(c):
                 if not 0 <= c < self.num_classes:
                     raise ValueError(f"classes: index {c} out of range [0, {self.num_classes - 1}]")
                 ids.append(c)
@@ -164,7 +152,7 @@ def random_subset(data: Any, limit: int | None, seed: int = 0) -> Any:
     """
     if limit is None:
         return data
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    if not is_int(limit) or limit < 1:
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")
     n = len(data)
     if limit >= n:
@@ -232,11 +220,10 @@ def load_dataset(name: str, *, root: str | None = None, train: bool = True, down
         (torch.Size([10000, 3, 32, 32]), 10)
     """
     fn = get_dataset_fn(name)
-    if not isinstance(train, bool):
-        raise TypeError(f"train must be a bool, got {train!r}")
+    check_bool(train, "train")
     if image_size is not None:
         image_size = _check_image_size(image_size)
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
     data = fn(root=root, train=train, download=download, image_size=image_size, seed=seed, **kwargs)
     if not isinstance(data, ImageData):
@@ -260,10 +247,10 @@ def resize_images(images: Tensor, size: tuple[int, int], chunk: int = 1024) -> T
 
 def _check_image_size(image_size: Any) -> tuple[int, int]:
     """Normalise ``image_size`` (int or (H, W)) to a tuple of positive ints."""
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
+    if is_int(image_size):
         size = (image_size, image_size)
     elif isinstance(image_size, (tuple, list)) and len(image_size) == 2 \
-            and all(isinstance(s, int) and not isinstance(s, bool) for s in image_size):
+            and all(is_int(s) for s in image_size):
         size = (int(image_size[0]), int(image_size[1]))
     else:
         raise TypeError(f"image_size must be an int or a (H, W) pair of ints, got {image_size!r}")

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from ..checks import check_bool, check_int, is_int
 from .layouts import IMAGENET_MEAN, IMAGENET_STD, scan_layout
 from .loader import Normalizer, epoch_generator, make_loader, shard_order
 from .registry import ImageData, _check_image_size, load_dataset
@@ -88,13 +89,11 @@ class StreamLoader:
                             f"{type(dataset).__name__}")
         for arg, val, lo in (("batch_size", batch_size, 1), ("world_size", world_size, 1), ("rank", rank, 0),
                              ("workers", workers, 0), ("prefetch", prefetch, 1), ("seed", seed, 0)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < lo:
-                raise ValueError(f"{arg} must be an int >= {lo}, got {val!r}")
+            check_int(val, arg, lo)
         if rank >= world_size:
             raise ValueError(f"rank must be < world_size={world_size}, got {rank!r}")
         for arg, val in (("train", train), ("drop_last", drop_last), ("channels_last", channels_last)):
-            if not isinstance(val, bool):
-                raise TypeError(f"{arg} must be a bool, got {val!r}")
+            check_bool(val, arg)
         if dataset.train != train:
             raise ValueError(f"train={train} but the dataset was opened with train={dataset.train} (its transform)")
         try:
@@ -115,7 +114,7 @@ class StreamLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch``'s shuffle and augmentation draws for the next pass."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        if not is_int(epoch) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
         self.epoch = epoch
 

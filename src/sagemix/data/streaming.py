@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_mean_std, is_int
 from .decode import ImageDecodeError, open_rgb, pil
 from .imagefolder import image_stats
 from .layouts import FileIndex
@@ -92,7 +93,7 @@ class StreamingImageFolder(torch.utils.data.Dataset):
         if len(index) == 0:
             raise ValueError("index must hold at least one file, got an empty index")
         if not (isinstance(image_size, (tuple, list)) and len(image_size) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size)):
+                and all(is_int(v) and v > 0 for v in image_size)):
             raise ValueError(f"image_size must be a (H, W) pair of positive ints, got {image_size!r}")
         if crop_ratio is not None and not 0.0 < float(crop_ratio) <= 1.0:
             raise ValueError(f"crop_ratio must be in (0, 1] or None (plain resize), got {crop_ratio!r}")
@@ -102,15 +103,10 @@ class StreamingImageFolder(torch.utils.data.Dataset):
             raise ValueError(f"ratio must be (lo, hi) with 0 < lo <= hi, got {ratio!r}")
         if bad_files not in ("error", "skip"):
             raise ValueError(f"bad_files must be 'error' or 'skip', got {bad_files!r}")
-        from .registry import _check_stats
-
         self.index = index
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.train = bool(train)
-        self.mean = _check_stats("mean", mean)
-        self.std = _check_stats("std", std)
-        if min(self.std) <= 0:
-            raise ValueError(f"std must be positive, got {self.std}")
+        self.mean, self.std = check_mean_std(mean, std, channels=3)
         self.crop_ratio = None if crop_ratio is None else float(crop_ratio)
         self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
         self.flip = bool(flip)
@@ -222,7 +218,7 @@ def estimate_mean_std(dataset: StreamingImageFolder, n: int = 512, seed: int = 0
         seed: seed of the sample (a ``torch.Generator`` permutation).
         workers: DataLoader worker processes decoding the sample (0: in this process).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not is_int(n) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     g = torch.Generator().manual_seed(int(seed))
     pick = torch.randperm(len(dataset), generator=g)[: min(n, len(dataset))].sort().values.tolist()
@@ -247,13 +243,13 @@ def should_stream(num_files: int, image_size: int | tuple[int, int], budget_byte
     The default budget is :data:`DEFAULT_BUDGET_BYTES` (8 GiB), or a quarter of the physical RAM
     when that is smaller.
     """
-    if isinstance(num_files, bool) or not isinstance(num_files, int) or num_files < 0:
+    if not is_int(num_files) or num_files < 0:
         raise ValueError(f"num_files must be a non-negative int, got {num_files!r}")
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     if budget_bytes is None:
         ram = _ram_bytes()
         budget_bytes = DEFAULT_BUDGET_BYTES if ram is None else min(DEFAULT_BUDGET_BYTES, ram // 4)
-    elif isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int) or budget_bytes < 0:
+    elif not is_int(budget_bytes) or budget_bytes < 0:
         raise ValueError(f"budget_bytes must be a non-negative int or None, got {budget_bytes!r}")
     return num_files * 3 * int(h) * int(w) > budget_bytes
 

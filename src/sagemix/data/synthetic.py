@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_int
 from .decode import pil
 
 __all__ = ["make_jpeg_folder"]
@@ -40,11 +41,9 @@ def make_jpeg_folder(root: str | os.PathLike, n: int, size: int | tuple[int, int
     Returns:
         ``root`` as a Path.
     """
-    for arg, val, lo in (("n", n, 1), ("classes", classes, 1), ("quality", quality, 1), ("processes", processes, 1)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < lo:
-            raise ValueError(f"{arg} must be an int >= {lo}, got {val!r}")
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise ValueError(f"start must be an int >= 0, got {start!r}")
+    for arg, val, lo in (("n", n, 1), ("classes", classes, 1), ("quality", quality, 1), ("processes", processes, 1),
+                         ("start", start, 0)):
+        check_int(val, arg, lo)
     if classes > n + start:
         raise ValueError(f"classes must be <= n={n} (every class folder holds an image), got {classes}")
     h, w = (size, size) if isinstance(size, int) else size

@@ -18,50 +18,17 @@ Example:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check_mean_std, is_int
 from ..utils import eval_mode, resolve_device
 
-__all__ = ["accuracy", "evaluate_accuracy", "as_nchw_uint8", "check_mean_std", "normalize", "iter_batches", "eval_mode",
+__all__ = ["accuracy", "evaluate_accuracy", "as_nchw_uint8", "normalize", "iter_batches", "eval_mode",
            "resolve_device"]
-
-
-def check_mean_std(mean: Any, std: Any, channels: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Validate the per-channel normalisation constants (0-1 scale).
-
-    Args:
-        mean: a sequence of per-channel means on the 0-1 scale.
-        std: a sequence of per-channel standard deviations (> 0) on the 0-1 scale.
-        channels: when given, the number of channels both must have (a length-1 sequence is broadcast).
-
-    Returns:
-        ``(mean, std)`` as tuples of floats.
-    """
-    out = []
-    for name, value in (("mean", mean), ("std", std)):
-        if isinstance(value, Tensor):
-            value = value.flatten().tolist()
-        if not isinstance(value, Sequence) or isinstance(value, str) or len(value) == 0:
-            raise TypeError(f"{name} must be a non-empty sequence of per-channel floats (0-1 scale), got {value!r}")
-        try:
-            vals = tuple(float(v) for v in value)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"{name} must hold numbers, got {value!r}") from e
-        if not all(math.isfinite(v) for v in vals):
-            raise ValueError(f"{name} must be finite, got {vals}")
-        if channels is not None and len(vals) not in (1, channels):
-            raise ValueError(f"{name} must have 1 or {channels} values (one per channel), got {len(vals)}: {vals}")
-        if channels is not None and len(vals) == 1:
-            vals = vals * channels
-        out.append(vals)
-    if any(s <= 0 for s in out[1]):
-        raise ValueError(f"std must be positive, got {out[1]}")
-    return out[0], out[1]
 
 
 def as_nchw_uint8(images: Any, name: str = "images") -> Tensor:
@@ -132,7 +99,7 @@ def check_model_and_batch(model: Any, batch_size: Any) -> None:
     """Refuse a ``model`` that is not an ``nn.Module`` and a ``batch_size`` that is not a positive int."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .accuracy import (check_model_and_batch, check_labels, as_nchw_uint8, check_mean_std, eval_mode, iter_batches,
+from ..checks import check_mean_std, is_int, is_number
+from .accuracy import (check_model_and_batch, check_labels, as_nchw_uint8, eval_mode, iter_batches,
                        normalize, resolve_device)
 
 __all__ = ["fgsm", "pgd", "adversarial_accuracy", "parse_eps", "ATTACKS"]
@@ -61,7 +62,7 @@ def parse_eps(value: str | float | int) -> float:
 
 
 def _check_eps(eps: Any, name: str = "eps") -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or not 0 <= eps <= 1:
+    if not is_number(eps) or not math.isfinite(eps) or not 0 <= eps <= 1:
         raise ValueError(f"{name} must be a float in [0, 1] (pixel scale, e.g. 8/255), got {eps!r}")
     return float(eps)
 
@@ -137,7 +138,7 @@ def pgd(model: nn.Module, images01: Tensor, labels: Tensor, *, eps: float = 8 / 
         (B, C, H, W) adversarial pixels in [0, 1], detached, within eps of ``images01``.
     """
     eps = _check_eps(eps)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if not is_int(steps) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if step_size is None:
         step_size = 2.5 * eps / steps

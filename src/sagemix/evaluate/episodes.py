@@ -23,19 +23,14 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..checks import check_int, is_int
 from ..utils import atomic_write_json
 from .accuracy import check_labels
 
-__all__ = ["Episodes", "sample_episodes", "load_or_sample_episodes", "labels_digest", "parse_classes", "check_pos_int"]
+__all__ = ["Episodes", "sample_episodes", "load_or_sample_episodes", "labels_digest", "parse_classes"]
 
 _FORMAT = "sagemix-episodes"
 _VERSION = 1
-
-
-def check_pos_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def labels_digest(labels: Tensor) -> str:
@@ -184,11 +179,11 @@ def sample_episodes(labels: Tensor, *, ways: int = 5, shots: int = 1, queries: i
     Returns:
         :class:`Episodes`.
     """
-    ways = check_pos_int(ways, "ways")
-    shots = check_pos_int(shots, "shots")
-    queries = check_pos_int(queries, "queries")
-    episodes = check_pos_int(episodes, "episodes")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    ways = check_int(ways, "ways", 1)
+    shots = check_int(shots, "shots", 1)
+    queries = check_int(queries, "queries", 1)
+    episodes = check_int(episodes, "episodes", 1)
+    if not is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
     labels = check_labels(labels, int(getattr(labels, "shape", [len(labels)])[0])).cpu()
     present = torch.unique(labels)

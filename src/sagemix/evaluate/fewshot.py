@@ -45,8 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .episodes import Episodes, check_pos_int, labels_digest, load_or_sample_episodes, parse_classes, sample_episodes
-from .accuracy import (check_model_and_batch, check_labels, as_nchw_uint8, check_mean_std, eval_mode, iter_batches,
+from ..checks import check_int, check_mean_std, is_number
+from .episodes import Episodes, labels_digest, load_or_sample_episodes, parse_classes, sample_episodes
+from .accuracy import (check_model_and_batch, check_labels, as_nchw_uint8, eval_mode, iter_batches,
                        normalize, resolve_device)
 
 __all__ = ["Episodes", "sample_episodes", "load_or_sample_episodes", "labels_digest", "extract_features",
@@ -141,7 +142,7 @@ def logistic_regression(x: Tensor, y: Tensor, num_classes: int, *, C: float = 1.
     Returns:
         ``(W, b)``: (E, D, num_classes) and (E, num_classes) float64.
     """
-    if not (isinstance(C, (int, float)) and not isinstance(C, bool) and math.isfinite(C) and C > 0):
+    if not (is_number(C) and math.isfinite(C) and C > 0):
         raise ValueError(f"C must be a positive float, got {C!r}")
     x = x.detach().to(torch.float64)
     e, _, d = x.shape
@@ -185,7 +186,7 @@ def classify_episodes(features: Tensor, episodes: Episodes, *, classifier: str =
         raise TypeError(f"features must be a float tensor (N, D), got {getattr(features, 'shape', features)!r}")
     if features.shape[0] != episodes.n_images:
         raise ValueError(f"features has {features.shape[0]} rows but the episodes index {episodes.n_images} images")
-    check_pos_int(chunk, "chunk")
+    check_int(chunk, "chunk", 1)
     w, s, q = episodes.ways, episodes.shots, episodes.queries
     out = []
     for start in range(0, len(episodes), chunk):
@@ -273,7 +274,7 @@ def evaluate_fewshot(model: nn.Module, images: Tensor, labels: Tensor, *, mean: 
     digest = labels_digest(sub_labels)[:12]
     rows = []
     for k in shots:
-        k = check_pos_int(k, "shots")
+        k = check_int(k, "shots", 1)
         if episodes_dir is not None:
             name = (f"episodes_{tag + '_' if tag else ''}{ways}way_{k}shot_{queries}q_{episodes}ep_seed{seed}_"
                     f"{digest}.json")

@@ -19,7 +19,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Sequence
 
@@ -27,20 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import check_mean_std, is_int
 from ..utils import eval_mode
 from .corruptions import ALL_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, load_corrupted
 
 __all__ = ["evaluate_corruptions", "results_to_rows", "relative_corruption_error"]
-
-
-def _check_stats(value: Any, name: str) -> tuple[float, float, float]:
-    try:
-        vals = tuple(float(v) for v in value)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of 3 floats (per RGB channel, 0-1 scale), got {value!r}") from None
-    if len(vals) != 3 or not all(math.isfinite(v) for v in vals):
-        raise ValueError(f"{name} must hold 3 finite floats (per RGB channel, 0-1 scale), got {value!r}")
-    return vals  # type: ignore[return-value]
 
 
 def _select(corruptions: Sequence[str] | None, include_extra: bool) -> list[str]:
@@ -112,13 +102,10 @@ def evaluate_corruptions(model: nn.Module, c_dir: str | os.PathLike, *, mean: Se
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    mean_t = _check_stats(mean, "mean")
-    std_t = _check_stats(std, "std")
-    if any(v <= 0 for v in std_t):
-        raise ValueError(f"std must be positive, got {std!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    mean_t, std_t = check_mean_std(mean, std, channels=3)
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
+    if max_images is not None and (not is_int(max_images) or max_images < 1):
         raise ValueError(f"max_images must be a positive int or None, got {max_images!r}")
     names = _select(corruptions, include_extra)
     if not names:

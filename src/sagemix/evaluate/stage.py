@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import run_folder as rf
+from ..checks import is_int
 
 __all__ = ["EvalOptions", "evaluate_run", "ATTACKS", "CLASSIFIERS", "NOVEL_SPLITS"]
 
@@ -118,12 +119,12 @@ class EvalOptions:
     def __post_init__(self) -> None:
         for name in ("batch_size", "limit", "ways", "queries", "episodes", "pgd_steps", "threads"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            if v is not None and (not is_int(v) or v < 1):
                 raise ValueError(f"{name} (--{name.replace('_', '-')}) must be a positive int, got {v!r}")
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 - frozen dataclass
         set_("shots", _names(self.shots, "shots"))
         for s in self.shots:
-            if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            if not is_int(s) or s < 1:
                 raise ValueError(f"shots (--shots) must be positive ints, got {list(self.shots)}")
         set_("adversarial", _names(self.adversarial, "adversarial", ATTACKS))
         set_("classifier", _names(self.classifier, "classifier", CLASSIFIERS, allow_empty=False))

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from ..checks import is_int
 from .registry import PoolHead, StagedNet, check_num_classes, init_weights, register_model
 
 __all__ = ["PreActBlock", "PreActResNet", "preactresnet18"]
@@ -61,9 +62,9 @@ class PreActResNet(StagedNet):
                  final_bn: bool = False, stem_stride: int = 1) -> None:
         super().__init__()
         check_num_classes(num_classes)
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        if not is_int(width) or width < 1:
             raise ValueError(f"width must be a positive int, got {width!r}")
-        if len(blocks) < 1 or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in blocks):
+        if len(blocks) < 1 or any(not is_int(b) or b < 1 for b in blocks):
             raise ValueError(f"blocks must be a non-empty sequence of positive ints, got {blocks!r}")
         if stem_stride not in (1, 2) or isinstance(stem_stride, bool):
             raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")

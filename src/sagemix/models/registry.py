@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from torch import Tensor, nn
 
+from ..checks import is_int
 from ..registry import Registry
 
 __all__ = ["StagedNet", "register_model", "create_model", "list_models", "get_model_fn"]
@@ -70,7 +71,7 @@ class StagedNet(nn.Module):
         if mix_layer is None or mix_fn is None:
             raise ValueError("mix_layer and mix_fn must be given together (both or neither), got "
                              f"mix_layer={mix_layer!r}, mix_fn={mix_fn!r}")
-        if isinstance(mix_layer, bool) or not isinstance(mix_layer, int):
+        if not is_int(mix_layer):
             raise TypeError(f"mix_layer must be an int in [0, {self.mix_layers - 1}], got {mix_layer!r}")
         if not 0 <= mix_layer < self.mix_layers:
             raise ValueError(f"mix_layer must be in [0, {self.mix_layers - 1}] for {type(self).__name__} "
@@ -128,7 +129,7 @@ def init_weights(module: nn.Module) -> None:
 
 def check_num_classes(num_classes: Any) -> int:
     """Validate ``num_classes`` (a positive int) at the model boundary."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+    if not is_int(num_classes):
         raise TypeError(f"num_classes must be a positive int, got {num_classes!r}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes}")

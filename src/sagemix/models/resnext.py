@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..checks import is_int
 from .registry import PoolHead, StagedNet, check_num_classes, init_weights, register_model
 
 __all__ = ["ResNeXtBottleneck", "ResNeXt", "resnext29_4_24"]
@@ -59,10 +60,10 @@ class ResNeXt(StagedNet):
     def __init__(self, num_classes: int, *, depth: int = 29, cardinality: int = 4, base_width: int = 24) -> None:
         super().__init__()
         check_num_classes(num_classes)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 11 or (depth - 2) % 9:
+        if not is_int(depth) or depth < 11 or (depth - 2) % 9:
             raise ValueError(f"depth must be an int of the form 9n + 2 with n >= 1, got {depth!r}")
         for arg, val in (("cardinality", cardinality), ("base_width", base_width)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            if not is_int(val) or val < 1:
                 raise ValueError(f"{arg} must be a positive int, got {val!r}")
         n = (depth - 2) // 9
         self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..checks import is_int
 from .registry import PoolHead, StagedNet, check_num_classes, init_weights, register_model
 
 __all__ = ["SmallNet", "smallnet"]
@@ -44,9 +45,9 @@ class SmallNet(StagedNet):
     def __init__(self, num_classes: int, *, width: int = 16, num_stages: int = 3) -> None:
         super().__init__()
         check_num_classes(num_classes)
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        if not is_int(width) or width < 1:
             raise ValueError(f"width must be a positive int, got {width!r}")
-        if isinstance(num_stages, bool) or not isinstance(num_stages, int) or num_stages < 1:
+        if not is_int(num_stages) or num_stages < 1:
             raise ValueError(f"num_stages must be a positive int, got {num_stages!r}")
         self.stem = _conv_pool_block(3, width, pool=False)
         self.stages = nn.ModuleList(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..checks import is_int
 from .registry import PoolHead, StagedNet, check_num_classes, init_weights, register_model
 
 __all__ = ["WideBlock", "WideResNet", "wrn16_8"]
@@ -51,9 +52,9 @@ class WideResNet(StagedNet):
     def __init__(self, num_classes: int, *, depth: int = 16, widen_factor: int = 8, dropout: float = 0.0) -> None:
         super().__init__()
         check_num_classes(num_classes)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+        if not is_int(depth) or depth < 10 or (depth - 4) % 6:
             raise ValueError(f"depth must be an int of the form 6n + 4 with n >= 1, got {depth!r}")
-        if isinstance(widen_factor, bool) or not isinstance(widen_factor, int) or widen_factor < 1:
+        if not is_int(widen_factor) or widen_factor < 1:
             raise ValueError(f"widen_factor must be a positive int, got {widen_factor!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")

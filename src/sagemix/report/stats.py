@@ -24,6 +24,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..checks import is_int, is_number
+
 __all__ = ["t_cdf", "t_quantile", "PairedDifference", "paired_difference", "CI_METHODS"]
 
 #: The confidence-interval methods of :func:`paired_difference`.
@@ -31,7 +33,7 @@ CI_METHODS = ("t", "bootstrap")
 
 
 def _check_df(df: int) -> int:
-    if isinstance(df, bool) or not isinstance(df, int) or df < 1:
+    if not is_int(df) or df < 1:
         raise ValueError(f"df must be an int >= 1 (degrees of freedom), got {df!r}")
     return df
 
@@ -76,7 +78,7 @@ def t_quantile(p: float, df: int) -> float:
         2.7764
     """
     df = _check_df(df)
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < float(p) < 1:
+    if not is_number(p) or not 0 < float(p) < 1:
         raise ValueError(f"p must be a probability in (0, 1), got {p!r}")
     p = float(p)
     if p == 0.5:
@@ -152,9 +154,9 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, confidence: flo
         raise ValueError(f"a paired confidence interval needs at least 2 pairs, got {len(a)}")
     if method not in CI_METHODS:
         raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+    if not is_number(confidence) or not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
+    if not is_int(n_boot) or n_boot < 100:
         raise ValueError(f"n_boot must be an int >= 100, got {n_boot!r}")
     d = [float(x) - float(y) for x, y in zip(a, b)]
     if not all(math.isfinite(x) for x in d):

@@ -12,6 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..checks import is_number
 from ..mixers.registry import METHOD_ORDER
 from ..run_folder import accuracy_summary
 from .runs import Run
@@ -67,11 +68,11 @@ def _cost_numbers(run: Run) -> dict[str, float | None]:
 # -- evaluation files, as `sagemix eval` writes them (sagemix.commands.eval). A number these readers
 # -- do not find is None, shown as "—".
 def _acc_from(obj: Any) -> float | None:
-    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+    if is_number(obj):
         return float(obj)
     if isinstance(obj, dict):
         for key in ("accuracy", "acc", "mean_acc"):
-            if isinstance(obj.get(key), (int, float)) and not isinstance(obj.get(key), bool):
+            if is_number(obj.get(key)):
                 return float(obj[key])
     return None
 
@@ -267,7 +268,7 @@ def adversarial_table(runs: Sequence[Run]) -> Table:
 
 
 def _eps(e: Any) -> str:
-    if isinstance(e, (int, float)) and not isinstance(e, bool):
+    if is_number(e):
         k = e * 255
         return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{e:.4g}"
     return DASH if e is None else str(e)

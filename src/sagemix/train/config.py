@@ -30,6 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..checks import is_int, is_number
+
 __all__ = ["TrainConfig", "load_config", "load_recipe", "list_recipes", "recipe_description",
            "parse_overrides", "apply_overrides", "config_hash", "RUN_DEFINING_KEYS", "RUN_INFO_KEYS", "AMP_CHOICES",
            "LOSS_CHOICES", "SEED_MAX"]
@@ -405,8 +407,7 @@ SEED_MAX = 2**64 - 1
 
 
 def _expect_int(key: str, value: Any, *, minimum: int, maximum: int | None = None, what: str | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None
-                                                                                     and value > maximum):
+    if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
         raise ValueError(f"config key {key!r} must be {what or f'an integer >= {minimum}, got {value!r}'}")
 
 
@@ -415,7 +416,7 @@ _FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _expect_float(key: str, value: Any, *, minimum: float, strict: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and abs(value) <= _FLOAT32_MAX
+    ok = is_number(value) and abs(value) <= _FLOAT32_MAX
     ok = ok and math.isfinite(value) and (value > minimum if strict else value >= minimum)
     if not ok:
         rel = ">" if strict else ">="

@@ -37,6 +37,7 @@ from typing import Any, Callable, TypeVar
 import torch
 import torch.distributed as dist
 
+from ..checks import is_int
 from ..utils import resolve_device  # the one device rule, re-exported here for the trainer
 
 __all__ = ["param_digest", "DistInfo", "setup_distributed", "cleanup_distributed", "all_reduce_sum", "all_gather_objects",
@@ -101,7 +102,7 @@ def process_device_setting(device: str | torch.device | None, *, local_rank: int
     Returns:
         ``(setting, warning)``; ``warning`` is None when the setting was kept.
     """
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+    if not is_int(world_size) or world_size < 1:
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")
     if world_size == 1 or device is None or isinstance(device, str) and device == "auto":
         return device, None

@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..checks import is_int
 from ..losses import get_loss
 from ..mixers import Mixer, create_mixer, get_mixer_class
 from ..step import MixStep
@@ -70,7 +71,7 @@ def mixer_seed(seed: int, rank: int = 0, *, restart_epoch: int | None = None) ->
         restart_epoch: a fresh stream for a run resumed at this epoch on another number of processes.
     """
     for name, value in (("seed", seed), ("rank", rank)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_int(value) or value < 0:
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")
     purpose = "mixer" if rank == 0 else f"mixer:rank{rank}"
     if restart_epoch is not None:

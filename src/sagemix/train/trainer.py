@@ -52,6 +52,7 @@ from typing import Any, Callable
 import torch
 
 from .. import __version__
+from ..checks import is_int
 from ..evaluate.accuracy import _eval_sums, evaluate_accuracy
 from ..models.protocol import unwrap_model
 from ..run_folder import CHECKPOINT_FILE, RunLock
@@ -363,7 +364,7 @@ class Trainer:
             DiskWriteError: the run folder's disk is full or not writable (the last checkpoint is kept).
         """
         cfg = self.config
-        if until_epoch is not None and (isinstance(until_epoch, bool) or not isinstance(until_epoch, int)
+        if until_epoch is not None and (not is_int(until_epoch)
                                         or until_epoch < 1):
             raise ValueError(f"until_epoch must be a positive int or None, got {until_epoch!r}")
         target = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ...checks import is_int
 from .common import _as_rng, _check_severity, _cv2
 
 __all__ = ["disk", "zoom_geometry", "clipped_zoom", "zoom_set", "plasma_fractal", "motion_blur_kernel",
@@ -128,11 +129,11 @@ def plasma_fractal(size: int = 32, decay: float = 3.0, *, rng: Any = None, batch
     Returns:
         float64 map(s) with minimum 0 and maximum 1 (each map separately).
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 2 or size & (size - 1):
+    if not is_int(size) or size < 2 or size & (size - 1):
         raise ValueError(f"size must be a power of two >= 2, got {size!r}")
     if not isinstance(decay, (int, float)) or decay <= 0:
         raise ValueError(f"decay must be a positive number, got {decay!r}")
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+    if batch is not None and (not is_int(batch) or batch < 1):
         raise ValueError(f"batch must be a positive int or None, got {batch!r}")
     gen = _as_rng(rng)
     nb = 1 if batch is None else batch

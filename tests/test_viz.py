@@ -64,13 +64,23 @@ def test_figure_anatomy_and_rearrangement_sizes(tmp_path: Path) -> None:
 
 def test_mix_pair_mixup_is_the_weighted_pair() -> None:
     x, y = _data(2)
-    mixed, target, seed = viz.mix_pair("mixup", x, y, 4, None, seed=0, min_weight=0.2)
+    mixed, target, params = viz.mix_pair("mixup", x, y, 4, None, seed=0, min_weight=0.2)
     w1, w2 = float(target[y[0]]), float(target[y[1]])
     assert w1 >= 0.2 and w2 >= 0.2 and w1 + w2 == pytest.approx(1.0)
     torch.testing.assert_close(mixed, w1 * x[0] + w2 * x[1], rtol=1e-5, atol=1e-5)
     # Same seed, same draw.
     again = viz.mix_pair("mixup", x, y, 4, None, seed=0, min_weight=0.2)
-    assert again[2] == seed and torch.equal(again[0], mixed)
+    assert torch.equal(again[2].lam, params.lam) and torch.equal(again[0], mixed)
+    # The returned params replay the draw.
+    from sagemix.mixers import create_mixer
+
+    replay = create_mixer("mixup", num_classes=4).apply(x.repeat(len(params.index) // 2, 1, 1, 1),
+                                                        y.repeat(len(params.index) // 2), params)
+    assert torch.equal(replay.images[0], mixed) or torch.equal(replay.images[1], mixed)
+    # One generator for several rows: each row gets its own draw (it was the same lam on every row).
+    g = torch.Generator().manual_seed(0)
+    lams = {round(float(viz.mix_pair("mixup", x, y, 4, None, generator=g)[1][y[0]]), 6) for _ in range(4)}
+    assert len(lams) == 4
 
 
 def test_mix_pair_cutmix_pixels_come_from_the_pair() -> None:
@@ -172,3 +182,50 @@ def test_show_cli_user_images_with_checkpoint(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "sagemix", "show", "--images", str(tmp_path / "none"),
                           "--checkpoint", str(run), "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_load_image_folder_spreads_over_classes_and_groups(tmp_path: Path) -> None:
+    for c, colour in (("a_cats", 10), ("b_dogs", 120), ("c_owls", 240)):
+        (tmp_path / c).mkdir()
+        for i in range(5):
+            Image.new("RGB", (6, 6), (colour, i, 0)).save(tmp_path / c / f"{i}.png")
+    Image.new("RGB", (6, 6)).save(tmp_path / "loose.png")
+    imgs, names, groups = viz.load_image_folder(tmp_path, size=6, limit=6, groups=True)
+    assert imgs.shape[0] == 6 and len(names) == 6
+    # sorted: a_cats/0..4, b_dogs/0..4, c_owls/0..4, loose.png; 6 of the 16 spread evenly (not the first 6,
+    # which are five cats and a dog): every class folder is seen, two pictures each
+    assert groups.tolist() == [0, 0, 1, 1, 2, 2]
+    assert imgs[:, 0, 0, 0].tolist() == [10, 10, 120, 120, 240, 240]
+    _, _, groups = viz.load_image_folder(tmp_path, size=6, groups=True)  # the loose picture: a group of its own
+    assert groups.tolist() == [1] * 5 + [2] * 5 + [3] * 5 + [0]
+
+
+def test_show_pairs_own_images_across_subfolders() -> None:
+    from sagemix.commands.show import _predict_pair_labels
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+    x = torch.randn(8, 3, 4, 4)
+    groups = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])  # folder order would pair the first class with itself
+    labels, pairs = _predict_pair_labels(model, x, groups, 3, seed=0)
+    assert len(pairs) == 3 and len({i for p in pairs for i in p}) == 6
+    assert sum(int(groups[i] != groups[j]) for i, j in pairs) == 2  # only two images of class 1: two cross pairs
+    assert all(labels[i] != labels[j] for i, j in pairs)
+
+
+def test_saliency_panel_is_never_silently_black(tmp_path: Path) -> None:
+    from sagemix.viz.figures import _saliency_panel
+
+    sal = torch.rand(40, 40, generator=torch.Generator().manual_seed(0))
+    sal[3, 4] = 1e4  # one hot pixel would leave the rest black under min-max scaling
+    img, note = _saliency_panel(sal, "s")
+    assert note is None and float(img.max()) == 1.0 and float(img.median()) > 0.3
+    with pytest.warns(UserWarning, match="all zero"):
+        _, note = _saliency_panel(torch.zeros(3, 3), "saliency 1")
+    assert "all zero" in note
+    # A model certain of everything (constant logits: no input gradient) says so in the anatomy figure.
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(3 * 12 * 16, 4))
+    nn.init.zeros_(flat[1].weight)
+    x, y = _data()
+    with pytest.warns(UserWarning, match="saliency 1 is all zero"):
+        viz.figure_sage_anatomy(x, y, model=flat, mean=MEAN, std=STD, path=tmp_path / "a.png", pairs=[(0, 1)],
+                                layout=viz.Layout(cell=32, title=14, foot=24, margin=4))

@@ -51,15 +51,16 @@ def _puzzlemix_kernels(images: Tensor, saliency: Tensor, perm: Tensor, labels: T
     mixer = create_mixer("puzzlemix", num_classes=num_classes, generator=torch.Generator().manual_seed(seed))
     fake_grad = saliency[:, None].expand_as(images).contiguous()
     sal = mixer.reduce_saliency(fake_grad)
-    jobs.append(("puzzlemix mixer", "whole mixer call: random n in {2,4,8,16}, cuts, transport, mix; defaults",
-                 lambda: mixer(images, labels, sal)))
+    params = mixer.make_params(images, labels, sal)  # one draw (its grid side n), replayed by every call
+    jobs.append(("puzzlemix mixer", f"mixer.apply of one draw (n={params.grid_size}): cuts, transport, mix; defaults",
+                 lambda: mixer.apply(images, labels, params, sal)))
     return jobs
 
 
 def _comixup_kernels(images: Tensor, saliency: Tensor, labels: Tensor, num_classes: int,
                      seed: int) -> list[tuple[str, str, Callable[[], Any]]]:
-    from ..functional.comixup import (block_saliency, compatibility_from_peaks, pooled_saliency_peaks,
-                                     solve_labelling)
+    from ..functional.comixup import (block_saliency, compatibility_from_peaks, initial_labels,
+                                     pooled_saliency_peaks, solve_labelling)
     from ..mixers import create_mixer
 
     mixer = create_mixer("comixup", num_classes=num_classes, generator=torch.Generator().manual_seed(seed))
@@ -73,13 +74,14 @@ def _comixup_kernels(images: Tensor, saliency: Tensor, labels: Tensor, num_class
         cost = (-block_saliency(part, n)).cpu().numpy()
         compat = compatibility_from_peaks(pooled_saliency_peaks(part, int(mixer.pool_size)).cpu(), mixer.omega).numpy()
         prior = torch.full((m,), 1.0 / m, dtype=torch.float64).numpy()
-        init = torch.randint(0, m, (m, n, n), generator=torch.Generator().manual_seed(seed)).numpy()
+        init = initial_labels(m, m, n, torch.Generator().manual_seed(seed))[0].numpy()
         jobs.append((f"comixup solve_labelling (1 partition of {m})",
                      f"the mask optimisation of one partition: {mixer.niter} sweeps of graph cuts over {m} outputs "
                      f"on a {n}x{n} grid", lambda: solve_labelling(cost, compat, prior, init)))
     parts = -(-images.shape[0] // m_part)
-    jobs.append(("comixup mixer", f"whole mixer call: {parts} partition labellings and the mix; defaults",
-                 lambda: mixer(images, labels, sal)))
+    params = mixer.make_params(images, labels, sal)  # one draw, replayed by every call
+    jobs.append(("comixup mixer", f"mixer.apply of one draw: {parts} partition labellings and the mix; defaults",
+                 lambda: mixer.apply(images, labels, params, sal)))
     return jobs
 
 

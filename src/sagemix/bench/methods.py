@@ -192,7 +192,7 @@ def _measure_parts(runners: dict[str, Any], results: dict[str, MethodResult], im
                 saliency[n] = clock.time(f"sal:{n}", lambda step=step: step.clean_pass(images, soft)[0])
             else:
                 saliency[n] = None
-            clock.time(f"mix:{n}", lambda step=step, n=n: step.mixer(images, soft, saliency[n]))
+            clock.time(f"mix:{n}", lambda step=step, n=n: step.mixer.mix(images, soft, saliency[n]))
         clock.flush()
     opt.zero_grad(set_to_none=True)
     for n in runners:

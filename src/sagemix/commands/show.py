@@ -42,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     src.add_argument("--dataset", default=None,
                      help="dataset to draw pairs from (default: the checkpoint's dataset, else offline)")
     src.add_argument("--images", metavar="FOLDER", default=None,
-                     help="a folder of your own images instead (labels: the model's predictions)")
+                     help="a folder of your own images instead (labels: the model's predictions; each pair "
+                          "takes two sub-folders, i.e. two of your classes, when the folder has them)")
     p.add_argument("--data-dir", default=None,
                    help="dataset root (for cifar10/cifar100/imagefolder; default: the checkpoint's)")
     p.add_argument("--image-size", type=int, default=None,
@@ -78,17 +79,35 @@ def _load_checkpoint(path: str, device: str) -> tuple[Any, dict]:
     return model.to(device).eval(), dict(config or {})
 
 
-def _predict_pair_labels(model: Any, x: Any, n_pairs: int) -> tuple[Any, list[tuple[int, int]]]:
-    """Labels for unlabelled pictures: each image's top-1 class; image 2 of a pair takes its best class
-    other than image 1's, so that the pair's two labels differ."""
+def _predict_pair_labels(model: Any, x: Any, groups: Any, n_pairs: int, seed: int) -> tuple[Any, list[tuple[int, int]]]:
+    """Pairs and labels for unlabelled pictures.
+
+    Pairs: pictures of different sub-folders (the user's classes) where the folder has them, else of
+    different predicted classes, chosen at random (``seed``); when too few such pairs exist the rest are
+    random pairs of the pictures left. Labels: each image's top-1 class; image 2 of a pair takes its best
+    class other than image 1's, so that the pair's two labels differ.
+    """
     import torch
+
+    from ..viz import pick_pairs
 
     device = next(iter(model.parameters())).device
     with torch.no_grad():
         logits = model(x.to(device)).float().cpu()
-    n = min(n_pairs, x.shape[0] // 2)
     labels = logits.argmax(1)
-    pairs = [(2 * r, 2 * r + 1) for r in range(n)]
+    n = min(n_pairs, x.shape[0] // 2)
+    apart = groups if len(set(groups.tolist())) > 1 else labels
+    pairs: list[tuple[int, int]] = []
+    for k in range(n, 0, -1):  # as many pairs across classes as there are
+        try:
+            pairs = pick_pairs(apart, k, generator=torch.Generator().manual_seed(seed))
+            break
+        except ValueError:
+            continue
+    used = {i for p in pairs for i in p}
+    rest = [i for i in torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed)).tolist()
+            if i not in used]
+    pairs += [(rest[2 * r], rest[2 * r + 1]) for r in range(n - len(pairs))]
     for i, j in pairs:
         if labels[j] == labels[i]:
             lj = logits[j].clone()
@@ -159,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         model, config = _load_checkpoint(args.checkpoint, args.device)
 
     if args.images:
-        pics, names = viz.load_image_folder(args.images, size=args.image_size or 64)
+        pics, _, groups = viz.load_image_folder(args.images, size=args.image_size or 64, groups=True)
         if model is not None and config.get("mean") and config.get("std"):
             mean, std = tuple(config["mean"]), tuple(config["std"])
         else:  # the pictures' own statistics
@@ -195,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
             print("labels of your images: the offline digit network's guesses (marked 'digit k?'); pass "
                   "--checkpoint of a model trained on your classes for meaningful labels")
     if args.images:
-        labels, pairs = _predict_pair_labels(model, x, args.pairs)
+        labels, pairs = _predict_pair_labels(model, x, groups, args.pairs, args.seed)
         if classes is None and config.get("classes"):
             classes = list(config["classes"])
 

@@ -1,9 +1,11 @@
 """The three figures of the mixes (paper Figs. 1, 3 and 4); see :mod:`sagemix.viz`."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -62,7 +64,8 @@ def figure_mixes(images: Tensor, labels: Tensor, *, model: nn.Module, mean: Sequ
         methods: registry names, in column order.
         pairs: explicit ``(i, j)`` index pairs; default ``n_pairs`` random pairs of different classes.
         n_pairs: rows when ``pairs`` is None.
-        seed: seeds the pair choice and the mixers' draws (see :func:`mix_pair`).
+        seed: seeds the pair choice and the mixers' draws (one generator per method, drawn from row
+            after row: each row has its own draw; see :func:`mix_pair`).
         min_weight: smallest label weight accepted for a shown mix.
         mixer_kwargs: per-method mixer options.
         layout: panel sizes.
@@ -76,6 +79,8 @@ def figure_mixes(images: Tensor, labels: Tensor, *, model: nn.Module, mean: Sequ
     device = next(iter(model.parameters())).device
     k = num_classes or _num_outputs(model, images)
     missing = missing_extras(methods)
+    # One generator per method, shared by the rows: every row gets its own draw.
+    generators = {m: torch.Generator().manual_seed(seed) for m in methods}
     grid = _Grid(len(pairs), 2 + len(methods), layout)
     for r, (i, j) in enumerate(pairs):
         x = images[[i, j]].to(device)
@@ -95,7 +100,7 @@ def figure_mixes(images: Tensor, labels: Tensor, *, model: nn.Module, mean: Sequ
                         ha="center", va="center", fontsize=7, transform=ax.transAxes)
                 continue
             try:
-                mixed, target, _ = mix_pair(m, x, y, k, grad, seed=seed, min_weight=min_weight,
+                mixed, target, _ = mix_pair(m, x, y, k, grad, generator=generators[m], min_weight=min_weight,
                                             mixer_kwargs=(mixer_kwargs or {}).get(m))
             except (ImportError, RuntimeError, ValueError) as e:
                 ax.text(0.5, 0.5, "not available:\n" + _wrap(str(e).split(";")[0], 24), ha="center",
@@ -120,13 +125,37 @@ def _num_outputs(model: nn.Module, images: Tensor) -> int:
     return k
 
 
-def _sage_setup(x: Tensor, y: Tensor, model: nn.Module, sage_kwargs: dict[str, Any] | None) -> tuple[Any, Tensor]:
+def _sage_rows(images: Tensor, labels: Tensor, pairs: Sequence[tuple[int, int]], seed: int, model: nn.Module,
+               sage_kwargs: dict[str, Any] | None, rand_pos: float | None, prior: float
+               ) -> Iterator[tuple[int, Tensor, Tensor, Any, Tensor, Any]]:
+    """For each pair: ``(row, x, y, mixer, saliency, params)``: the pair on the model's device, its SAGE
+    saliency and a SAGE draw (its candidate shifts, from a generator seeded with ``seed`` for the first
+    row and drawn on for the next rows) with the figure's fixed ``prior`` and image 2 as image 1's partner."""
     from ..mixers import create_mixer
 
-    k = _num_outputs(model, x)
-    mixer = create_mixer("sage", num_classes=k, **(sage_kwargs or {}))
-    sal = mixer.reduce_saliency(input_gradient(model, x, y))
-    return mixer, sal
+    device = next(iter(model.parameters())).device
+    k = _num_outputs(model, images)
+    options = {**(sage_kwargs or {}), "rand_pos": rand_pos, "search": "random"}
+    mixer = create_mixer("sage", num_classes=k, generator=torch.Generator().manual_seed(seed), **options)
+    for r, (i, j) in enumerate(pairs):
+        x, y = images[[i, j]].to(device), labels[[i, j]].to(device)
+        sal = mixer.reduce_saliency(input_gradient(model, x, y))
+        params = dataclasses.replace(mixer.make_params(x, y, sal), prior=prior, index=torch.tensor([1, 0]))
+        yield r, x, y, mixer, sal, params
+
+
+def _saliency_panel(sal: Tensor, what: str) -> tuple[Tensor, str | None]:
+    """A saliency map scaled for display (0 to its 99th percentile, clipped; to its maximum when that
+    percentile is 0) and, for an all-zero map, what to say instead of showing it silently black (also
+    warned)."""
+    s = torch.nan_to_num(sal.detach().float().cpu(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
+    top = float(s.max())
+    if not top > 0:
+        warnings.warn(f"{what} is all zero: the model's loss has no input gradient on this image (a "
+                      "model certain of it, or a constant one); its panel is blank", stacklevel=3)
+        return s, "all zero: no gradient"
+    scale = float(torch.quantile(s.flatten(), 0.99)) or top
+    return (s / scale).clamp(max=1.0), None
 
 
 def figure_sage_anatomy(images: Tensor, labels: Tensor, *, model: nn.Module, mean: Sequence[float],
@@ -149,32 +178,30 @@ def figure_sage_anatomy(images: Tensor, labels: Tensor, *, model: nn.Module, mea
         sage_kwargs: SAGE options (saliency_reduce, blur_kernel_size, blur_sigma).
         layout: panel sizes.
     """
-    from ..functional.sage import candidate_shifts, sage_mask, sage_mix, translate
+    from ..functional.sage import translate
+    from ..mixers.sage import SAGE
 
     images, labels, pairs = _prepare(images, labels, pairs, n_pairs, seed)
-    device = next(iter(model.parameters())).device
     cols = ["image 1", "image 2", "saliency 1", "saliency 2 (shifted)", "SAGE mask", "SAGE mix", "Mixup (same λ)"]
     grid = _Grid(len(pairs), len(cols), layout)
-    perm = torch.tensor([1, 0], device=device)
-    for r, (i, j) in enumerate(pairs):
-        x, y = images[[i, j]].to(device), labels[[i, j]].to(device)
-        mixer, sal = _sage_setup(x, y, model, sage_kwargs)
-        h, w = x.shape[2:]
-        shifts = candidate_shifts(h, w, rand_pos=rand_pos, generator=torch.Generator().manual_seed(seed),
-                                  device=device)
-        mixed, lam, chosen = sage_mix(x, sal, perm, prior, shifts)
-        mask = sage_mask(sal, perm, prior, chosen)[0].cpu()
-        shifted_sal = translate(sal[[1]][:, None], chosen[[0]])[0, 0].cpu()
-        lam0 = float(lam[0])
+    heat = {"cmap": "inferno", "vmin": 0.0, "vmax": 1.0}
+    for r, x, y, mixer, sal, params in _sage_rows(images, labels, pairs, seed, model, sage_kwargs, rand_pos, prior):
+        out = mixer.apply(x, y, params, sal)
+        chosen = out.extras["shift"]
+        mask = SAGE.mask(sal, out)[0].cpu()
+        sal1, zero1 = _saliency_panel(sal[0], f"row {r + 1}: saliency 1")
+        sal2, zero2 = _saliency_panel(translate(sal[[1]][:, None], chosen[[0]])[0, 0], f"row {r + 1}: saliency 2")
+        shift = f"shift (dy, dx) = ({int(chosen[0, 0])}, {int(chosen[0, 1])})"
+        lam0 = float(out.lam[0])
         plain = lam0 * x[0] + (1 - lam0) * x[1]
         show = denormalize(x, mean, std)
         panels = [
             (show[0], {}, _class_name(classes, int(y[0]))),
             (show[1], {}, _class_name(classes, int(y[1]))),
-            (sal[0].cpu(), {"cmap": "inferno"}, "input-gradient saliency"),
-            (shifted_sal, {"cmap": "inferno"}, f"shift (dy, dx) = ({int(chosen[0, 0])}, {int(chosen[0, 1])})"),
+            (sal1, heat, zero1 or "input-gradient saliency"),
+            (sal2, heat, shift if zero2 is None else f"{shift}\n{zero2}"),
             (mask, {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}, "weight of image 1 (0-1)"),
-            (denormalize(mixed[:1], mean, std)[0], {}, f"λ = {lam0:.2f} / {1 - lam0:.2f}"),
+            (denormalize(out.images[:1], mean, std)[0], {}, f"λ = {lam0:.2f} / {1 - lam0:.2f}"),
             (denormalize(plain[None], mean, std)[0], {}, f"λ = {lam0:.2f} / {1 - lam0:.2f}"),
         ]
         for c, (img, kw, cap) in enumerate(panels):
@@ -205,23 +232,18 @@ def figure_rearrangement(images: Tensor, labels: Tensor, *, model: nn.Module, me
         sage_kwargs: SAGE options (saliency_reduce, blur_kernel_size, blur_sigma).
         layout: panel sizes.
     """
-    from ..functional.sage import all_shifts, candidate_shifts, sage_mix, sage_objective
+    from ..functional.sage import all_shifts, sage_objective
 
     images, labels, pairs = _prepare(images, labels, pairs, n_pairs, seed)
-    device = next(iter(model.parameters())).device
     cols = ["image 1", "image 2", "objective J(dy, dx)", "no shift", "best random shift", "optimal shift"]
     grid = _Grid(len(pairs), len(cols), layout)
-    perm = torch.tensor([1, 0], device=device)
-    for r, (i, j) in enumerate(pairs):
-        x, y = images[[i, j]].to(device), labels[[i, j]].to(device)
-        _, sal = _sage_setup(x, y, model, sage_kwargs)
+    for r, x, y, mixer, sal, params in _sage_rows(images, labels, pairs, seed, model, sage_kwargs, rand_pos, prior):
         h, w = x.shape[2:]
-        every = all_shifts(h, w, device=device)
-        obj = sage_objective(sal, perm, prior, every)[0]  # (K,) for pair (image 1, image 2)
-        heat = obj.view(2 * h - 1, 2 * w - 1).cpu()
+        every = all_shifts(h, w)
+        obj = sage_objective(sal, params.index, prior, every.to(sal.device))[0].cpu()  # (K,): (image 1, image 2)
+        heat = obj.view(2 * h - 1, 2 * w - 1)
         best = int(obj.argmax())
-        cand = candidate_shifts(h, w, rand_pos=rand_pos, generator=torch.Generator().manual_seed(seed),
-                                device=device)
+        cand = params.shifts  # the draw's random candidates
         flat = ((cand[:, 0] + h - 1) * (2 * w - 1) + cand[:, 1] + w - 1).long()
         cbest = int(flat[obj[flat].argmax()])
         zero = (h - 1) * (2 * w - 1) + (w - 1)
@@ -250,10 +272,10 @@ def figure_rearrangement(images: Tensor, labels: Tensor, *, model: nn.Module, me
         ax.scatter(*centre(best), s=50, marker="x", c="red", linewidths=1.5)
         _caption(ax, f"x optimum, o best of {len(flat)}\nrandom shifts, + no shift")
         for c, (t, name) in enumerate(((zero, "J"), (cbest, "J"), (best, "J")), start=3):
-            shift = every[t][None]
-            mixed, lam, _ = sage_mix(x, sal, perm, prior, shift)
+            out = mixer.apply(x, y, dataclasses.replace(params, shifts=every[t][None]), sal)  # the draw at one shift
+            lam = out.lam
             ax = grid.ax(r, c)
-            _show(ax, denormalize(mixed[:1], mean, std)[0], layout.cell)
+            _show(ax, denormalize(out.images[:1], mean, std)[0], layout.cell)
             _title(ax, cols[c])
             dy, dx = int(every[t, 0]), int(every[t, 1])
             _caption(ax, f"(dy, dx) = ({dy}, {dx})\nJ = {float(obj[t]):.3f}, λ = {float(lam[0]):.2f}")

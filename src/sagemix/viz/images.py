@@ -96,17 +96,19 @@ def pick_pairs(labels: Tensor, n_pairs: int, *, generator: torch.Generator | Non
 
 
 def mix_pair(method: str, images: Tensor, labels: Tensor, num_classes: int, grad: Tensor | None, *,
-             seed: int = 0, tries: int = 50, min_weight: float = 0.2, repeats: Sequence[int] = (1, 2, 4),
-             mixer_kwargs: dict[str, Any] | None = None) -> tuple[Tensor, Tensor, int]:
+             seed: int = 0, generator: torch.Generator | None = None, tries: int = 50, min_weight: float = 0.2,
+             repeats: Sequence[int] = (1, 2, 4), mixer_kwargs: dict[str, Any] | None = None
+             ) -> tuple[Tensor, Tensor, Any]:
     """One mix of the pair ``images[0], images[1]`` by ``method``.
 
-    The mixer draws its own randomness (permutation, lam, boxes, grid sizes, Co-Mixup's Dirichlet
-    weights). The batch holds only the pair (and, for the ``repeats`` values above 1, the pair repeated,
-    which a batch method such as Co-Mixup needs to have more outputs than distinct inputs), so any output
-    that gives each of the two labels a weight of at least ``min_weight`` is a mix of the pair. The first
-    such output is used, over the generator seeds ``seed, seed + 1, ...`` (with a batch of two a random
-    permutation keeps each image alone half of the time, and SaliencyMix mixes only half of its batches);
-    image 1's own output is preferred.
+    The mixer draws its parameters (permutation, lam, boxes, grid sizes, Co-Mixup's Dirichlet weights)
+    with :meth:`~sagemix.mixers.base.Mixer.make_params` from ``generator`` and applies them with
+    :meth:`~sagemix.mixers.base.Mixer.apply`. The batch holds only the pair (and, for the ``repeats``
+    values above 1, the pair repeated, which a batch method such as Co-Mixup needs to have more outputs
+    than distinct inputs), so any output that gives each of the two labels a weight of at least
+    ``min_weight`` is a mix of the pair. The first such output is used, over up to ``tries`` successive
+    draws per batch layout (with a batch of two a random permutation keeps each image alone half of the
+    time, and SaliencyMix mixes only half of its batches); image 1's own output is preferred.
 
     Args:
         method: registry name.
@@ -114,14 +116,17 @@ def mix_pair(method: str, images: Tensor, labels: Tensor, num_classes: int, grad
         labels: (2,) int64, different.
         num_classes: K.
         grad: (2, C, H, W) input gradient, for the methods that need saliency.
-        seed: first generator seed tried.
-        tries: how many seeds to try per batch layout.
+        seed: seeds the draws when ``generator`` is None.
+        generator: the CPU generator of the draws; pass the same one for every row of a figure so that
+            each row gets its own draw.
+        tries: how many draws to try per batch layout.
         min_weight: the smaller label weight to accept.
         repeats: batch layouts tried in turn: the pair repeated this many times.
         mixer_kwargs: options for the mixer.
 
     Returns:
-        ``(mixed (C, H, W), soft target (K,), seed used)``.
+        ``(mixed (C, H, W), soft target (K,), params)``: ``params`` is the accepted draw, which
+        ``mixer.apply`` replays on the same (repeated) batch.
 
     Raises:
         RuntimeError: no acceptable draw.
@@ -133,36 +138,46 @@ def mix_pair(method: str, images: Tensor, labels: Tensor, num_classes: int, grad
                          f"{labels.tolist()}")
     if not 0.0 <= min_weight <= 0.5:
         raise ValueError(f"min_weight must be in [0, 0.5], got {min_weight!r}")
-    for rep in repeats:
-        x = images.repeat(rep, 1, 1, 1)
-        y = labels.repeat(rep)
-        g = None if grad is None else grad.repeat(rep, 1, 1, 1)
-        sal = None
-        for s in range(seed, seed + tries):
-            mixer = create_mixer(method, num_classes=num_classes, generator=torch.Generator().manual_seed(s),
-                                 **(mixer_kwargs or {}))
-            if getattr(mixer, "mixes_hidden", False):
-                raise ValueError(f"{method} mixes hidden states; it has no mixed image to show")
-            if sal is None and g is not None:
-                sal = method_saliency(mixer, g)
-            out = mixer(x, y, sal)
-            ok = out.targets[:, labels].min(dim=1).values >= min_weight - 1e-6  # (rep*2,)
-            if bool(ok.any()):
-                i = 0 if bool(ok[0]) else int(ok.nonzero()[0, 0])
-                return out.images[i], out.targets[i], s
-    raise RuntimeError(f"{method}: no draw in seeds {seed}..{seed + tries - 1} mixed the pair with both label "
+    generator = torch.Generator().manual_seed(seed) if generator is None else generator
+    mixer = create_mixer(method, num_classes=num_classes, generator=generator, **(mixer_kwargs or {}))
+    try:
+        if getattr(mixer, "mixes_hidden", False):
+            raise ValueError(f"{method} mixes hidden states; it has no mixed image to show")
+        for rep in repeats:
+            x = images.repeat(rep, 1, 1, 1)
+            y = labels.repeat(rep)
+            sal = None if grad is None else method_saliency(mixer, grad.repeat(rep, 1, 1, 1))
+            for _ in range(tries):
+                params = mixer.make_params(x, y, sal)
+                out = mixer.apply(x, y, params, sal)
+                ok = out.targets[:, labels].min(dim=1).values >= min_weight - 1e-6  # (rep*2,)
+                if bool(ok.any()):
+                    i = 0 if bool(ok[0]) else int(ok.nonzero()[0, 0])
+                    return out.images[i], out.targets[i], params
+    finally:
+        mixer.close()
+    raise RuntimeError(f"{method}: no draw in {tries} tries per batch layout mixed the pair with both label "
                        f"weights >= {min_weight}")
 
 
-def load_image_folder(folder: str | os.PathLike, *, size: int | tuple[int, int] = 64,
-                      limit: int = 64) -> tuple[Tensor, list[str]]:
-    """The user's pictures: image files anywhere under ``folder`` (sorted, at most ``limit``), resized to ``size``.
+def load_image_folder(folder: str | os.PathLike, *, size: int | tuple[int, int] = 64, limit: int = 64,
+                      groups: bool = False) -> tuple[Tensor, list[str]] | tuple[Tensor, list[str], Tensor]:
+    """The user's pictures: image files anywhere under ``folder`` (at most ``limit``), resized to ``size``.
 
     The files are read by :func:`sagemix.data.imagefolder.read_images` (RGB, bilinear resize), the
-    reader of the image-folder datasets; unlike a dataset, the folder needs no class sub-folders.
+    reader of the image-folder datasets; unlike a dataset, the folder needs no class sub-folders. The
+    files are taken in sorted order; when there are more than ``limit``, ``limit`` of them spread evenly
+    over that order, so that every sub-folder (class) is represented, not only the first ones.
+
+    Args:
+        folder: the folder of pictures.
+        size: the side (or (H, W)) they are resized to.
+        limit: the most pictures read.
+        groups: also return the group of each picture: the index of its first-level sub-folder (in
+            sorted order; the pictures directly in ``folder`` form one group of their own).
 
     Returns:
-        ``(uint8 (N, 3, H, W), file stems)``.
+        ``(uint8 (N, 3, H, W), file stems)``, and with ``groups`` the (N,) int64 group of each.
 
     Raises:
         FileNotFoundError: the folder does not exist or holds fewer than two images.
@@ -172,9 +187,17 @@ def load_image_folder(folder: str | os.PathLike, *, size: int | tuple[int, int] 
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)[:limit]
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if len(files) > limit:
+        files = [files[(i * len(files)) // limit] for i in range(limit)]
     if len(files) < 2:
         raise FileNotFoundError(f"image folder {str(root)!r} must hold at least 2 images "
                                 f"({', '.join(IMAGE_EXTENSIONS)}), found {len(files)}")
     hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    return read_images(files, hw), [p.stem for p in files]
+    images = read_images(files, hw)
+    names = [p.stem for p in files]
+    if not groups:
+        return images, names
+    tops = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "" for p in files]
+    index = {t: k for k, t in enumerate(sorted(set(tops)))}
+    return images, names, torch.tensor([index[t] for t in tops], dtype=torch.long)

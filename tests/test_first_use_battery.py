@@ -60,20 +60,55 @@ def test_unknown_method_gets_a_suggestion(capsys) -> None:
     assert "did you mean 'mixup'?" in one_line_error(rc, err)
 
 
-def test_a_short_run_names_its_median_window(tmp_path) -> None:
-    from sagemix.train import TrainConfig, Trainer
+def tiny_config(out: Path, **kw):
+    from sagemix.train import TrainConfig
 
+    return TrainConfig(**{"method": "vanilla", "model": "smallnet", "dataset": "offline", "epochs": 2,
+                          "milestones": [1], "batch_size": 16, "train_limit": 32, "test_limit": 32, "device": "cpu",
+                          "progress": False, "threads": 1, "out": str(out), "model_kwargs": {"width": 4}, **kw})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A finished 2-epoch run folder of a tiny smallnet, and the lines its trainer printed."""
+    from sagemix.train import Trainer
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
     lines: list[str] = []
-    cfg = TrainConfig(method="vanilla", model="smallnet", dataset="offline", epochs=2, milestones=[1], batch_size=16,
-                      train_limit=32, test_limit=32, device="cpu", progress=False, threads=1, out=str(tmp_path / "r"),
-                      model_kwargs={"width": 4})
-    trainer = Trainer(cfg, log=lines.append)
+    trainer = Trainer(tiny_config(out), log=lines.append)
     try:
         trainer.fit()
     finally:
         trainer.close()
+    return out, lines
+
+
+def test_a_short_run_names_its_median_window(tiny_run) -> None:
+    _, lines = tiny_run
     done = [ln for ln in lines if ln.startswith("done:")]
     assert len(done) == 1 and "median of the last 2 epochs" in done[0] and "last 10" not in done[0], lines
+
+
+# -- an --out that is a file ---------------------------------------------------------------------------------
+def test_out_that_is_a_file_is_one_line_in_every_command(capsys, tmp_path, tiny_run) -> None:
+    run_dir, _ = tiny_run
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    for argv in (["train", "offline", "--out", str(f), "--no-progress"],
+                 ["train", "offline", "--resume", "--out", str(f), "--no-progress"],
+                 ["eval", str(run_dir), "--out", str(f)],
+                 ["eval", str(run_dir), "--out", str(f / "sub")],
+                 ["report", str(run_dir), "--out", str(f), "--no-plots"],
+                 ["show", "--out", str(f)], ["bench", "--out", str(f)], ["demo", "--out", str(f)]):
+        rc, out, err = main(capsys, *argv)
+        line = one_line_error(rc, err)
+        assert str(f) in line and ("file" in line), (argv, line)
+        assert "training" not in out
+    assert f.read_text() == "keep me"
+    from sagemix.report import collect_runs, write_report
+
+    with pytest.raises(ValueError, match="report folder .* it is a file, not a folder"):
+        write_report(collect_runs([run_dir]), f, plots=False)
 
 
 # -- seeds beyond torch's range ----------------------------------------------------------------------------

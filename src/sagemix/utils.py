@@ -46,7 +46,8 @@ _UMASK = _read_umask()
 _DISK_ERRNOS = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "the disk quota is exceeded",
                 errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
                 errno.EPERM: "operation not permitted", errno.EFBIG: "the file is too large for the file system",
-                errno.ENOTDIR: "a part of the path is a file, not a folder"}
+                errno.ENOTDIR: "a part of the path is a file, not a folder",
+                errno.EEXIST: "it is a file, not a folder"}
 
 
 class DiskWriteError(OSError, ValueError):
@@ -71,10 +72,13 @@ def disk_write_error(err: OSError, path: str | os.PathLike, what: str = "file") 
     if isinstance(err, DiskWriteError) or err.errno not in _DISK_ERRNOS:
         return err
     full = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-    advice = ("free some space there or choose another folder (--out)" if full
-              else "choose a writable folder (--out), or fix its permissions")
-    out = DiskWriteError(f"cannot write {what} {str(path)!r}: {_DISK_ERRNOS[err.errno]}; {advice} "
-                         "(any previous version of the file is unchanged)")
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):  # a file where a folder should be: nothing was written
+        advice = "choose another folder (--out)"
+    else:
+        advice = ("free some space there or choose another folder (--out)" if full
+                  else "choose a writable folder (--out), or fix its permissions")
+        advice += " (any previous version of the file is unchanged)"
+    out = DiskWriteError(f"cannot write {what} {str(path)!r}: {_DISK_ERRNOS[err.errno]}; {advice}")
     out.errno, out.filename = err.errno, os.fspath(path)
     return out
 

@@ -46,7 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Collect the runs, write the report and print its Markdown."""
     from ..report import collect_runs, write_report
+    from ._common import check_out_dir
 
+    check_out_dir(args.out)  # a file or an unwritable place: one line before reading the runs
     runs = collect_runs(args.runs)
     written = write_report(runs, args.out, plots=not args.no_plots, clean_key=args.clean_metric,
                            references=args.references, ci=args.ci)

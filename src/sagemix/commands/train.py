@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import add_threads_argument, auto_threads, check_mixer_options, progress_enabled, usable_cpus
+from ._common import (add_threads_argument, auto_threads, check_mixer_options, check_out_dir, progress_enabled,
+                      usable_cpus)
 
 EXAMPLES = """\
 examples:
@@ -142,6 +143,8 @@ def _check_resumable(folder: Path) -> None:
     """Refuse ``--resume`` of a folder that holds no run to resume."""
     from ..run_folder import CHECKPOINT_FILE
 
+    if folder.exists() and not folder.is_dir():
+        raise FileNotFoundError(f"no run to resume at {str(folder)}: it is a file, not a run folder")
     if not folder.is_dir():
         raise FileNotFoundError(f"no run to resume at {str(folder)}: the folder does not exist "
                                 "(start a new run without --resume)")
@@ -161,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume:
         _check_resumable(config.run_dir())
+    elif os.environ.get("RANK", "0") == "0":
+        check_out_dir(config.run_dir())  # a file or an unwritable place: one line before the data load
     try:
         summary = train(config, resume=args.resume, overwrite=args.overwrite)
     except TrainingDiverged as e:

@@ -30,13 +30,16 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool
     Returns:
         ``{name: path}`` of the files written.
     """
-    from ..utils import atomic_write_text
+    from ..utils import atomic_write_text, disk_write_error
 
     if not runs:
         raise ValueError("runs is empty: nothing to report")
     paired = paired_tables(runs, clean_key=clean_key, references=references, ci=ci)  # checks its options first
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise disk_write_error(e, out, "report folder") from e
     tables = build_tables(runs)
     written: dict[str, Path] = {}
     datasets = sorted({r.dataset for r in runs})

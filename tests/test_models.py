@@ -7,7 +7,7 @@ from torch import nn
 
 from sagemix.models import create_model, list_models, supports_manifold_mixup
 from sagemix.models.preact_resnet import PreActResNet
-from sagemix.models.registry import StagedNet
+from sagemix.models.staged import StagedNet
 
 PAPER_MODELS = ["preactresnet18", "wrn16_8", "resnext29_4_24"]
 ALL_MODELS = PAPER_MODELS + ["smallnet"]

@@ -14,7 +14,6 @@ keeps ``round(n_c * test_fraction)`` images of each class for the test split.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,59 +22,10 @@ import torch
 from torch import Tensor
 
 from .decode import open_rgb
+from .layouts import IMAGE_EXTENSIONS, find_images, scan_layout, split_dirs
 from .registry import ImageData, register_dataset
 
 __all__ = ["load_imagefolder", "find_images", "read_images", "image_stats", "IMAGE_EXTENSIONS"]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
-
-
-def find_images(folder: str | os.PathLike, *, empty_classes: str = "error") -> tuple[list[Path], list[int], list[str]]:
-    """Image files of ``folder`` (one sub-folder per class): (paths, labels, sorted class names).
-
-    This is the one class-folder scanner of :mod:`sagemix.data` (the in-memory and the streaming
-    image folders both use it). Files are found recursively in each class folder, sorted; hidden
-    files and folders are skipped.
-
-    Args:
-        folder: the folder holding one sub-folder per class.
-        empty_classes: what to do with a class folder that holds no image (e.g. only a ``.txt``):
-            ``"error"`` (ValueError naming the folder) or ``"drop"`` (leave the class out, with a
-            warning; the remaining classes are labelled ``0..K-1`` in sorted order).
-    """
-    if empty_classes not in ("error", "drop"):
-        raise ValueError(f"empty_classes must be 'error' or 'drop', got {empty_classes!r}")
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist or is not a folder")
-    names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not names:
-        raise ValueError(f"image folder {str(folder)!r} has no class sub-folders; expected one folder per class")
-    paths: list[Path] = []
-    labels: list[int] = []
-    classes: list[str] = []
-    empty: list[str] = []
-    for c in names:
-        files = sorted(p for p in (folder / c).rglob("*")
-                       if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
-        if not files:
-            empty.append(c)
-            continue
-        paths += files
-        labels += [len(classes)] * len(files)
-        classes.append(c)
-    if empty and empty_classes == "error":
-        raise ValueError(f"class folder {str(folder / empty[0])!r} holds no image (extensions {IMAGE_EXTENSIONS})"
-                         f"{f', nor do {len(empty) - 1} other class folder(s)' if len(empty) > 1 else ''}; "
-                         "remove it, or pass empty_classes='drop' to leave such classes out")
-    if not paths:
-        raise ValueError(f"image folder {str(folder)!r} has class folders but no images with extensions "
-                         f"{IMAGE_EXTENSIONS}")
-    if empty:
-        warnings.warn(f"image folder {str(folder)!r}: dropped {len(empty)} empty class folder(s) "
-                      f"{empty[:5]}{'...' if len(empty) > 5 else ''}", stacklevel=2)
-    return paths, labels, classes
-
 
 def read_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int] | None = None) -> Tensor:
     """Read images as RGB uint8 (N, 3, H, W), resized to ``image_size`` (H, W) when given.
@@ -113,14 +63,6 @@ def image_stats(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], t
     mean = s / count
     std = (s2 / count - mean * mean).clamp_min(0).sqrt().clamp_min(1e-6)
     return tuple(mean.tolist()), tuple(std.tolist())
-
-
-def _split_dirs(root: Path) -> tuple[Path, Path] | None:
-    """(train folder, test folder) when ``root`` holds ``train/`` and ``test/`` (or ``val/``), else None."""
-    test = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
-    if (root / "train").is_dir() and test is not None:
-        return root / "train", test
-    return None
 
 
 def _holdout(labels: list[int], fraction: float, seed: int) -> Tensor:
@@ -166,13 +108,11 @@ def load_imagefolder(*, root: str | os.PathLike | None = None, train: bool = Tru
     if (mean is None) != (std is None):
         raise ValueError("mean and std must be given together (or both left None to compute them)")
     root_path = Path(root).expanduser()
-    dirs = _split_dirs(root_path) if root_path.is_dir() else None
+    dirs = split_dirs(root_path) if root_path.is_dir() else None
     if dirs is not None:
         if test_fraction is not None:
             raise ValueError(f"test_fraction={test_fraction} cannot be used: {str(root_path)!r} already has "
                              "train/ and test/ (or val/) folders")
-        from .layouts import scan_layout  # the one scanner of the train/ + test/ layout (it imports this module)
-
         train_index = scan_layout(root_path, train=True, layout="imagefolder", empty_classes=empty_classes)
         index = train_index if train else scan_layout(root_path, train=False, layout="imagefolder",
                                                       empty_classes=empty_classes)

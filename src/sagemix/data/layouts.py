@@ -16,7 +16,7 @@ Layouts (:func:`scan_layout`, ``layout="auto"`` picks the first that matches):
   ``root/val``;
 - ``"imagefolder"``: torchvision's ``ImageFolder`` layout, ``root/<class>/**/<image>``, or
   ``root/train/<class>/...`` with ``root/test/`` or ``root/val/`` (the same scanner as the
-  in-memory image folder, :func:`sagemix.data.imagefolder.find_images`).
+  in-memory image folder, :func:`find_images`, the one class-folder scanner, and :func:`split_dirs`).
 
 Class names are sorted; labels are ``0..K-1`` in that order, those of the training split (a
 validation file of a class without training images is an error).
@@ -26,21 +26,80 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .imagefolder import IMAGE_EXTENSIONS, _split_dirs, find_images
 
-__all__ = ["FileIndex", "scan_layout", "detect_layout", "LAYOUTS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["FileIndex", "scan_layout", "detect_layout", "find_images", "split_dirs", "LAYOUTS", "IMAGE_EXTENSIONS",
+           "IMAGENET_MEAN", "IMAGENET_STD"]
 
 LAYOUTS = ("auto", "imagefolder", "imagenet", "tiny_imagenet")
 # The usual ImageNet normalisation constants (0-1 scale), torchvision's reference recipes.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _VAL_LABEL_FILES = ("LOC_val_solution.csv", "val_labels.txt")
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
+
+
+def find_images(folder: str | os.PathLike, *, empty_classes: str = "error") -> tuple[list[Path], list[int], list[str]]:
+    """Image files of ``folder`` (one sub-folder per class): (paths, labels, sorted class names).
+
+    This is the one class-folder scanner of :mod:`sagemix.data` (the in-memory and the streaming
+    image folders both use it). Files are found recursively in each class folder, sorted; hidden
+    files and folders are skipped.
+
+    Args:
+        folder: the folder holding one sub-folder per class.
+        empty_classes: what to do with a class folder that holds no image (e.g. only a ``.txt``):
+            ``"error"`` (ValueError naming the folder) or ``"drop"`` (leave the class out, with a
+            warning; the remaining classes are labelled ``0..K-1`` in sorted order).
+    """
+    if empty_classes not in ("error", "drop"):
+        raise ValueError(f"empty_classes must be 'error' or 'drop', got {empty_classes!r}")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist or is not a folder")
+    names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not names:
+        raise ValueError(f"image folder {str(folder)!r} has no class sub-folders; expected one folder per class")
+    paths: list[Path] = []
+    labels: list[int] = []
+    classes: list[str] = []
+    empty: list[str] = []
+    for c in names:
+        files = sorted(p for p in (folder / c).rglob("*")
+                       if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+        if not files:
+            empty.append(c)
+            continue
+        paths += files
+        labels += [len(classes)] * len(files)
+        classes.append(c)
+    if empty and empty_classes == "error":
+        raise ValueError(f"class folder {str(folder / empty[0])!r} holds no image (extensions {IMAGE_EXTENSIONS})"
+                         f"{f', nor do {len(empty) - 1} other class folder(s)' if len(empty) > 1 else ''}; "
+                         "remove it, or pass empty_classes='drop' to leave such classes out")
+    if not paths:
+        raise ValueError(f"image folder {str(folder)!r} has class folders but no images with extensions "
+                         f"{IMAGE_EXTENSIONS}")
+    if empty:
+        warnings.warn(f"image folder {str(folder)!r}: dropped {len(empty)} empty class folder(s) "
+                      f"{empty[:5]}{'...' if len(empty) > 5 else ''}", stacklevel=2)
+    return paths, labels, classes
+
+
+def split_dirs(root: Path) -> tuple[Path, Path] | None:
+    """(train folder, test folder) when ``root`` holds ``train/`` and ``test/`` (or ``val/``), else None."""
+    test = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+    if (root / "train").is_dir() and test is not None:
+        return root / "train", test
+    return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,7 +303,7 @@ def scan_layout(root: str | os.PathLike, *, train: bool = True, layout: str = "a
             if not (r / sub).is_dir():
                 raise FileNotFoundError(f"layout 'imagenet' needs {str(r / sub)!r}")
         return _scan_imagenet(r, train, empty_classes, val_labels)
-    dirs = _split_dirs(r)
+    dirs = split_dirs(r)
     if dirs is not None:
         test = dirs[1]
         paths, labels, classes = find_images(dirs[0], empty_classes=empty_classes)

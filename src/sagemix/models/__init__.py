@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from .protocol import supports_manifold_mixup, unwrap_model
 from .external import TorchvisionResNet, list_torchvision_models
-from .registry import StagedNet, create_model, get_model_fn, list_models, register_model
+from .registry import create_model, get_model_fn, list_models, register_model
+from .staged import StagedNet
 
 __all__ = ["create_model", "list_models", "register_model", "get_model_fn", "StagedNet",
            "supports_manifold_mixup", "unwrap_model", "TorchvisionResNet", "list_torchvision_models"]

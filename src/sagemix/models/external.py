@@ -13,7 +13,7 @@ outputs: nothing is downloaded. ``pretrained=True`` asks the library for its def
 weights (a download, or its cache) and fails with a clear error when they cannot be fetched.
 
 torchvision's ResNet family (ResNet, ResNeXt, Wide ResNet) comes as a :class:`TorchvisionResNet`,
-a :class:`~sagemix.models.registry.StagedNet` over the same modules: stem (conv1, bn1, relu,
+a :class:`~sagemix.models.staged.StagedNet` over the same modules: stem (conv1, bn1, relu,
 maxpool), the four stages ``layer1..layer4`` and the head (average pooling, ``fc``), so it follows
 Manifold Mixup's stage protocol (layer 0 = input, layer k = output of ``layer<k>``) and its forward
 is torchvision's. Other architectures are returned as the library builds them (no hidden-state
@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import nn
 
-from .registry import StagedNet, check_num_classes
+from .staged import StagedNet, check_num_classes
 
 __all__ = ["TV_PREFIX", "TIMM_PREFIX", "TorchvisionResNet", "torchvision_model", "timm_model", "external_model_fn",
            "list_torchvision_models"]

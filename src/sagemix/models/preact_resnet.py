@@ -15,7 +15,8 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from ..checks import is_int
-from .registry import PoolHead, StagedNet, check_num_classes, init_weights, register_model
+from .registry import register_model
+from .staged import PoolHead, StagedNet, check_num_classes, init_weights
 
 __all__ = ["PreActBlock", "PreActResNet", "preactresnet18"]
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..checks import is_int
-from .registry import PoolHead, StagedNet, check_num_classes, init_weights, register_model
+from .registry import register_model
+from .staged import PoolHead, StagedNet, check_num_classes, init_weights
 
 __all__ = ["WideBlock", "WideResNet", "wrn16_8"]
 

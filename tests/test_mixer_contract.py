@@ -218,3 +218,18 @@ def test_bad_values_are_refused_with_the_argument_named(name):
 def test_degenerate_alpha_is_refused(name, alpha):
     with pytest.raises(ValueError, match=r"alpha must be a finite number in \[0.001, 1000\]"):
         create_mixer(name, num_classes=K, alpha=alpha)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_none_options_are_refused_at_construction(name):
+    """``alpha=None`` / ``prob=None`` is a mistake, refused with the option named (it used to be accepted,
+    then an AttributeError at the first call)."""
+    import inspect
+
+    params = inspect.signature(get_mixer_class(name)).parameters
+    keys = [k for k in ("alpha", "prob", "mixup_alpha") if k in params]
+    if name in NEEDS_GCO:
+        pytest.importorskip("gco")
+    for key in keys:
+        with pytest.raises(ValueError, match=f"^{key} must be .* got None"):
+            create_mixer(name, num_classes=K, **{key: None})

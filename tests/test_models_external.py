@@ -84,6 +84,11 @@ def test_manifold_mixup_step_with_tv_resnet() -> None:
     assert all(p.grad is not None for p in model.stages[0].parameters())
     with pytest.raises(ValueError, match="stage protocol"):
         MixStep(create_model("tv_mobilenet_v3_small", 4), mixer)
+    # A plain torchvision ResNet (the README's own-loop pattern): the message names what makes it work.
+    with pytest.raises(ValueError, match=r"TorchvisionResNet\(model\).*create_model\('tv_resnet18'"):
+        MixStep(torchvision.models.resnet18(num_classes=4), mixer)
+    wrapped = TorchvisionResNet(torchvision.models.resnet18(num_classes=4))
+    assert torch.isfinite(MixStep(wrapped, mixer)(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])).loss)
 
 
 def test_timm_model() -> None:

@@ -195,9 +195,9 @@ def test_missing_opencv_names_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    mixer = SaliencyMix(prob=1.0, num_classes=2)
+    # refused when created (it used to be created and fail at the first batch that mixed)
     with pytest.raises(ImportError, match=r'pip install "sagemix\[saliencymix\]"'):
-        mixer(torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
+        SaliencyMix(prob=1.0, num_classes=2)
     # the saliency_fn path needs no OpenCV at all
     out = SaliencyMix(prob=1.0, saliency_fn=brightness, num_classes=2)(torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
     assert out.extras["applied"] is True
@@ -252,3 +252,4 @@ def test_docstring_examples_run():
     for mod in (msal,):
         result = doctest.testmod(mod)
         assert result.attempted > 0 and result.failed == 0, mod.__name__
+

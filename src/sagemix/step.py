@@ -114,10 +114,14 @@ class MixStep:
             raise ValueError(f"model {type(unwrap_model(model)).__name__} has no trainable parameters ({n} parameters, "
                              "none with requires_grad=True); MixStep trains the model, so unfreeze some")
         if mixer.mixes_hidden and not supports_manifold_mixup(model):
-            raise ValueError(f"mixer {mixer.name!r} mixes hidden states, but model "
-                             f"{type(unwrap_model(model)).__name__} does not implement the stage protocol "
-                             "(an int attribute `mix_layers` and forward(x, mix_layer=k, mix_fn=fn)); "
-                             "see sagemix.models.protocol")
+            inner = unwrap_model(model)
+            torchvision_resnet = type(inner).__module__.startswith("torchvision.models") and type(inner).__name__ == "ResNet"
+            fix = ("wrap it as sagemix.models.TorchvisionResNet(model), or build it with "
+                   "sagemix.models.create_model('tv_resnet18', num_classes=K) (also tv_resnet50, tv_resnext*, "
+                   "tv_wide_resnet*)" if torchvision_resnet else "see sagemix.models.protocol")
+            raise ValueError(f"mixer {mixer.name!r} mixes hidden states, but model {type(inner).__name__} does not "
+                             "implement the stage protocol (an int attribute `mix_layers` and forward(x, mix_layer=k, "
+                             f"mix_fn=fn)); {fix}")
         if autocast_dtype is not None and autocast_dtype not in (torch.float16, torch.bfloat16):
             raise ValueError(f"autocast_dtype must be torch.float16, torch.bfloat16 or None, got {autocast_dtype}")
         self.model = model

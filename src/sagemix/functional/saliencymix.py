@@ -55,6 +55,12 @@ def denormalize_to_uint8(images: Tensor, mean: Sequence[float], std: Sequence[fl
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
+def require_opencv_saliency() -> None:
+    """Raise the ImportError naming the extra when OpenCV's saliency module is missing (a mixer checks at
+    creation rather than at its first batch)."""
+    _detector()
+
+
 def _detector():  # noqa: ANN202 - an OpenCV object
     try:
         import cv2  # noqa: PLC0415 (optional extra)

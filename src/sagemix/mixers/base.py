@@ -38,6 +38,10 @@ __all__ = ["MixOutput", "MixParams", "Mixer", "to_soft_targets", "check_images",
            "random_permutation", "draw_apply", "check_alpha", "ALPHA_RANGE", "SOFT_TARGET_ATOL", "check_values",
            "to_device", "skip_mix", "mix_targets", "CIFAR10_MEAN", "CIFAR10_STD", "AUTO_POOL_PIXELS"]
 
+#: The "not passed" marker of :meth:`Mixer.set_options`.
+_UNSET: Any = object()
+
+
 @dataclass
 class MixOutput:
     """The result of one mixer call.
@@ -139,17 +143,18 @@ class Mixer(PoolMixin):
         raise NotImplementedError(f"{type(self).__name__} does not use gradient saliency")
 
     # -- the shared options -------------------------------------------------------------------
-    def set_options(self, *, alpha: float | None = None, prob: float | None = None, **flags: bool) -> None:
-        """Validate and set the options many mixers share.
+    def set_options(self, *, alpha: Any = _UNSET, prob: Any = _UNSET, **flags: bool) -> None:
+        """Validate and set the options many mixers share (an option not passed is not set; ``None`` is
+        refused like any other non-number).
 
         Args:
             alpha: the Beta(alpha, alpha) concentration, a number in :data:`ALPHA_RANGE` (``self.alpha``).
             prob: the probability of mixing a batch, in [0, 1] (``self.prob``).
             **flags: bool options, each set under its own name (e.g. ``per_sample=False``).
         """
-        if alpha is not None:
+        if alpha is not _UNSET:
             self.alpha = check_alpha(alpha, "alpha")
-        if prob is not None:
+        if prob is not _UNSET:
             self.prob = check_probability(prob, "prob")
         for key, value in flags.items():
             setattr(self, key, check_bool(value, key))

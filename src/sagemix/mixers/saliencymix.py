@@ -23,7 +23,8 @@ from typing import Callable, ClassVar, Sequence
 import torch
 from torch import Tensor
 
-from ..functional.saliencymix import denormalize_to_uint8, opencv_saliency, saliency_boxes
+from ..functional.saliencymix import (denormalize_to_uint8, opencv_saliency, require_opencv_saliency,
+                                      saliency_boxes)
 from ..debug import to_device
 from .base import MixOutput, Mixer
 from .cutmix import BoxMixParams, paste_partner_boxes
@@ -50,7 +51,9 @@ class SaliencyMix(Mixer):
             by default. Used to recover the uint8 image for OpenCV.
         std: per-channel std of that normalisation; CIFAR-10's by default.
         saliency_fn: optional callable ``images (N, C, H, W) normalised -> (N, H, W)`` saliency, used
-            instead of OpenCV (e.g. in tests, or for another detector).
+            instead of OpenCV (e.g. in tests, or for another detector). Without it the constructor
+            refuses to create the mixer when OpenCV's contrib build is missing (ImportError naming
+            ``pip install "sagemix[saliencymix]"``).
         num_workers: > 0 runs OpenCV's detector in a :class:`sagemix.functional.pool.WorkerPool` of
             that many spawn processes (the graph-cut mixers' pool; started on first use, reused, stopped
             by :meth:`close`), one slice of the batch per worker; 0 runs it in this process.
@@ -90,6 +93,8 @@ class SaliencyMix(Mixer):
         if saliency_fn is not None and not callable(saliency_fn):
             raise TypeError(f"saliency_fn must be callable as saliency_fn(images) -> (N, H, W), got {saliency_fn!r}")
         self.saliency_fn = saliency_fn
+        if saliency_fn is None:
+            require_opencv_saliency()  # fail at construction, naming the extra, rather than on the first batch
         self.init_pool(num_workers, start_method)  # "auto": 2 workers (1 worker gained nothing on 2 cores)
 
     def compute_saliency(self, images: Tensor) -> Tensor:

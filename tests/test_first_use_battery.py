@@ -132,3 +132,54 @@ def test_a_seed_beyond_torchs_range_is_refused_in_one_line(capsys, tmp_path) -> 
                                                  "seeds": [2**70]}))
     with pytest.raises(ValueError, match="'seeds'.*2\\*\\*64 - 1"):
         load_comparison(tmp_path / "c.json")
+
+
+# -- compare: the evaluation's extra and --out checked before any training ------------------------------------
+@pytest.fixture
+def no_corruptions_extra(monkeypatch):
+    """Simulate an install without the corruptions extra (OpenCV): its import check fails."""
+    import sagemix.evaluate.corruptions.common as common
+
+    def missing() -> None:
+        raise ImportError('the corruptions need OpenCV: pip install "sagemix[corruptions]"')
+
+    monkeypatch.setattr(common, "require_extras", missing)
+
+
+def _comparison(tmp_path: Path, **eval_block) -> Path:
+    cfg = {"recipe": "offline", "out": str(tmp_path / "cmp"), "methods": ["vanilla"], "seeds": [0],
+           "overrides": {"epochs": 1, "train_limit": 32, "test_limit": 32, "model_kwargs": {"width": 4},
+                         "device": "cpu"},
+           "eval": {"enabled": True, **eval_block}}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_compare_refuses_a_missing_eval_extra_before_training(no_corruptions_extra, capsys, tmp_path,
+                                                               monkeypatch) -> None:
+    from sagemix import train as train_pkg
+
+    monkeypatch.setattr(train_pkg, "train", lambda *a, **k: pytest.fail("trained before the check"))
+    cfg = _comparison(tmp_path, args=["--device", "cpu", "--corruptions"])
+    for extra in ([], ["--dry-run"]):
+        rc, out, err = main(capsys, "compare", "--config", str(cfg), "--threads", "1", *extra)
+        line = one_line_error(rc, err)
+        assert "sagemix[corruptions]" in line and "--no-eval" in line and "vanilla" in line, line
+    assert not (tmp_path / "cmp" / "smallnet-vanilla-s0").exists()
+    # without the corruption evaluation nothing needs the extra: the dry run shows the plan
+    rc, out, err = main(capsys, "compare", "--config", str(_comparison(tmp_path, args=["--device", "cpu"])),
+                        "--dry-run")
+    assert rc == 0 and "smallnet-vanilla-s0" in out, err
+    rc, out, err = main(capsys, "compare", "--config", str(cfg), "--dry-run", "--no-eval")
+    assert rc == 0, err
+
+
+def test_compare_out_that_is_a_file_is_refused_also_in_a_dry_run(capsys, tmp_path) -> None:
+    cfg = _comparison(tmp_path, args=["--device", "cpu"])
+    f = tmp_path / "afile"
+    f.write_text("x")
+    for extra in (["--dry-run"], []):
+        rc, out, err = main(capsys, "compare", "--config", str(cfg), "--out", str(f), *extra)
+        line = one_line_error(rc, err)
+        assert "--out" in line and str(f) in line and "is a file" in line

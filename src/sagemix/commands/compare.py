@@ -5,8 +5,10 @@ Resumable: finished runs are skipped, interrupted ones resumed. See :mod:`sagemi
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ._common import add_threads_argument, auto_threads, check_methods, parse_seed, report_missing_extras
+from ._common import (add_threads_argument, auto_threads, check_methods, check_out_dir, parse_seed,
+                      report_missing_extras)
 
 __all__ = ["add_parser", "run"]
 
@@ -84,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         cfg.out = args.out
         cfg.report_out = None
+    option = "--out" if args.out else f"the comparison's 'out' ({args.config})"
+    if args.dry_run:  # nothing is written: only say whether the folder could be
+        if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+            raise ValueError(f"{option} {str(cfg.out)!r} is a file; expected a folder")
+    else:
+        check_out_dir(cfg.out, option)
     evaluate = False if args.no_eval else (True if args.eval else None)
     only = {"methods": methods, "seeds": args.seeds, "models": args.models}
     result = run_comparison(cfg, only=only, dry_run=args.dry_run, evaluate=evaluate, report=not args.no_report,

@@ -96,6 +96,20 @@ def _worker_threads(specs: Sequence[RunSpec]) -> Iterator[None]:
             os.environ.pop("OMP_NUM_THREADS", None)
 
 
+def _check_eval_extras(cfg: ComparisonConfig, specs: Sequence[RunSpec]) -> None:
+    """Refuse before any training an evaluation whose optional extra is missing (it would fail after it)."""
+    from ..evaluate.stage import check_eval_extras
+    from ..train import load_config
+
+    for spec in specs:
+        opts = eval_options_for(cfg, spec)
+        try:
+            check_eval_extras(opts, opts.dataset or load_config(cfg.recipe, overrides=spec.overrides).dataset)
+        except ImportError as e:
+            raise ImportError(f"the evaluation of {spec.name} would fail after its training: {e} "
+                              "(or skip the evaluations: --no-eval)") from None
+
+
 def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] | None = None,
                    dry_run: bool = False, evaluate: bool | None = None, report: bool = True,
                    log: Callable[[str], None] = print,
@@ -133,6 +147,8 @@ def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] |
             specs = [s for s in specs if getattr(s, attr) in wanted]
     check_plan(cfg, specs)
     do_eval = cfg.eval_enabled if evaluate is None else evaluate
+    if do_eval:
+        _check_eval_extras(cfg, specs)
     result: dict[str, Any] = {"trained": [], "resumed": [], "skipped": [], "evaluated": [], "failed": {},
                               "report": None}
     n = len(specs)

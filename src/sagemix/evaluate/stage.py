@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 from .. import run_folder as rf
 from ..checks import is_int
 
-__all__ = ["EvalOptions", "evaluate_run", "ATTACKS", "CLASSIFIERS", "NOVEL_SPLITS"]
+__all__ = ["EvalOptions", "evaluate_run", "check_eval_extras", "ATTACKS", "CLASSIFIERS", "NOVEL_SPLITS"]
 
 #: The attacks, few-shot classifiers and mini-ImageNet novel splits :class:`EvalOptions` accepts.
 ATTACKS = ("fgsm", "pgd")
@@ -189,6 +189,21 @@ def _cache_dir() -> Path:
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
+
+
+def check_eval_extras(options: EvalOptions, dataset: str) -> None:
+    """Refuse, before any work, evaluations of ``dataset`` whose optional extra is missing.
+
+    Generating a corrupted test set (every dataset but CIFAR's official release) needs the
+    corruptions extra (OpenCV, SciPy).
+
+    Raises:
+        ImportError: naming the extra to install.
+    """
+    if options.evaluates_corruptions and (dataset not in _OFFICIAL_C or options.generate_corruptions):
+        from .corruptions.common import require_extras
+
+        require_extras()
 
 
 # ---------------------------------------------------------------------------------------------- parts
@@ -373,10 +388,7 @@ def _evaluate(run_dir: Path, ckpt: Path, o: EvalOptions, log: Callable[[str], No
         from ..utils import disk_write_error
 
         raise disk_write_error(e, out_dir, "evaluation folder") from e
-    if o.evaluates_corruptions and (dataset not in _OFFICIAL_C or o.generate_corruptions):
-        from .corruptions.common import require_extras
-
-        require_extras()  # generating the corrupted set needs the corruptions extra: refuse before any work
+    check_eval_extras(o, dataset)  # refuse a missing extra before any work
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     result: dict[str, Any] = {"out_dir": out_dir, "checkpoint": ckpt, "device": str(device), "rows": rows,

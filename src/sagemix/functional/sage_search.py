@@ -33,6 +33,10 @@ side      random 1%         coarse-to-fine    c2f >= random (pairs)      optimum
 
 A second run at 224 px (``sagemix bench --scale --scale-parts search``, 16 pairs checked): random
 5.95 s, coarse-to-fine 0.29 s (20.5x), the optimum on 15 of 16 pairs, >= the random search on all.
+These are smooth maps; on noise-like maps the coarse levels say little about the full-resolution
+objective and the search can end below the random search's best candidate
+(``benchmarks/sage_search_noise.py``: 36 of 128 uniform-noise pairs at 96 px, 5 of 128 after SAGE's
+5x5 smoothing).
 (Before the window reads, gathering an index per shift and pixel, the search took 0.71 s at 224 px
 with ``fine_k = top_k = 4``: 8.4x faster than the random search in that run.) The result is
 deterministic (no random draw).
@@ -53,13 +57,15 @@ from .sage_objective import chunk_elements, objective_from_maps
 __all__ = ["SEARCHES", "pool2", "objective_per_pair", "objective_around", "coarse_to_fine_search", "resolve_search"]
 
 #: The shift searches of :class:`sagemix.mixers.sage.SAGE`: ``"random"`` (the paper's ``rand_pos``
-#: fraction, the default), ``"exhaustive"`` (every shift), ``"coarse_to_fine"`` (this module) and
-#: ``"auto"`` (``"coarse_to_fine"`` for images whose smaller side exceeds :data:`AUTO_MIN_SIDE`,
-#: else ``"random"``, the paper's search).
+#: fraction), ``"exhaustive"`` (every shift), ``"coarse_to_fine"`` (this module) and ``"auto"``, the
+#: default (``"coarse_to_fine"`` for images whose smaller side exceeds :data:`AUTO_MIN_SIDE`, else
+#: ``"random"``, the paper's search).
 SEARCHES = ("random", "exhaustive", "coarse_to_fine", "auto")
 #: ``search="auto"`` uses the coarse-to-fine search above this smaller image side (measured in
-#: benchmarks/bench_scale.py: it reaches the optimum on every measured pair up to 128 px and on 15 of
-#: 16 pairs at 224 px, always at least the random search's objective; at 128 px
+#: benchmarks/bench_scale.py: on smooth blob maps it reaches the optimum on every measured pair up to
+#: 128 px and on 15 of 16 pairs at 224 px, and at least the random search's objective on each of them
+#: (not on noise-like maps: benchmarks/sage_search_noise.py, 36 of 128 uniform-noise pairs at 96 px and
+#: 5 of 128 after SAGE's smoothing fall below the random search's best candidate); at 128 px
 #: it takes 1/5 of the random search's time, at 224 px 1/28, but at 64 px about the same and at 32 px
 #: 4x as long, so up to 64 px the paper's search is kept).
 AUTO_MIN_SIDE = 64

@@ -66,7 +66,8 @@ class SAGE(Mixer):
         force_zero_shift: always include the zero shift (first, so it wins ties).
         search: ``"random"`` (the paper's ``rand_pos`` search), ``"exhaustive"`` (every shift),
             ``"coarse_to_fine"`` (:mod:`sagemix.functional.sage_search`: deterministic, about 1/20 of the
-            random search's time at 224 px for an objective at least as high on the measured pairs) or
+            random search's time at 224 px, an objective at least as high on the measured smooth maps
+            but not always on noise-like ones, see docs/SAGE.md §3) or
             ``"auto"`` (default: coarse-to-fine above 64 px, else random, i.e. the paper's search on
             CIFAR and Tiny-ImageNet sizes; with ``rand_pos`` None or 0, ``rand_pos`` decides at any size).
         update_ratio: r; the training gradient is ``(1-r) grad L_clean + r grad L_mixed`` (reference:

@@ -183,3 +183,44 @@ def test_compare_out_that_is_a_file_is_refused_also_in_a_dry_run(capsys, tmp_pat
         rc, out, err = main(capsys, "compare", "--config", str(cfg), "--out", str(f), *extra)
         line = one_line_error(rc, err)
         assert "--out" in line and str(f) in line and "is a file" in line
+
+
+# -- damaged or missing data -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("keep", [0.5, 0.05])
+def test_a_truncated_cifar_archive_is_one_line_naming_it(capsys, tmp_path, keep) -> None:
+    from test_data_cifar import _make_cifar10, _tar
+
+    from sagemix.data import load_dataset
+
+    _make_cifar10(tmp_path / "src" / "cifar-10-batches-py", per_batch=40)
+    archive = tmp_path / "data" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    _tar(tmp_path / "src" / "cifar-10-batches-py", archive)
+    raw = archive.read_bytes()
+    archive.write_bytes(raw[: int(len(raw) * keep)])
+    with pytest.raises(ValueError, match=r"CIFAR archive .*cifar-10-python\.tar\.gz.* damaged or truncated"):
+        load_dataset("cifar10", root=str(archive.parent))
+    rc, _, err = main(capsys, "train", "cifar10_preactresnet18", "--data-dir", str(archive.parent), "--out",
+                      str(tmp_path / "r"), "--no-progress")
+    line = one_line_error(rc, err)
+    assert str(archive) in line and "download it again" in line
+
+
+def test_download_without_network_is_only_the_good_message(capsys, tmp_path, monkeypatch) -> None:
+    import urllib.error
+
+    import torchvision.datasets.utils as tvu
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(tvu, "download_and_extract_archive", offline)
+    rc, out, err = main(capsys, "train", "cifar10_preactresnet18", "--data-dir", str(tmp_path / "none"),
+                        "--download", "--out", str(tmp_path / "r"), "--no-progress")
+    line = one_line_error(rc, err)
+    assert "could not download cifar10" in line and "Without network access, copy cifar-10-python.tar.gz" in line
+    assert "--data-dir" in line and "root=" not in line
+    from sagemix.data import load_dataset
+
+    with pytest.raises(RuntimeError, match="could not download cifar10"):  # still a RuntimeError for the API
+        load_dataset("cifar10", root=str(tmp_path / "none"), download=True)

@@ -29,7 +29,7 @@ from torch import nn
 
 from .checks import is_int
 
-__all__ = ["DiskWriteError", "disk_write_error", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "resolve_device",
+__all__ = ["DiskWriteError", "DownloadError", "disk_write_error", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "resolve_device",
            "train_mode", "eval_mode", "Stopwatch", "pyplot"]
 
 
@@ -55,6 +55,17 @@ class DiskWriteError(OSError, ValueError):
 
     The message is one line naming the path, the cause and what to do; ``errno`` is the original
     error's. It is a ValueError too, so the CLI reports it as a one-line error.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class DownloadError(FileNotFoundError, RuntimeError):
+    """A dataset is not on disk and could not be downloaded (no network, a server error).
+
+    The message is one line saying where to put the files by hand; a FileNotFoundError (the data are
+    not there), so the CLI reports it as a one-line error, and a RuntimeError as before.
     """
 
     def __str__(self) -> str:

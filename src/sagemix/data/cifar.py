@@ -14,6 +14,7 @@ import io
 import os
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -132,16 +133,29 @@ def _find_source(root: Path, spec: dict[str, Any]) -> tuple[str, Path]:
 def _reader(kind: str, path: Path, spec: dict[str, Any]) -> tuple[Callable[[str], bytes], Callable[[], None]]:
     if kind == "dir":
         return (lambda name: (path / name).read_bytes()), (lambda: None)
-    tf = tarfile.open(path, "r:*")
-    members = {Path(m.name).name: m for m in tf.getmembers() if m.isfile()}
+    def damaged(e: BaseException) -> ValueError:
+        return ValueError(f"CIFAR archive {str(path)!r} cannot be read: it is damaged or truncated "
+                          f"({type(e).__name__}{': ' + str(e).splitlines()[0] if str(e) else ''}); delete it and "
+                          f"download it again (md5 {spec['md5']}), or use the extracted folder {spec['folder']}/")
+
+    # A truncated .tar.gz fails wherever the stream ends: listing the members or reading one.
+    errors = (EOFError, OSError, tarfile.TarError, zlib.error)
+    try:
+        tf = tarfile.open(path, "r:*")
+        members = {Path(m.name).name: m for m in tf.getmembers() if m.isfile()}
+    except errors as e:
+        raise damaged(e) from None
 
     def read(name: str) -> bytes:
         if name not in members:
             raise FileNotFoundError(f"{name} not found in the archive {str(path)!r} (expected the official "
                                     f"{spec['archive']} layout)")
-        f = tf.extractfile(members[name])
-        assert f is not None
-        return f.read()
+        try:
+            f = tf.extractfile(members[name])
+            assert f is not None
+            return f.read()
+        except errors as e:
+            raise damaged(e) from None
 
     return read, tf.close
 
@@ -173,11 +187,13 @@ def load_cifar(name: str, *, root: str | os.PathLike | None = None, train: bool 
             raise
         from torchvision.datasets.utils import download_and_extract_archive
 
+        from ..utils import DownloadError
+
         dl_root = root_path.parent if root_path.suffix == ".gz" else root_path
         try:
             download_and_extract_archive(spec["url"], download_root=str(dl_root), md5=spec["md5"])
         except Exception as e:  # network errors come in many types (URLError, OSError, RuntimeError, ...)
-            raise RuntimeError(
+            raise DownloadError(
                 f"could not download {name} from {spec['url']} ({type(e).__name__}: {e}). Without network "
                 f"access, copy {spec['archive']} (md5 {spec['md5']}) or its extracted folder {spec['folder']}/ "
                 f"into {str(dl_root)!r} and call again with root={str(dl_root)!r}.") from e

@@ -122,10 +122,12 @@ def load_fashion_mnist(*, root: str | os.PathLike | None = None, train: bool = T
                 from None
         from torchvision.datasets import FashionMNIST
 
+        from ..utils import DownloadError
+
         try:
             FashionMNIST(str(Path(root).expanduser()), train=train, download=True)
         except Exception as e:  # network errors come in many types
-            raise RuntimeError(f"could not download Fashion-MNIST ({type(e).__name__}: {e}). Without network "
+            raise DownloadError(f"could not download Fashion-MNIST ({type(e).__name__}: {e}). Without network "
                                f"access, install 'apt-get install dataset-fashion-mnist' or copy the four idx files "
                                f"from {OFFICIAL_URL} into {str(root)!r}") from None
         folder = find_fashion_mnist(root)

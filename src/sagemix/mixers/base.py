@@ -20,7 +20,7 @@ module re-exports them, so ``from sagemix.mixers.base import sample_beta`` keeps
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ from .pooling import PoolMixin
 from .sampling import draw_apply, random_permutation, sample_beta, sample_gamma
 from .targets import SOFT_TARGET_ATOL, check_images, mix_targets, to_soft_targets
 
-__all__ = ["MixOutput", "MixParams", "Mixer", "to_soft_targets", "check_images", "check_probability", "check_positive",
+__all__ = ["MixOutput", "MixParams", "Mixer", "BetaMixer", "to_soft_targets", "check_images", "check_probability", "check_positive",
            "check_nonnegative", "check_bool", "check_int", "check_channel_stats", "sample_beta", "sample_gamma",
            "random_permutation", "draw_apply", "check_alpha", "ALPHA_RANGE", "SOFT_TARGET_ATOL", "check_values",
            "to_device", "skip_mix", "mix_targets", "CIFAR10_MEAN", "CIFAR10_STD", "AUTO_POOL_PIXELS"]
@@ -159,6 +159,12 @@ class Mixer(PoolMixin):
         for key, value in flags.items():
             setattr(self, key, check_bool(value, key))
 
+    def set_checked(self, check: Callable[[Any, str], Any], **values: Any) -> None:
+        """Set each option of ``values`` under its own name after ``check(value, name)`` (one of
+        :mod:`sagemix.checks`' checks, e.g. ``self.set_checked(check_nonnegative, beta=beta, gamma=gamma)``)."""
+        for name, value in values.items():
+            setattr(self, name, check(value, name))
+
     def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
         """Validate and set ``self.mean`` and ``self.std`` (per channel, 0-1 scale, std > 0)."""
         self.mean, self.std = check_mean_std(mean, std)
@@ -233,3 +239,13 @@ class Mixer(PoolMixin):
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k not in ("generator",) and not k.startswith("_"))
         return f"{type(self).__name__}({opts})"
+
+
+class BetaMixer(Mixer):
+    """A mixer whose options are a Beta concentration ``alpha``, the probability ``prob`` of mixing a batch
+    and ``per_sample`` (one draw per sample instead of per batch): Mixup and CutMix."""
+
+    def __init__(self, *, alpha: float = 1.0, prob: float = 1.0, per_sample: bool = False,
+                 num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
+        super().__init__(num_classes=num_classes, generator=generator)
+        self.set_options(alpha=alpha, prob=prob, per_sample=per_sample)

@@ -15,6 +15,7 @@ Needs ``gco-wrapper``: ``pip install "sagemix[comixup]"``.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from ..functional.comixup import HALF_BIAS, VARIANTS, comixup, initial_labels, partition_bounds
 from ..functional.graphcut import import_gco
-from ..checks import check_alpha, check_bool, check_int, check_nonnegative, check_probability
+from ..checks import check_alpha, check_int, check_nonnegative, check_probability
 from .base import MixOutput, MixParams, Mixer
 from .sampling import sample_dirichlet
 from .registry import register_mixer
@@ -106,21 +107,13 @@ class CoMixup(Mixer):
                  warm_start: bool = False, half_bias: float = HALF_BIAS, stop_before_resolve: bool = False,
                  pool_size: int = 8, variant: str = "paper") -> None:
         super().__init__(num_classes=num_classes, generator=generator)
-        self.m_part = check_int(m_part, "m_part", 1)
-        self.m_block_num = check_int(m_block_num, "m_block_num", 1)
+        self.set_checked(functools.partial(check_int, minimum=1), m_part=m_part, m_block_num=m_block_num, niter=niter,
+                         pool_size=pool_size)
         self.alpha = check_alpha(alpha, "alpha")
-        self.beta = check_nonnegative(beta, "beta")
-        self.gamma = check_nonnegative(gamma, "gamma")
-        self.eta = check_nonnegative(eta, "eta")
+        self.set_checked(check_nonnegative, beta=beta, gamma=gamma, eta=eta, thres=thres, clean_lam=clean_lam,
+                         half_bias=half_bias)
         self.omega = check_probability(omega, "omega")
-        self.thres = check_nonnegative(thres, "thres")
-        self.niter = check_int(niter, "niter", 1)
-        self.set_resolve = check_bool(set_resolve, "set_resolve")
-        self.clean_lam = check_nonnegative(clean_lam, "clean_lam")
-        self.warm_start = check_bool(warm_start, "warm_start")
-        self.half_bias = check_nonnegative(half_bias, "half_bias")
-        self.stop_before_resolve = check_bool(stop_before_resolve, "stop_before_resolve")
-        self.pool_size = check_int(pool_size, "pool_size", 1)
+        self.set_options(set_resolve=set_resolve, warm_start=warm_start, stop_before_resolve=stop_before_resolve)
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.variant = variant

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..functional.boxes import paste_boxes, rand_box
 from ..debug import to_device
-from .base import MixOutput, MixParams, Mixer, skip_mix
+from .base import BetaMixer, MixOutput, MixParams, skip_mix
 from .sampling import draw_apply, random_permutation, sample_beta
 from .targets import mix_targets
 from .registry import register_mixer
@@ -56,7 +56,7 @@ def paste_partner_boxes(images: Tensor, targets: Tensor, params: BoxMixParams, b
 
 
 @register_mixer("cutmix")
-class CutMix(Mixer):
+class CutMix(BetaMixer):
     """CutMix (Yun et al., ICCV 2019).
 
     Args:
@@ -78,11 +78,6 @@ class CutMix(Mixer):
         >>> out.images.shape, out.targets.sum(1).allclose(torch.ones(5))
         (torch.Size([5, 3, 32, 32]), True)
     """
-
-    def __init__(self, *, alpha: float = 1.0, prob: float = 1.0, per_sample: bool = False,
-                 num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
-        super().__init__(num_classes=num_classes, generator=generator)
-        self.set_options(alpha=alpha, prob=prob, per_sample=per_sample)
 
     Params = BoxMixParams
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..functional.mixup import mixup
 from ..debug import to_device
-from .base import MixOutput, MixParams, Mixer, skip_mix
+from .base import BetaMixer, MixOutput, MixParams, skip_mix
 from .sampling import draw_apply, draw_lam_perm
 from .targets import mix_targets
 from .registry import register_mixer
@@ -38,7 +38,7 @@ class MixupParams(MixParams):
 
 
 @register_mixer("mixup")
-class Mixup(Mixer):
+class Mixup(BetaMixer):
     """Mixup (Zhang et al., ICLR 2018).
 
     Args:
@@ -59,11 +59,6 @@ class Mixup(Mixer):
         >>> out.targets.sum(1).allclose(torch.ones(5)), bool(((out.lam >= 0) & (out.lam <= 1)).all())
         (True, True)
     """
-
-    def __init__(self, *, alpha: float = 1.0, prob: float = 1.0, per_sample: bool = False,
-                 num_classes: int | None = None, generator: torch.Generator | None = None) -> None:
-        super().__init__(num_classes=num_classes, generator=generator)
-        self.set_options(alpha=alpha, prob=prob, per_sample=per_sample)
 
     Params = MixupParams
 

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..functional.graphcut import import_gco
 from ..functional.puzzlemix import TRANSPORT_RESOLVE, fgsm_draws, fgsm_noise, puzzle_mix, transport_cell
-from ..checks import check_bool, check_int, check_nonnegative, check_probability
+from ..checks import check_int, check_nonnegative, check_probability
 from .base import MixOutput, MixParams, Mixer
 from .constants import CIFAR10_MEAN, CIFAR10_STD
 from .sampling import random_permutation, sample_beta
@@ -114,22 +114,17 @@ class PuzzleMix(Mixer):
                  start_method: str | None = None, num_classes: int | None = None,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(num_classes=num_classes, generator=generator)
-        self.alpha = check_nonnegative(alpha, "alpha")
+        self.set_checked(check_nonnegative, alpha=alpha, beta=beta, gamma=gamma, eta=eta, t_eps=t_eps,
+                         clean_lam=clean_lam, adv_eps=adv_eps)
         self.n_labels = check_int(n_labels, "n_labels", 2)
-        self.beta = check_nonnegative(beta, "beta")
-        self.gamma = check_nonnegative(gamma, "gamma")
-        self.eta = check_nonnegative(eta, "eta")
         self.neigh_size = check_int(neigh_size, "neigh_size", 1)
-        self.transport = check_bool(transport, "transport")
-        self.t_eps = check_nonnegative(t_eps, "t_eps")
+        self.set_options(transport=transport)
         transport_cell(8, 8, (8, 8), t_size)  # validates t_size
         self.t_size = t_size
         if isinstance(grid_sizes, (str, bytes)) or not isinstance(grid_sizes, Sequence) or len(grid_sizes) == 0:
             raise ValueError(f"grid_sizes must be a non-empty sequence of ints >= 1, got {grid_sizes!r}")
         self.grid_sizes = tuple(check_int(n, "grid_sizes entries", 1) for n in grid_sizes)
-        self.clean_lam = check_nonnegative(clean_lam, "clean_lam")
         self.adv_p = check_probability(adv_p, "adv_p")
-        self.adv_eps = check_nonnegative(adv_eps, "adv_eps")
         self.set_normalization(mean, std)
         if transport_resolve not in TRANSPORT_RESOLVE:
             raise ValueError(f"transport_resolve must be one of {TRANSPORT_RESOLVE}, got {transport_resolve!r}")

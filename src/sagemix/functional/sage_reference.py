@@ -8,7 +8,8 @@ and :func:`smooth_naive` (the Gaussian smoothing of §1). It is far too slow for
 :mod:`sagemix.functional.sage_objective` compute the same numbers with batched tensor code, and
 ``tests/test_sage_functional.py`` checks that they agree.
 
-Nothing here imports from the rest of sagemix.
+Nothing here imports from the rest of sagemix but the constant ``EPS`` of :mod:`sagemix.checks` (the
+``ε = 1e-16`` of docs/SAGE.md §3-§4).
 """
 from __future__ import annotations
 
@@ -18,10 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["EPS", "normalize", "shift_map", "objective", "sage_mix_naive", "smooth_naive", "to_tensor"]
+from ..checks import EPS
 
-#: The floor of the mask's denominator (docs/SAGE.md §3-§4).
-EPS = 1e-16
+__all__ = ["EPS", "normalize", "shift_map", "objective", "sage_mix_naive", "smooth_naive", "to_tensor"]
 
 
 def normalize(s: np.ndarray) -> np.ndarray:

@@ -40,6 +40,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "(percentile, 10,000 resamples, fixed seed)")
     p.add_argument("--references", nargs="+", default=list(REFERENCES), metavar="METHOD",
                    help="methods to difference against, same model and seed (default: vanilla sage)")
+    p.add_argument("--endpoints", nargs="+", default=None, metavar="A:B[:METRIC]",
+                   help="primary endpoints, e.g. sage:vanilla:clean sage:mixup:corruptions: a table with paired "
+                        "intervals, raw and Holm-adjusted p-values over these endpoints, and verdict.json")
+    p.add_argument("--gate", action="store_true",
+                   help="check the gate before any verdict (a tuned, stable vanilla and a positive control: "
+                        "Mixup, Manifold Mixup or CutMix beating it, Holm-corrected); see sagemix.report.verdict")
+    p.add_argument("--gate-grid", nargs="+", default=None, metavar="DIR",
+                   help="run folders of the gate's vanilla lr/weight-decay grid")
     return p
 
 
@@ -47,11 +55,14 @@ def run(args: argparse.Namespace) -> int:
     """Collect the runs, write the report and print its Markdown."""
     from ..report import collect_runs, write_report
     from ._common import check_out_dir
+    from ..report.verdict import parse_endpoints, parse_gate
 
     check_out_dir(args.out)  # a file or an unwritable place: one line before reading the runs
     runs = collect_runs(args.runs)
+    endpoints = parse_endpoints(args.endpoints, "--endpoints") if args.endpoints else ()
+    gate = parse_gate({"grid": args.gate_grid} if args.gate_grid else {}, "--gate") if args.gate else None
     written = write_report(runs, args.out, plots=not args.no_plots, clean_key=args.clean_metric,
-                           references=args.references, ci=args.ci)
+                           references=args.references, ci=args.ci, endpoints=endpoints, gate=gate)
     print(written["report"].read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(p) for p in written.values()))
     return 0

@@ -17,7 +17,7 @@ _KEYS = {"description", "recipe", "out", "methods", "seeds", "models", "override
          "eval", "report", "estimate"}
 #: Config keys that the matrix sets for each run (not allowed in overrides or variants).
 MATRIX_KEYS = ("method", "model", "seed", "out", "name")
-_REPORT_KEYS = {"out", "plots", "clean_metric", "ci", "references"}
+_REPORT_KEYS = {"out", "plots", "clean_metric", "ci", "references", "endpoints", "gate"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
 
 
@@ -43,7 +43,8 @@ class ComparisonConfig:
         report_out: the report folder (default ``<out>/report``).
         report_plots: draw the report's plots.
         report_options: ``clean_metric``, ``ci`` and ``references`` of the report's paired tables
-            (:func:`sagemix.report.write_report`'s ``clean_key``, ``ci``, ``references``).
+            (:func:`sagemix.report.write_report`'s ``clean_key``, ``ci``, ``references``), and the primary
+            ``endpoints`` and the ``gate`` of :mod:`sagemix.report.verdict` (fixed here, before the runs).
         description: free text.
     """
 
@@ -136,7 +137,8 @@ class ComparisonConfig:
         return cls(recipe=recipe, out=out, methods=methods, seeds=list(seeds), models=models,
                    overrides=dict(overrides), method_overrides={k: dict(v) for k, v in mo.items()}, variants=variants,
                    eval_enabled=enabled, eval_options=eval_options, report_out=rep.get("out"),
-                   report_options={k: rep[k] for k in ("clean_metric", "ci", "references") if k in rep},
+                   report_options={k: rep[k] for k in ("clean_metric", "ci", "references", "endpoints", "gate")
+                                   if k in rep},
                    report_plots=bool(rep.get("plots", True)), description=desc)
 
 
@@ -199,6 +201,15 @@ def _check_report_options(rep: Mapping[str, Any]) -> None:
         raise ValueError(f"comparison key 'report.ci' must be one of {CI_METHODS}, got {rep['ci']!r}")
     if "references" in rep:
         _str_list(rep["references"], "report.references")
+    if "endpoints" in rep:
+        from ..report.verdict import parse_endpoints
+
+        parse_endpoints(rep["endpoints"], "comparison key 'report.endpoints'")
+    if "gate" in rep:
+        from ..report.verdict import parse_gate
+
+        parse_gate({k: v for k, v in rep["gate"].items() if k != "grid"} if isinstance(rep["gate"], dict)
+                   else rep["gate"], "comparison key 'report.gate'")
     if "plots" in rep and not isinstance(rep["plots"], bool):
         raise TypeError(f"comparison key 'report.plots' must be true or false, got {rep['plots']!r}")
 

@@ -178,6 +178,7 @@ def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] |
             result["failed"][o["name"]] = o["failed"]
     if report:
         from ..report import collect_runs, write_report
+        from ..report.verdict import parse_endpoints, parse_gate
 
         dirs = [s.run_dir for s in plan_runs(cfg) if rf.RunFolder(s.run_dir).summary_path.is_file()]
         if dirs:
@@ -185,7 +186,9 @@ def run_comparison(cfg: ComparisonConfig, *, only: Mapping[str, Sequence[Any]] |
             ro = cfg.report_options
             written = write_report(collect_runs(dirs), out, plots=cfg.report_plots,
                                    clean_key=ro.get("clean_metric", "final_acc"),
-                                   references=ro.get("references", ("vanilla", "sage")), ci=ro.get("ci", "t"))
+                                   references=ro.get("references", ("vanilla", "sage")), ci=ro.get("ci", "t"),
+                                   endpoints=parse_endpoints(ro["endpoints"]) if "endpoints" in ro else (),
+                                   gate=parse_gate(ro["gate"]) if "gate" in ro else None)
             result["report"] = written["report"]
             log(f"report: {written['report']}")
     return result

@@ -10,11 +10,12 @@ The paired and gap tables use finished runs only: a run still training has no fi
 """
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Callable, Sequence
 
 from .runs import Run
-from .stats import CI_METHODS, paired_difference
+from .stats import CI_METHODS, PairedDifference, holm, paired_difference
 from .tables import DASH, Table, _fmt, _groups, adversarial_numbers, clean_numbers, corruption_numbers, mean_std
 
 __all__ = ["CLEAN_KEYS", "REFERENCES", "metric_value", "paired_table", "paired_tables", "runs_table", "gap_numbers",
@@ -73,24 +74,43 @@ def paired_table(runs: Sequence[Run], metric: str = "clean", *, clean_key: str =
     groups = _groups(runs)
     values = {(model, method): _by_seed(rs, lambda r: metric_value(r, metric, clean_key))
               for model, method, rs in groups}
-    rows, raw = [], []
+    found: list[tuple[str, str, dict[int, float], list[PairedDifference | str]]] = []
     for model, method, _ in groups:
         mine = values[(model, method)]
         if not mine:
             continue
-        m, s = mean_std(list(mine.values()))
-        seeds = " ".join(f"{mine[k]:.2f}" for k in sorted(mine))
-        cells, vals = [], []
+        diffs: list[PairedDifference | str] = []
         for ref in refs:
             other = values.get((model, ref), {})
             common = sorted(set(mine) & set(other))
-            if method == ref or len(common) < 2:
-                cells.append(DASH if method != ref else "(reference)")
-                vals += [len(common) if method != ref else None, None, None, None, None]
+            if method == ref:
+                diffs.append("(reference)")
+            elif len(common) < 2:
+                diffs.append(DASH)
+            else:
+                diffs.append(paired_difference([mine[k] for k in common], [other[k] for k in common], method=ci,
+                                               seeds=common))
+        found.append((model, method, mine, diffs))
+    # Holm over each reference's column: the family of every method compared with that reference here.
+    q_by_ref = []
+    for j in range(len(refs)):
+        ds = [row[3][j] for row in found]
+        q_by_ref.append(holm([d.p if isinstance(d, PairedDifference) else math.nan for d in ds]))
+    rows, raw = [], []
+    for i, (model, method, mine, diffs) in enumerate(found):
+        m, s = mean_std(list(mine.values()))
+        seeds = " ".join(f"{mine[k]:.2f}" for k in sorted(mine))
+        cells, vals = [], []
+        for j, d in enumerate(diffs):
+            if not isinstance(d, PairedDifference):
+                cells += [d, DASH]
+                vals += [None if d == "(reference)" else len(set(mine) & set(values.get((model, refs[j]), {}))),
+                         None, None, None, None, None, None, None]
                 continue
-            d = paired_difference([mine[k] for k in common], [other[k] for k in common], method=ci, seeds=common)
-            cells.append(d.cell() + ("" if len(common) == len(mine) else f" (n={d.n})"))
-            vals += [d.n, d.mean, d.lo, d.hi, d.excludes_zero]
+            q = q_by_ref[j][i]
+            cells.append(d.cell() + ("" if d.n == len(mine) else f" (n={d.n})"))
+            cells.append(f"{_p(d.p)} ({_p(q)}) ±{d.resolvable:.2f}")
+            vals += [d.n, d.mean, d.lo, d.hi, d.excludes_zero, d.p, q, d.resolvable]
         rows.append([model, method, str(len(mine)), _fmt(m, s), seeds] + cells)
         raw.append([model, method, len(mine), m, s, ";".join(f"{k}:{mine[k]:.4f}" for k in sorted(mine))] + vals)
     what = (f"clean test accuracy ({clean_key.replace('_acc', '').replace('_', ' ')}, %)" if metric == "clean"
@@ -99,15 +119,25 @@ def paired_table(runs: Sequence[Run], metric: str = "clean", *, clean_key: str =
            else "percentile bootstrap of the mean paired difference (10,000 resamples, fixed seed)")
     return Table(
         f"paired_{metric}", f"Paired differences over seeds: {what}",
-        ["model", "method", "seeds", "mean ± std", "per seed (by seed)"] + [f"Δ vs {r} [95% CI]" for r in refs],
+        ["model", "method", "seeds", "mean ± std", "per seed (by seed)"]
+        + [c for r in refs for c in (f"Δ vs {r} [95% CI]", f"p (Holm) ±resolvable vs {r}")],
         rows, raw,
         note=f"Δ: mean over seeds of (method − reference) on the same model and seed (same data order and "
              f"initialisation), with its 95% confidence interval ({how}). * marks an interval that excludes 0 "
-             f"(distinguishable at the 5% level); without * these seeds cannot tell the two apart. (n=k): only "
-             f"k seeds pair up. — : fewer than 2 pairs. Unfinished runs are left out.",
+             f"(distinguishable at the 5% level, uncorrected); without * these seeds cannot tell the two apart. "
+             f"p: the paired t-test's two-sided p-value; (Holm): adjusted with Holm's method over this column's "
+             f"comparisons, the value to hold against 0.05 when reading the whole column; ±resolvable: the "
+             f"smallest difference these seeds resolve at their paired spread (the t interval's half-width). "
+             f"(n=k): only k seeds pair up. — : fewer than 2 pairs. Unfinished runs are left out.",
         csv_columns=["model", "method", "seeds", "mean", "std", "per_seed"]
                     + [c for r in refs for c in (f"n_vs_{r}", f"diff_vs_{r}", f"ci_lo_vs_{r}", f"ci_hi_vs_{r}",
-                                                 f"excludes_0_vs_{r}")])
+                                                 f"excludes_0_vs_{r}", f"p_vs_{r}", f"p_holm_vs_{r}",
+                                                 f"resolvable_vs_{r}")])
+
+
+def _p(p: float) -> str:
+    """A p-value in 3 significant places, ``<0.001`` below that."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def paired_tables(runs: Sequence[Run], *, clean_key: str = "final_acc", references: Sequence[str] = REFERENCES,

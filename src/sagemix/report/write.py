@@ -1,6 +1,7 @@
 """Writing the report: ``report.md``, one CSV per table and the plots."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -9,13 +10,14 @@ from .paired import REFERENCES, gap_table, paired_tables, runs_table
 from .plots import plot_accuracy_vs_cost, plot_learning_curves, plot_train_test_gap
 from .runs import Run
 from .tables import DASH, build_tables
+from .verdict import Endpoint, GateOptions, dataset_verdict, endpoints_table, gate_table
 
 __all__ = ["write_report"]
 
 
 def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool = True,
                  clean_key: str = "final_acc", references: Sequence[str] = REFERENCES,
-                 ci: str = "t") -> dict[str, Path]:
+                 ci: str = "t", endpoints: Sequence[Endpoint] = (), gate: GateOptions | None = None) -> dict[str, Path]:
     """Write ``report.md``, one CSV per table and the plots into ``out_dir``.
 
     Args:
@@ -26,6 +28,10 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool
         clean_key: the clean accuracy of the paired table (``best_acc``, ``final_acc``, ``median_last10_acc``).
         references: the methods the paired tables difference against (same model and seed).
         ci: the paired confidence interval, ``"t"`` or ``"bootstrap"`` (:mod:`sagemix.report.stats`).
+        endpoints: the primary endpoints (:mod:`sagemix.report.verdict`): a table at the top of the report.
+        gate: the gate's options: its checks at the top of the report.
+
+        With ``endpoints`` or ``gate``, ``verdict.json`` holds both (:func:`~sagemix.report.verdict.dataset_verdict`).
 
     Returns:
         ``{name: path}`` of the files written.
@@ -46,9 +52,23 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool
     md = ["# sagemix comparison report", "",
           f"{len(runs)} runs ({sum(r.finished for r in runs)} finished), dataset(s): {', '.join(datasets)}. "
           f"Missing numbers are shown as {DASH}.", ""]
+    verdict_tables: list = []
+    if endpoints or gate is not None:
+        verdict = dataset_verdict(runs, endpoints=endpoints, gate=gate, clean_key=clean_key)
+        p = out / "verdict.json"
+        atomic_write_text(p, json.dumps(verdict, indent=2) + "\n")
+        written["verdict"] = p
+        if gate is not None:
+            verdict_tables.append(gate_table(verdict["gate"]))
+        if endpoints:
+            verdict_tables.append(endpoints_table(verdict["endpoints"], alpha=gate.alpha if gate else 0.05))
+        md += ["## Verdict", ""]
     if paired:
-        md += ["## Paired differences over seeds", ""]
-    for t in paired + [gap_table(runs)] + tables + [runs_table(runs, clean_key=clean_key)]:
+        verdict_tables.append(None)  # the heading of the paired tables
+    for t in verdict_tables + paired + [gap_table(runs)] + tables + [runs_table(runs, clean_key=clean_key)]:
+        if t is None:
+            md += ["## Paired differences over seeds", ""]
+            continue
         if t is tables[0]:
             md += ["## Tables", ""]
         md.append(t.to_markdown())

@@ -1,0 +1,211 @@
+"""p-values, Holm's correction, the resolvable difference, the primary endpoints and the gate (issue 19)."""
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from sagemix.report import write_report
+from sagemix.report.paired import paired_table
+from sagemix.report.runs import Run
+from sagemix.report.stats import holm, paired_difference, paired_t_p, t_quantile
+from sagemix.report.verdict import (Endpoint, GateOptions, endpoint_results, gate_result, parse_endpoints,
+                                    parse_gate)
+
+
+def _naive_holm(p: list[float]) -> list[float]:
+    """Holm by its definition: q_i = max over the tests ranked at or before i of min(1, (m - rank + 1) p)."""
+    m = len(p)
+    rank = sorted(range(m), key=lambda i: p[i])
+    q = [0.0] * m
+    for pos, i in enumerate(rank):
+        q[i] = max(min(1.0, (m - k) * p[rank[k]]) for k in range(pos + 1))
+    return q
+
+
+def test_paired_p_value_matches_scipy() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(0)
+    for n in (2, 3, 5, 8):
+        for _ in range(5):
+            a = [rng.gauss(60, 2) for _ in range(n)]
+            b = [x - rng.gauss(0.5, 1) for x in a]
+            d = paired_difference(a, b)
+            assert d.p == pytest.approx(float(stats.ttest_rel(a, b).pvalue), rel=1e-6, abs=1e-9)
+
+
+def test_p_value_edge_cases() -> None:
+    assert paired_t_p(0.0, 0.0, 5) == 1.0 and paired_t_p(1.0, 0.0, 5) == 0.0
+    assert paired_difference([1, 2, 3], [1, 2, 3]).p == 1.0
+    with pytest.raises(ValueError, match="df must be"):
+        paired_t_p(1.0, 1.0, 1)
+    with pytest.raises(ValueError, match="finite"):
+        paired_t_p(math.nan, 1.0, 5)
+
+
+def test_holm_by_hand_and_against_its_definition() -> None:
+    # by hand: sorted 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> 0.06)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    rng = random.Random(1)
+    for m in (1, 2, 5, 9):
+        p = [rng.random() ** 3 for _ in range(m)]
+        q = holm(p)
+        assert q == pytest.approx(_naive_holm(p))
+        assert all(qi >= pi for qi, pi in zip(q, p)) and all(qi <= 1 for qi in q)
+    q = holm([0.01, math.nan, 0.02])  # NaN: no test, not counted in m
+    assert math.isnan(q[1]) and q[0] == pytest.approx(0.02) and q[2] == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="p-values"):
+        holm([1.5])
+
+
+def test_holm_on_the_committed_smallnet_clean_differences() -> None:
+    """The issue's check: of the nine clean differences to vanilla in results/evidence, Holm keeps two."""
+    import csv
+
+    path = Path(__file__).resolve().parents[1] / "results" / "evidence" / "report" / "paired_clean.csv"
+    rows = list(csv.DictReader(path.open()))
+    seeds = {r["method"]: dict(kv.split(":") for kv in r["per_seed"].split(";")) for r in rows}
+    van = seeds.pop("vanilla")
+    diffs = {m: paired_difference([float(v[s]) for s in sorted(v)], [float(van[s]) for s in sorted(v)])
+             for m, v in seeds.items()}
+    assert len(diffs) == 9
+    q = dict(zip(diffs, holm([d.p for d in diffs.values()])))
+    assert sum(d.excludes_zero for d in diffs.values()) == 6
+    assert sorted(m for m in q if q[m] < 0.05) == ["cutmix", "puzzlemix"]
+    assert q["sage"] >= 0.05
+
+
+def test_resolvable_is_the_interval_half_width() -> None:
+    a, b = [61.0, 63.0, 62.5, 60.0, 64.0], [60.0, 61.5, 62.0, 59.0, 62.0]
+    d = paired_difference(a, b)
+    diffs = [x - y for x, y in zip(a, b)]
+    sd = math.sqrt(sum((x - d.mean) ** 2 for x in diffs) / 4)
+    assert d.resolvable == pytest.approx(t_quantile(0.975, 4) * sd / math.sqrt(5))
+    assert d.resolvable == pytest.approx((d.hi - d.lo) / 2)
+    assert d.excludes_zero == (abs(d.mean) > d.resolvable)
+
+
+def _run(method: str, seed: int, final: float, *, corr: float | None = None, train: float = 100.0,
+         lr: float = 0.05, wd: float = 5e-3, curve: tuple[float, float] | None = None, base: str | None = None) -> Run:
+    before, last = curve if curve is not None else (final, final)
+    metrics = [{"epoch": 10, "train_acc": 50.0, "test_acc": 40.0},
+               {"epoch": 90, "train_acc": train, "test_acc": before},
+               {"epoch": 100, "train_acc": train, "test_acc": last}]
+    ev = {"corruptions": {"mean_acc": corr, "corruptions": {"fog": {"acc": [corr] * 5}}}} if corr is not None else {}
+    return Run(path=Path(f"/r/m-{method}-s{seed}"), method=method, model="m", dataset="fashion_mnist", seed=seed,
+               summary={"final_acc": final, "best_acc": final, "median_last10_acc": final, "finished": True},
+               config={"lr": lr, "weight_decay": wd}, metrics=metrics, eval=ev, base_method=base or method)
+
+
+VAN = [80.0, 81.5, 80.5, 82.0, 81.0]
+
+
+def _gate_matrix(mixup_gain: list[float], *, stuck: bool = False) -> list[Run]:
+    runs = [_run("vanilla", s, v, corr=v - 10) for s, v in enumerate(VAN)]
+    runs += [_run("mixup", s, v + mixup_gain[s], train=90.0) for s, v in enumerate(VAN)]
+    runs += [_run("manifold_mixup", s, v + [0.5, -0.5, 0.2, -0.3, 0.1][s]) for s, v in enumerate(VAN)]
+    runs += [_run("cutmix", s, v - 1 if not (stuck and s == 2) else 40.0) for s, v in enumerate(VAN)]
+    runs += [_run("sage", s, v + 1.0 + 0.1 * s, corr=v - 9) for s, v in enumerate(VAN)]
+    return runs
+
+
+GRID = tuple(_run(f"vanilla_{lr}_{wd}", s, 78.0 + s * 0.5, lr=lr, wd=wd, base="vanilla")
+             for lr, wd in [(0.02, 5e-3), (0.1, 5e-3), (0.05, 5e-4)] for s in (0, 1))
+
+
+def test_gate_passes_with_a_clear_control_and_fails_without() -> None:
+    good = gate_result(_gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0]), GateOptions(grid=GRID))
+    assert good["passed"] and good["control"] == "mixup"
+    assert good["control_minus_vanilla"] == pytest.approx(2.04)
+    assert good["vanilla_sd"] == pytest.approx(0.7905694, rel=1e-6) and good["seeds"] == 5
+    ctrl = {c["method"]: c for c in good["checks"]["positive_control"]["controls"]}
+    # Holm over the three controls, by hand from their raw p-values
+    assert [ctrl[m]["p_holm"] for m in ("mixup", "manifold_mixup", "cutmix")] == pytest.approx(
+        _naive_holm([ctrl[m]["p"] for m in ("mixup", "manifold_mixup", "cutmix")]))
+    assert ctrl["mixup"]["passes"] and not ctrl["cutmix"]["passes"]  # cutmix is reliably *worse*: no control
+    assert good["checks"]["vanilla_tuned"]["ok"] and len(good["checks"]["vanilla_tuned"]["grid"]) == 4
+
+    weak = gate_result(_gate_matrix([2.0, -1.0, 1.5, 0.5, 0.0]), GateOptions(grid=GRID))
+    assert not weak["passed"] and not weak["checks"]["positive_control"]["ok"]
+    assert weak["checks"]["vanilla_sd"]["ok"]  # the rest still holds: only the control failed
+
+    untuned = gate_result(_gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0]), GateOptions(grid=GRID[:2]))
+    assert not untuned["passed"] and not untuned["checks"]["vanilla_tuned"]["ok"]  # 2 settings < 4
+    better = GRID + tuple(_run("vanilla_x", s, 90.0, lr=0.2, wd=5e-3, base="vanilla") for s in (0, 1))
+    assert not gate_result(_gate_matrix([2.0] * 5), GateOptions(grid=better))["checks"]["vanilla_tuned"]["ok"]
+
+
+def test_gate_flags_plateau_runs_unfit_and_unconverged_vanilla() -> None:
+    g = gate_result(_gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0], stuck=True), GateOptions(grid=GRID))
+    assert not g["passed"] and g["checks"]["no_plateau_runs"]["value"][0].startswith("cutmix seed 2")
+    runs = _gate_matrix([2.0] * 5)
+    runs[0] = _run("vanilla", 0, VAN[0], train=95.0, curve=(78.0, VAN[0]))
+    g = gate_result(runs, GateOptions(grid=GRID))
+    assert not g["checks"]["vanilla_fits"]["ok"] and g["checks"]["vanilla_fits"]["value"] == 95.0
+    assert g["checks"]["vanilla_converged"]["value"] == pytest.approx(0.4)  # (2.0 + 0 + 0 + 0 + 0) / 5
+    runs[0] = _run("vanilla", 0, VAN[0], curve=(78.0, VAN[0]))  # fits, still moving 2 points at the end
+    assert gate_result(runs, GateOptions(grid=GRID, max_last_change=0.5))["passed"]
+    g = gate_result(runs, GateOptions(grid=GRID, max_last_change=0.3))
+    assert not g["passed"] and not g["checks"]["vanilla_converged"]["ok"] and g["checks"]["vanilla_fits"]["ok"]
+
+
+def test_endpoints_by_hand() -> None:
+    runs = _gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0])
+    eps = [Endpoint("sage", "vanilla", "clean"), Endpoint("sage", "mixup", "clean"),
+           Endpoint("sage", "vanilla", "corruptions"), Endpoint("sage", "comixup", "clean")]
+    res = endpoint_results(runs, eps)
+    d = [1.0 + 0.1 * s for s in range(5)]
+    assert res[0]["diff"] == pytest.approx(sum(d) / 5) and res[0]["n"] == 5
+    assert res[2]["diff"] == pytest.approx(1.0) and res[2]["p"] == 0.0  # every seed exactly +1
+    assert res[3]["n"] == 0 and res[3]["p"] is None and res[3]["p_holm"] is None  # no comixup runs
+    ps = [r["p"] for r in res[:3]]
+    assert [r["p_holm"] for r in res[:3]] == pytest.approx(_naive_holm(ps))
+    ref = paired_difference([v + x for v, x in zip(VAN, d)], VAN)
+    assert res[0]["ci"] == pytest.approx([ref.lo, ref.hi]) and res[0]["resolvable"] == pytest.approx(ref.resolvable)
+
+
+def test_parse_endpoints_and_gate_errors() -> None:
+    assert parse_endpoints(["sage:vanilla", {"a": "sage", "b": "mixup", "metric": "corruptions"}]) == [
+        Endpoint("sage", "vanilla", "clean"), Endpoint("sage", "mixup", "corruptions")]
+    for bad, match in [([], "non-empty"), (["sage"], "not 'a:b'"), (["sage:sage"], "two different"),
+                       (["sage:vanilla:top5"], "metric must be"), (["a:b", "a:b"], "twice"), ([{"a": 1}], "keys")]:
+        with pytest.raises(ValueError, match=match):
+            parse_endpoints(bad)
+    assert parse_gate({"controls": ["mixup"], "max_sd": 1.5}).controls == ("mixup",)
+    for bad, match in [({"nope": 1}, "unknown"), ({"controls": "mixup"}, "controls"), ({"alpha": -1}, "alpha"),
+                       ([], "must be an object")]:
+        with pytest.raises(ValueError, match=match):
+            parse_gate(bad)
+
+
+def test_paired_table_holm_column_is_per_reference() -> None:
+    runs = _gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0])
+    t = paired_table(runs, "clean", references=["vanilla"])
+    raw = {r[1]: r for r in t.raw}
+    # columns per reference: n, diff, lo, hi, excludes_0, p, p_holm, resolvable
+    methods = ["mixup", "manifold_mixup", "cutmix", "sage"]
+    ps = [raw[m][6 + 5] for m in methods]
+    assert [raw[m][6 + 6] for m in methods] == pytest.approx(_naive_holm(ps))
+    assert raw["vanilla"][6 + 5] is None
+    row = {r[1]: r for r in t.rows}["mixup"]
+    assert row[6].startswith("<0.001 (") or row[6][0] == "0"
+
+
+def test_write_report_writes_the_verdict(tmp_path: Path) -> None:
+    runs = _gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0])
+    written = write_report(runs, tmp_path / "rep", plots=False, references=["vanilla"],
+                           endpoints=parse_endpoints(["sage:vanilla:clean", "sage:mixup:clean"]),
+                           gate=GateOptions(grid=GRID))
+    v = json.loads(written["verdict"].read_text())
+    assert v["gate"]["passed"] is True and v["gate"]["control"] == "mixup"
+    assert {"passed", "control", "control_minus_vanilla", "ci", "seeds", "vanilla_sd"} <= set(v["gate"])
+    assert v["seeds"] == [0, 1, 2, 3, 4] and "sage" in v["methods"]
+    assert [(e["a"], e["b"], e["metric"]) for e in v["endpoints"]] == [("sage", "vanilla", "clean"),
+                                                                       ("sage", "mixup", "clean")]
+    assert {"diff", "ci", "p", "p_holm"} <= set(v["endpoints"][0])
+    md = written["report"].read_text()
+    assert md.index("## Verdict") < md.index("## Paired differences") and "PASSED" in md
+    assert "Primary endpoints" in md and "p (Holm)" in md

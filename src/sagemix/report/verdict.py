@@ -176,7 +176,7 @@ def parse_gate(value: Any, where: str = "gate") -> GateOptions:
         kw["controls"] = tuple(str(c) for c in kw["controls"])
     for key in ("alpha", "max_sd", "min_train_acc", "max_last_change", "plateau_drop", "tuned_tolerance",
                 "min_seeds", "min_grid"):
-        if key in kw and (not is_number(kw[key]) or kw[key] < 0):
+        if key in kw and (not is_number(kw[key]) or not math.isfinite(kw[key]) or kw[key] < 0):
             raise ValueError(f"{where}.{key} must be a non-negative number, got {kw[key]!r}")
     if "grid" in kw:
         from .runs import collect_runs

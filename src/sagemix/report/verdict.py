@@ -130,7 +130,7 @@ def endpoints_table(results: Sequence[Mapping[str, Any]], alpha: float = 0.05) -
                      _num(r["resolvable"], ".2f"), verdict])
         raw.append([r["a"], r["b"], r["metric"], r["n"], r["diff"], None if ci is None else ci[0],
                     None if ci is None else ci[1], r["p"], r["p_holm"], r["resolvable"], verdict])
-    return Table("endpoints", "Primary endpoints (fixed in the comparison config before the runs)",
+    return Table("endpoints", "Primary endpoints (the comparison config's report.endpoints, or --endpoints)",
                  ["a", "b", "metric", "seeds", "Δ = a − b", "95% CI", "p", "p (Holm)", "resolvable", "verdict"],
                  rows, raw,
                  note=f"Paired over seeds (same model and seed). p: the paired t-test's two-sided p-value; p (Holm): "

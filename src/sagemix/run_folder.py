@@ -155,6 +155,11 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
     raise FileNotFoundError(f"no run folder or checkpoint at {str(p)!r}")
 
 
+def _run_file(name: str) -> property:
+    """The read-only property ``<run>/<name>`` of a :class:`RunFolder`."""
+    return property(lambda self: self.path / name, doc=f"``<run>/{name}``.")
+
+
 @dataclass(frozen=True, init=False)
 class RunFolder:
     """A run folder: paths of its files, and readers.
@@ -170,36 +175,13 @@ class RunFolder:
             raise TypeError(f"path must be a str or os.PathLike run folder, got {type(path).__name__}")
         object.__setattr__(self, "path", Path(path))
 
-    # -- paths
-    @property
-    def config_path(self) -> Path:
-        """``<run>/config.json``."""
-        return self.path / CONFIG_FILE
-
-    @property
-    def summary_path(self) -> Path:
-        """``<run>/summary.json``."""
-        return self.path / SUMMARY_FILE
-
-    @property
-    def metrics_path(self) -> Path:
-        """``<run>/metrics.jsonl``."""
-        return self.path / METRICS_JSONL
-
-    @property
-    def metrics_csv_path(self) -> Path:
-        """``<run>/metrics.csv``."""
-        return self.path / METRICS_CSV
-
-    @property
-    def checkpoint_path(self) -> Path:
-        """``<run>/checkpoint.pt`` (whether or not it exists)."""
-        return self.path / CHECKPOINT_FILE
-
-    @property
-    def eval_dir(self) -> Path:
-        """``<run>/eval``."""
-        return self.path / EVAL_DIR
+    # -- paths (whether or not the files exist)
+    config_path = _run_file(CONFIG_FILE)
+    summary_path = _run_file(SUMMARY_FILE)
+    metrics_path = _run_file(METRICS_JSONL)
+    metrics_csv_path = _run_file(METRICS_CSV)
+    checkpoint_path = _run_file(CHECKPOINT_FILE)
+    eval_dir = _run_file(EVAL_DIR)
 
     # -- reading
     def is_run(self) -> bool:

@@ -15,13 +15,15 @@ import argparse
 import os
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..checks import is_int
 
-__all__ = ["usable_cpus", "add_threads_argument", "parse_threads", "auto_threads", "apply_threads", "add_progress_arguments",
-           "progress_enabled", "check_out_dir", "check_methods", "check_mixer_options", "report_missing_extras", "parse_seed"]
+__all__ = ["add_command", "usable_cpus", "add_threads_argument", "parse_threads", "auto_threads", "apply_threads",
+           "add_progress_arguments", "progress_enabled", "check_out_dir", "check_methods", "check_mixer_options",
+           "report_missing_extras", "parse_seed"]
 
 
 def usable_cpus() -> int:
@@ -76,6 +78,13 @@ def parse_seed(text: str) -> int:
     if not 0 <= value <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**64 - 1 (torch's seed range), got {text!r}")
     return value
+
+
+def add_command(subparsers: Any, name: str, *, help: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """Register subcommand ``name``: its one-line ``help``, its ``description`` (re-wrapped at 100 columns)
+    and its ``examples`` (printed as written, after the options)."""
+    return subparsers.add_parser(name, help=help, description=textwrap.fill(" ".join(description.split()), 100),
+                                 epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_threads_argument(p: argparse.ArgumentParser) -> None:

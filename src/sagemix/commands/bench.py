@@ -7,13 +7,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import (add_progress_arguments, add_threads_argument, apply_threads, check_methods, check_mixer_options,
-                      check_out_dir, parse_seed, progress_enabled, report_missing_extras)
+from ._common import (add_command, add_progress_arguments, add_threads_argument, apply_threads, check_methods,
+                      check_mixer_options, check_out_dir, parse_seed, progress_enabled, report_missing_extras)
 
 __all__ = ["add_parser", "run", "SCALE_PARTS"]
 
 #: The parts of ``sagemix bench --scale``.
 SCALE_PARTS = ("loader", "search", "mixers")
+
+DESCRIPTION = """\
+Time one training step (MixStep + SGD step) of each method on one model, batch and device (median of
+interleaved steps after warm-up; each method's ratio to vanilla measured in the same run), the
+saliency pass and the mixer alone, peak memory, and the mixing kernels alone (SAGE's sage_mix at
+K=39 and exhaustive, Puzzle Mix's and Co-Mixup's mask optimisation). Prints a Markdown table; --out
+writes bench.json and bench.md.
+"""
 
 EXAMPLES = """examples:
   sagemix bench                                   # every method, PreActResNet18, 32x32, B=100, CPU
@@ -28,15 +36,8 @@ EXAMPLES = """examples:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``bench`` subcommand."""
-    p = subparsers.add_parser(
-        "bench", help="time and peak memory of one training step per method, ratios to vanilla",
-        description="Time one training step (MixStep + SGD step) of each method on one model, batch and "
-                    "device (median of interleaved steps after warm-up; each method's ratio to vanilla "
-                    "measured in the same run), the saliency pass and the mixer alone, peak memory, and "
-                    "the mixing kernels alone (SAGE's sage_mix at K=39 and exhaustive, Puzzle Mix's and "
-                    "Co-Mixup's mask optimisation). Prints a Markdown table; --out writes bench.json and "
-                    "bench.md.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "bench", help="time and peak memory of one training step per method, ratios to vanilla",
+                    description=DESCRIPTION, examples=EXAMPLES)
     p.add_argument("--methods", nargs="+", default=None, metavar="NAME",
                    help="methods to time (default: all registered); vanilla is always included")
     p.add_argument("--model", default="preactresnet18", help="model name (default: preactresnet18)")

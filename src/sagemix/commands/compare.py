@@ -7,10 +7,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import (add_threads_argument, auto_threads, check_methods, check_out_dir, parse_seed,
+from ._common import (add_command, add_threads_argument, auto_threads, check_methods, check_out_dir, parse_seed,
                       report_missing_extras)
 
 __all__ = ["add_parser", "run"]
+
+DESCRIPTION = """\
+Train every (model, method, seed) of a comparison config with one recipe (in this process, through
+sagemix.train), evaluate each finished run in this process too (as `sagemix eval` would, with the
+config's eval flags and options), and write the report (sagemix report). Running it again continues:
+runs whose summary.json says finished are not redone, interrupted ones are resumed from their
+checkpoint, evaluations whose files exist are skipped.
+"""
 
 EXAMPLES = """examples:
   sagemix compare --config configs/offline_comparison.json            # run (or continue) everything
@@ -23,15 +31,8 @@ EXAMPLES = """examples:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``compare`` subcommand."""
-    p = subparsers.add_parser(
-        "compare", help="train and evaluate a matrix of methods x seeds with one recipe, then report",
-        description="Train every (model, method, seed) of a comparison config with one recipe (in this "
-                    "process, through sagemix.train), evaluate each finished run in this process "
-                    "too (as `sagemix eval` would, with the config's eval flags and options), and write the "
-                    "report (sagemix report). Running it again continues: runs whose summary.json says "
-                    "finished are not redone, interrupted ones are resumed from their checkpoint, "
-                    "evaluations whose files exist are skipped.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "compare", description=DESCRIPTION, examples=EXAMPLES,
+                    help="train and evaluate a matrix of methods x seeds with one recipe, then report")
     p.add_argument("--config", required=True, metavar="FILE", help="the comparison JSON file")
     p.add_argument("--methods", nargs="+", default=None, metavar="NAME", help="only these methods")
     p.add_argument("--seeds", nargs="+", type=parse_seed, default=None, metavar="SEED", help="only these seeds")

@@ -12,10 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import Stopwatch, atomic_write_json, atomic_write_text
-from ._common import add_progress_arguments, add_threads_argument, apply_threads, check_methods, check_out_dir, \
-    parse_seed, progress_enabled
+from ._common import (add_command, add_progress_arguments, add_threads_argument, apply_threads, check_methods,
+                      check_out_dir, parse_seed, progress_enabled)
 
 METHODS = ("vanilla", "mixup", "cutmix", "sage")
+
+DESCRIPTION = """\
+Train a small network on the offline dataset with vanilla, Mixup, CutMix and SAGE (same budget, same
+seed), print the test accuracy and the time per step relative to vanilla, and save a picture of
+SAGE's mixes.
+"""
 
 EXAMPLES = """\
 examples:
@@ -57,11 +63,8 @@ def spread_note() -> str:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``demo``; returns its parser."""
-    p = subparsers.add_parser("demo", help="compare vanilla, Mixup, CutMix and SAGE in a few CPU minutes, offline",
-                              description="Train a small network on the offline dataset with vanilla, Mixup, CutMix "
-                                          "and SAGE (same budget, same seed), print the test accuracy and the time "
-                                          "per step relative to vanilla, and save a picture of SAGE's mixes.",
-                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "demo", help="compare vanilla, Mixup, CutMix and SAGE in a few CPU minutes, offline",
+                    description=DESCRIPTION, examples=EXAMPLES)
     p.add_argument("--out", default="sagemix-demo", help="output folder (default ./sagemix-demo)")
     p.add_argument("--seed", type=parse_seed, default=0, help="the one seed of every run (default 0)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",

@@ -17,9 +17,15 @@ import argparse
 from typing import Any
 
 from ..evaluate.options import add_eval_arguments, options_from_args, parse_options
-from ._common import add_threads_argument, auto_threads
+from ._common import add_command, add_threads_argument, auto_threads
 
 __all__ = ["add_parser", "add_eval_arguments", "options_from_args", "parse_options", "run"]
+
+DESCRIPTION = """\
+Evaluate a trained run (or checkpoint): clean test accuracy always; optionally accuracy under
+CIFAR-C corruptions, under FGSM/PGD, and few-shot transfer to novel classes. Results are written to
+<run>/eval/ and printed as a table.
+"""
 
 EXAMPLES = """\
 examples:
@@ -37,12 +43,8 @@ every method is judged on the same tasks.
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``eval``; returns its parser."""
-    p = subparsers.add_parser(
-        "eval", help="evaluate a run: clean, corruptions, adversarial (FGSM/PGD), few-shot",
-        description="Evaluate a trained run (or checkpoint): clean test accuracy always; optionally accuracy "
-                    "under CIFAR-C corruptions, under FGSM/PGD, and few-shot transfer to novel classes. "
-                    "Results are written to <run>/eval/ and printed as a table.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "eval", help="evaluate a run: clean, corruptions, adversarial (FGSM/PGD), few-shot",
+                    description=DESCRIPTION, examples=EXAMPLES)
     p.add_argument("run", metavar="CHECKPOINT_OR_RUN_DIR", help="a run folder (with checkpoint.pt) or a checkpoint file")
     add_eval_arguments(p)
     add_threads_argument(p)

@@ -10,7 +10,14 @@ import json
 import sys
 from typing import Any
 
+from ._common import add_command
+
 KINDS = ("methods", "models", "datasets", "recipes")
+
+DESCRIPTION = """\
+List the mixing methods, models, datasets and training recipes available in this build (the names
+`sagemix train` accepts).
+"""
 
 EXAMPLES = """\
 examples:
@@ -22,10 +29,8 @@ examples:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``list``; returns its parser."""
-    p = subparsers.add_parser("list", help="list methods, models, datasets and recipes",
-                              description="List the mixing methods, models, datasets and training recipes "
-                                          "available in this build (the names `sagemix train` accepts).",
-                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "list", help="list methods, models, datasets and recipes",
+                    description=DESCRIPTION, examples=EXAMPLES)
     p.add_argument("kind", nargs="?", choices=[*KINDS, "all"], default="all", help="what to list (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p

@@ -3,7 +3,20 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_command
+
 __all__ = ["add_parser", "run"]
+
+DESCRIPTION = """\
+Collect run folders (a folder that is not a run is searched for runs) and write report.md with:
+clean accuracy (best, final, median of the last 10 epochs; mean ± std over seeds) per model and
+method; corruption accuracy per corruption and mean; adversarial (FGSM) accuracy; few-shot accuracy
+with 95% CIs; time per epoch and per step (wall and process CPU) relative to vanilla; for clean,
+corruption-mean and FGSM accuracy the paired difference of each method to vanilla and to SAGE over
+the seeds both ran, with its 95%% confidence interval (* where it excludes 0); every run's own
+numbers; the train/test gap; one CSV per table; accuracy-vs-cost, learning-curve and train/test-gap
+plots. Missing numbers (no evaluation run) are shown as '—', never invented.
+"""
 
 EXAMPLES = """examples:
   sagemix report runs/offline --out runs/offline/report      # every run folder under runs/offline
@@ -17,19 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     from ..report.paired import CLEAN_KEYS, REFERENCES
     from ..report.stats import CI_METHODS
 
-    p = subparsers.add_parser(
-        "report", help="tables (Markdown, CSV) and plots comparing run folders",
-        description="Collect run folders (a folder that is not a run is searched for runs) and write "
-                    "report.md with: clean accuracy (best, final, median of the last 10 epochs; mean ± std "
-                    "over seeds) per model and method; corruption accuracy per corruption and mean; "
-                    "adversarial (FGSM) accuracy; few-shot accuracy with 95% CIs; time per epoch and per "
-                    "step (wall and process CPU) relative to vanilla; for clean, corruption-mean and FGSM "
-                    "accuracy the paired difference of each method to vanilla and to SAGE over the seeds "
-                    "both ran, with its 95%% confidence interval (* where it excludes 0); every run's own "
-                    "numbers; the train/test gap; one CSV per table; accuracy-vs-cost, learning-curve and "
-                    "train/test-gap plots. Missing numbers (no evaluation run) are shown as '—', never "
-                    "invented.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "report", help="tables (Markdown, CSV) and plots comparing run folders",
+                    description=DESCRIPTION, examples=EXAMPLES)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders, or folders holding run folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for report.md, *.csv, *.png")
     p.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")

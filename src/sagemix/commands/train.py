@@ -13,8 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import (add_threads_argument, auto_threads, check_mixer_options, check_out_dir, progress_enabled,
-                      usable_cpus)
+from ._common import (add_command, add_threads_argument, auto_threads, check_mixer_options, check_out_dir,
+                      progress_enabled, usable_cpus)
+
+DESCRIPTION = """\
+Train a model with a mixing method (SAGE, Mixup, CutMix, ...) following a recipe (`sagemix list
+recipes`) or the defaults (the shared CIFAR protocol), evaluating the clean test accuracy after
+every epoch.
+"""
 
 EXAMPLES = """\
 examples:
@@ -41,12 +47,8 @@ Threads: --threads auto (the default) uses 1 torch thread when the machine is bu
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``train``; returns its parser."""
-    p = subparsers.add_parser(
-        "train", help="train a model with a mixing method (recipes, overrides, resume, torchrun DDP)",
-        description="Train a model with a mixing method (SAGE, Mixup, CutMix, ...) following a recipe "
-                    "(`sagemix list recipes`) or the defaults (the shared CIFAR protocol), evaluating the clean "
-                    "test accuracy after every epoch.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "train", description=DESCRIPTION, examples=EXAMPLES,
+                    help="train a model with a mixing method (recipes, overrides, resume, torchrun DDP)")
     p.add_argument("recipe", nargs="?", default=None,
                    help="a bundled recipe name or a JSON file (default: the built-in defaults, or the run "
                         "folder's config.json with --resume)")

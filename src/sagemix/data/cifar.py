@@ -25,33 +25,21 @@ from .registry import ImageData, register_dataset, resize_images
 
 __all__ = ["load_cifar", "CIFAR_SPECS", "default_data_root"]
 
+def _spec(stem: str, folder: str, md5: str, **keys: Any) -> dict[str, Any]:
+    """One release's files: ``<stem>-python.tar.gz`` from Alex Krizhevsky's page, extracted into ``folder``."""
+    archive = f"{stem}-python.tar.gz"
+    return {"folder": folder, "archive": archive, "url": f"https://www.cs.toronto.edu/~kriz/{archive}", "md5": md5,
+            **keys}
+
+
 CIFAR_SPECS: dict[str, dict[str, Any]] = {
-    "cifar10": {
-        "folder": "cifar-10-batches-py",
-        "archive": "cifar-10-python.tar.gz",
-        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        "md5": "c58f30108f718f92721af3b95e74349a",
-        "train": [f"data_batch_{i}" for i in range(1, 6)],
-        "test": ["test_batch"],
-        "meta": "batches.meta",
-        "label_key": "labels",
-        "names_key": "label_names",
-        "mean": (125.3 / 255, 123.0 / 255, 113.9 / 255),
-        "std": (63.0 / 255, 62.1 / 255, 66.7 / 255),
-    },
-    "cifar100": {
-        "folder": "cifar-100-python",
-        "archive": "cifar-100-python.tar.gz",
-        "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-        "md5": "eb9058c3a382ffc7106e4002c42a8d85",
-        "train": ["train"],
-        "test": ["test"],
-        "meta": "meta",
-        "label_key": "fine_labels",
-        "names_key": "fine_label_names",
-        "mean": (129.3 / 255, 124.1 / 255, 112.4 / 255),
-        "std": (68.2 / 255, 65.4 / 255, 70.4 / 255),
-    },
+    "cifar10": _spec("cifar-10", "cifar-10-batches-py", "c58f30108f718f92721af3b95e74349a",
+                     train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"], meta="batches.meta",
+                     label_key="labels", names_key="label_names",
+                     mean=(125.3 / 255, 123.0 / 255, 113.9 / 255), std=(63.0 / 255, 62.1 / 255, 66.7 / 255)),
+    "cifar100": _spec("cifar-100", "cifar-100-python", "eb9058c3a382ffc7106e4002c42a8d85",
+                      train=["train"], test=["test"], meta="meta", label_key="fine_labels", names_key="fine_label_names",
+                      mean=(129.3 / 255, 124.1 / 255, 112.4 / 255), std=(68.2 / 255, 65.4 / 255, 70.4 / 255)),
 }
 
 

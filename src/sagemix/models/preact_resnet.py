@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..checks import is_int
 from .registry import register_model
-from .staged import PoolHead, StagedNet, check_num_classes, init_weights
+from .staged import PoolHead, StagedNet, build_stages, check_num_classes, init_weights
 
 __all__ = ["PreActBlock", "PreActResNet", "preactresnet18"]
 
@@ -70,16 +70,8 @@ class PreActResNet(StagedNet):
         if stem_stride not in (1, 2) or isinstance(stem_stride, bool):
             raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
         self.stem = nn.Conv2d(3, width, 3, stride=stem_stride, padding=1, bias=False)
-        stages = []
-        in_ch = width
-        for i, n in enumerate(blocks):
-            ch = width * 2 ** i
-            layers = []
-            for j in range(n):
-                layers.append(PreActBlock(in_ch, ch, stride=(1 if i == 0 or j > 0 else 2)))
-                in_ch = ch
-            stages.append(nn.Sequential(*layers))
-        self.stages = nn.ModuleList(stages)
+        self.stages, in_ch = build_stages(lambda i, o, stride: PreActBlock(i, o, stride=stride), width,
+                                          [width * 2 ** i for i in range(len(blocks))], blocks)
         self.head = PoolHead(in_ch, final_bn=bool(final_bn))
         self.fc = nn.Linear(in_ch, num_classes)
         init_weights(self)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..checks import is_int
 from .registry import register_model
-from .staged import PoolHead, StagedNet, check_num_classes, init_weights
+from .staged import PoolHead, StagedNet, build_stages, check_num_classes, init_weights
 
 __all__ = ["ResNeXtBottleneck", "ResNeXt", "resnext29_4_24"]
 
@@ -68,16 +68,10 @@ class ResNeXt(StagedNet):
                 raise ValueError(f"{arg} must be a positive int, got {val!r}")
         n = (depth - 2) // 9
         self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
-        in_ch = 64
-        stages = []
-        for i, planes in enumerate((64, 128, 256)):
-            layers = []
-            for j in range(n):
-                layers.append(ResNeXtBottleneck(in_ch, planes, cardinality=cardinality, base_width=base_width,
-                                                stride=(2 if i > 0 and j == 0 else 1)))
-                in_ch = planes * ResNeXtBottleneck.expansion
-            stages.append(nn.Sequential(*layers))
-        self.stages = nn.ModuleList(stages)
+        self.stages, in_ch = build_stages(
+            lambda i, planes, stride: ResNeXtBottleneck(i, planes, cardinality=cardinality, base_width=base_width,
+                                                        stride=stride),
+            64, (64, 128, 256), (n, n, n), expansion=ResNeXtBottleneck.expansion)
         self.head = PoolHead(in_ch, final_bn=False)
         self.fc = nn.Linear(in_ch, num_classes)
         init_weights(self)

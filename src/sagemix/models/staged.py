@@ -18,13 +18,13 @@ https://arxiv.org/abs/2211.00113), itself taken from Puzzle Mix / Co-Mixup.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from torch import Tensor, nn
 
 from ..checks import is_int
 
-__all__ = ["StagedNet", "PoolHead", "init_weights", "check_num_classes"]
+__all__ = ["StagedNet", "PoolHead", "init_weights", "check_num_classes", "build_stages"]
 
 MixFn = Callable[[Tensor], Tensor]
 
@@ -125,3 +125,23 @@ def check_num_classes(num_classes: Any) -> int:
     if num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes}")
     return num_classes
+
+
+def build_stages(block: Callable[[int, int, int], nn.Module], in_channels: int, widths: Sequence[int],
+                 blocks: Sequence[int], expansion: int = 1) -> tuple[nn.ModuleList, int]:
+    """The residual stages of a CIFAR network, and their output width.
+
+    Stage ``i`` holds ``blocks[i]`` blocks ``block(in_ch, widths[i], stride)``, each putting out
+    ``widths[i] * expansion`` channels; the first block of every stage but the first has stride 2
+    (it halves the resolution), every other block stride 1. Blocks are built in order, so the
+    modules (and the random draws of their default initialisation) come in the order of the loops
+    they replace.
+    """
+    stages = []
+    for i, (width, n) in enumerate(zip(widths, blocks)):
+        layers = []
+        for j in range(n):
+            layers.append(block(in_channels, width, 2 if i > 0 and j == 0 else 1))
+            in_channels = width * expansion
+        stages.append(nn.Sequential(*layers))
+    return nn.ModuleList(stages), in_channels

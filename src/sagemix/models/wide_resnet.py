@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..checks import is_int
 from .registry import register_model
-from .staged import PoolHead, StagedNet, check_num_classes, init_weights
+from .staged import PoolHead, StagedNet, build_stages, check_num_classes, init_weights
 
 __all__ = ["WideBlock", "WideResNet", "wrn16_8"]
 
@@ -62,15 +62,8 @@ class WideResNet(StagedNet):
         n = (depth - 4) // 6
         widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.stem = nn.Conv2d(3, 16, 3, padding=1, bias=False)
-        in_ch = 16
-        stages = []
-        for i, ch in enumerate(widths):
-            layers = []
-            for j in range(n):
-                layers.append(WideBlock(in_ch, ch, stride=(2 if i > 0 and j == 0 else 1), dropout=float(dropout)))
-                in_ch = ch
-            stages.append(nn.Sequential(*layers))
-        self.stages = nn.ModuleList(stages)
+        self.stages, in_ch = build_stages(lambda i, o, stride: WideBlock(i, o, stride=stride, dropout=float(dropout)),
+                                          16, widths, [n] * len(widths))
         self.head = PoolHead(in_ch, final_bn=True)
         self.fc = nn.Linear(in_ch, num_classes)
         init_weights(self)

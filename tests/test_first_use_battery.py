@@ -224,3 +224,37 @@ def test_download_without_network_is_only_the_good_message(capsys, tmp_path, mon
 
     with pytest.raises(RuntimeError, match="could not download cifar10"):  # still a RuntimeError for the API
         load_dataset("cifar10", root=str(tmp_path / "none"), download=True)
+
+
+# -- --resume with a damaged config.json ------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["folder", "binary", "garbage"])
+def test_resume_with_a_damaged_config_is_one_line_naming_it(capsys, tmp_path, tiny_run, damage) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    config = run / "config.json"
+    config.unlink()
+    if damage == "folder":
+        config.mkdir()
+    else:
+        config.write_bytes(b"\x80\xff\x00binary" if damage == "binary" else b"{not json")
+    rc, out, err = main(capsys, "train", "--resume", "--out", str(run), "--no-progress", "--threads", "1")
+    line = one_line_error(rc, err)
+    assert str(config) in line, line
+    assert {"folder": "is a folder", "binary": "not UTF-8", "garbage": "not valid JSON"}[damage] in line
+    assert "codec" not in line and "resumed" not in out
+
+
+def test_resume_without_config_json_warns_and_goes_on(capsys, tmp_path, tiny_run) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    (run / "config.json").unlink()
+    rc, out, err = main(capsys, "train", "--resume", "--out", str(run), "--no-progress", "--threads", "1",
+                        "--epochs", "3")
+    assert rc == 0, err
+    warning = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(warning) == 1 and "config.json" in warning[0] and "checkpoint.pt" in warning[0], err
+    assert "epoch 3/3" in out and json.loads((run / "config.json").read_text())["epochs"] == 3

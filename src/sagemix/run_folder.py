@@ -102,6 +102,11 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:  # a binary file: say which, not only the codec's complaint
+        raise ValueError(f"{path} is not valid JSON: it is not UTF-8 text (byte {e.start} cannot be decoded)") \
+            from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder, not a JSON file") from None
 
 
 def _num(v: Any) -> Any:

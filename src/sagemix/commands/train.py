@@ -128,9 +128,11 @@ def _resumed_config(folder: Path, overrides: dict[str, Any]) -> Any:
     if run.config_path.is_file():
         source = run.config_path
         saved = read_json(source)  # a ValueError naming the file when it is not JSON
-    else:  # config.json lost: the checkpoint keeps a copy
+    else:  # config.json lost: the checkpoint keeps a copy (written with it), so the run can go on
         source = run.checkpoint_path
         saved = load_checkpoint(source)["config"]
+        print(f"sagemix train: warning: {str(run.config_path)!r} is missing; resuming with the copy of the run's "
+              f"config saved in {str(source)!r} (config.json is written again)", file=sys.stderr)
     if not isinstance(saved, dict):
         raise ValueError(f"{str(source)!r} must hold a JSON object of settings, got {type(saved).__name__}; "
                          "restore it, or resume with the recipe and settings of the run")
@@ -143,13 +145,17 @@ def _resumed_config(folder: Path, overrides: dict[str, Any]) -> Any:
 
 def _check_resumable(folder: Path) -> None:
     """Refuse ``--resume`` of a folder that holds no run to resume."""
-    from ..run_folder import CHECKPOINT_FILE
+    from ..run_folder import CHECKPOINT_FILE, CONFIG_FILE
 
     if folder.exists() and not folder.is_dir():
         raise FileNotFoundError(f"no run to resume at {str(folder)}: it is a file, not a run folder")
     if not folder.is_dir():
         raise FileNotFoundError(f"no run to resume at {str(folder)}: the folder does not exist "
                                 "(start a new run without --resume)")
+    config = folder / CONFIG_FILE
+    if config.exists() and not config.is_file():  # the run writes it again: a folder there would stop it later
+        raise ValueError(f"{str(config)!r} is a folder, not the run's config file; move it away and resume "
+                         "(the checkpoint keeps a copy of the config)")
     if not (folder / CHECKPOINT_FILE).is_file():
         raise FileNotFoundError(f"no run to resume at {str(folder)}: it holds no {CHECKPOINT_FILE} "
                                 "(start a new run there without --resume, or with --overwrite)")

@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..checks import check_number
 from ..utils import resolve_device
 from .args import check_int, parse_input_size, progress_bar
 from .clock import Clock
@@ -111,8 +112,7 @@ def bench_kernels(*, input_size: Any = 32, batch_size: int = 100, device: Any = 
     repeats = check_int(repeats, "repeats", 1)
     warmup = check_int(warmup, "warmup", 0)
     dev = resolve_device(device)
-    if isinstance(rand_pos, bool) or not isinstance(rand_pos, (int, float)) or not 0 < rand_pos <= 1:
-        raise ValueError(f"rand_pos must be a number in (0, 1], got {rand_pos!r}")
+    check_number(rand_pos, "rand_pos", low=0.0, high=1.0, low_open=True)
     known = ("sage", "puzzlemix", "comixup")
     for k in include:
         if k not in known:

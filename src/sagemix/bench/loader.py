@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_int, is_int
 from ..data.stream_loader import make_stream_loader, open_image_folder
 from ..data.synthetic import make_jpeg_folder
 
@@ -107,9 +108,8 @@ def measure_loader_vs_decode(folder: str | os.PathLike, workers: int = 1, batch_
         "loader_images_per_s"}, ...]}``.
     """
     for arg, val, lo in (("workers", workers, 1), ("rounds", rounds, 1), ("decode_n", decode_n, 1)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < lo:
-            raise ValueError(f"{arg} must be an int >= {lo}, got {val!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < rounds:
+        check_int(val, arg, lo)
+    if not is_int(steps) or steps < rounds:
         raise ValueError(f"steps must be an int >= rounds={rounds}, got {steps!r}")
     threads = max(1, (os.cpu_count() or 1) - workers) if main_threads is None else main_threads
     before = torch.get_num_threads()
@@ -168,7 +168,7 @@ def prepare_jpeg_folder(root: str | os.PathLike, n: int, *, size: int = 256, cla
     Returns:
         ``{"root", "files", "seconds", "processes", "reused"}``.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < classes:
+    if not is_int(n) or n < classes:
         raise ValueError(f"n must be an int >= classes={classes}, got {n!r}")
     root = Path(root)
     have = sum(1 for _ in root.glob("class_*/*.jpg")) if root.is_dir() else 0

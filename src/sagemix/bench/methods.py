@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_positive
 from ..utils import resolve_device
 from .args import check_int, parse_input_size, progress_bar
 from .clock import Clock, device_name, timing_method
@@ -83,8 +84,7 @@ def bench_methods(methods: Sequence[str] | None = None, *, model: Any = "preactr
     warmup = check_int(warmup, "warmup", 0)
     h, w = parse_input_size(input_size)
     dev = resolve_device(device)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    check_positive(lr, "lr")
     available = list_mixers()
     if methods is None:
         methods = sorted(available, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m))

@@ -30,8 +30,8 @@ from .sage_search import coarse_to_fine_search
 
 __all__ = [
     "EPS", "reduce_saliency", "gaussian_kernel1d", "gaussian_smooth", "normalize_saliency", "translate",
-    "all_shifts", "candidate_shifts", "prepare_maps", "sage_objective", "sage_mask", "best_shifts", "sage_blend",
-    "sage_mix",
+    "all_shifts", "check_rand_pos", "candidate_shifts", "prepare_maps", "sage_objective", "sage_mask",
+    "best_shifts", "sage_blend", "sage_mix",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -164,6 +164,14 @@ def all_shifts(height: int, width: int, *, device: torch.device | str | None = N
     return torch.cartesian_prod(dy, dx).reshape(-1, 2)
 
 
+def check_rand_pos(rand_pos: Any) -> float | None:
+    """SAGE's ``rand_pos``: a number in [0, 1] (0: the zero shift only) or None (every shift), as a float."""
+    if rand_pos is not None and (not is_number(rand_pos) or not 0 <= float(rand_pos) <= 1):
+        raise ValueError(f"rand_pos must be a number in [0, 1] (0: the zero shift only) or None (exhaustive "
+                         f"search), got {rand_pos!r}")
+    return None if rand_pos is None else float(rand_pos)
+
+
 def candidate_shifts(height: int, width: int, *, rand_pos: float | None = 0.01, force_zero_shift: bool = False,
                      generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
     """Candidate shifts for one batch (docs/SAGE.md §3).
@@ -183,10 +191,7 @@ def candidate_shifts(height: int, width: int, *, rand_pos: float | None = 0.01, 
     """
     grid = all_shifts(height, width)
     total = grid.shape[0]
-    if rand_pos is not None:
-        if not is_number(rand_pos) or not 0 <= float(rand_pos) <= 1:
-            raise ValueError(f"rand_pos must be a number in [0, 1] (0: the zero shift only) or None (exhaustive), "
-                             f"got {rand_pos!r}")
+    rand_pos = check_rand_pos(rand_pos)
     if rand_pos is not None and float(rand_pos) == 0.0:
         out = torch.zeros(1, 2, dtype=torch.int64)
     elif rand_pos is None or float(rand_pos) >= 1.0:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..functional.sage_search import resolve_search
-from ..functional.sage import (candidate_shifts, gaussian_kernel1d, gaussian_smooth, reduce_saliency, sage_mask,
+from ..functional.sage import (candidate_shifts, check_rand_pos, gaussian_kernel1d, gaussian_smooth, reduce_saliency, sage_mask,
                                sage_mix)
 from ..checks import check_alpha, check_bool, check_nonnegative, check_probability
 from ..debug import to_device
@@ -100,11 +100,7 @@ class SAGE(Mixer):
         self.mixup_alpha = check_nonnegative(mixup_alpha, "mixup_alpha")
         if self.mixup_alpha > 0:
             check_alpha(self.mixup_alpha, "mixup_alpha")
-        if rand_pos is not None and (isinstance(rand_pos, bool) or not isinstance(rand_pos, (int, float))
-                                     or not 0 <= float(rand_pos) <= 1):
-            raise ValueError(f"rand_pos must be a number in [0, 1] (0: the zero shift only) or None (exhaustive "
-                             f"search), got {rand_pos!r}")
-        self.rand_pos = None if rand_pos is None else float(rand_pos)
+        self.rand_pos = check_rand_pos(rand_pos)
         self.force_zero_shift = check_bool(force_zero_shift, "force_zero_shift")
         resolve_search(search, 32, 32)  # validates search
         self.search = search

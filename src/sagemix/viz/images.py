@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import check_mean_std
+from ..checks import check_int, check_mean_std
 from ..utils import eval_mode
 
 __all__ = ["denormalize", "normalize_uint8", "input_gradient", "method_saliency", "pick_pairs", "mix_pair",
@@ -76,8 +76,7 @@ def pick_pairs(labels: Tensor, n_pairs: int, *, generator: torch.Generator | Non
     Raises:
         ValueError: fewer than two classes, or not enough images.
     """
-    if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 1:
-        raise ValueError(f"n_pairs must be a positive int, got {n_pairs!r}")
+    check_int(n_pairs, "n_pairs", 1)
     order = torch.randperm(labels.numel(), generator=generator).tolist()
     used: set[int] = set()
     pairs: list[tuple[int, int]] = []

@@ -4,8 +4,9 @@ The evaluations of the SAGE paper (Ma et al., "SAGE: Saliency-Guided Mixup with 
 Rearrangements", BMVC 2022, https://arxiv.org/abs/2211.00113) start from uint8 images held in
 memory (the test split, its corrupted copies, the few-shot novel classes). This module turns such
 images into normalised float batches on a device and measures the clean top-1 accuracy, in percent.
-:func:`evaluate_accuracy` is the one routine that counts correct predictions in the project: the
-trainer's per-epoch ``test_acc`` and ``sagemix eval``'s clean accuracy both come from it.
+:func:`accuracy_sums` is the one routine that counts correct predictions in the project: the
+trainer's per-epoch ``test_acc`` (its sums all-reduced over the ranks) and, through
+:func:`evaluate_accuracy`, ``sagemix eval``'s clean accuracy both come from it.
 
 Example:
     >>> import torch
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 from ..checks import check_mean_std, is_int
 from ..utils import eval_mode, resolve_device
 
-__all__ = ["accuracy", "evaluate_accuracy", "as_nchw_uint8", "normalize", "iter_batches", "eval_mode",
+__all__ = ["accuracy", "accuracy_sums", "evaluate_accuracy", "as_nchw_uint8", "normalize", "iter_batches", "eval_mode",
            "resolve_device"]
 
 
@@ -104,9 +105,14 @@ def check_model_and_batch(model: Any, batch_size: Any) -> None:
 
 
 @torch.no_grad()
-def _eval_sums(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
+def accuracy_sums(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
                autocast_dtype: torch.dtype | None = None) -> Tensor:
-    """``[correct, loss_sum, count]`` (float64, on the batches' device) of a clean evaluation."""
+    """``[correct, loss_sum, count]`` (float64, on the batches' device) of a clean evaluation over ``loader``.
+
+    The sums, not the ratio, so that a distributed run can all-reduce them before dividing (the
+    trainer); :func:`evaluate_accuracy` divides them for one process. ``model`` is in eval mode for
+    the pass and restored after.
+    """
     sums: Tensor | None = None
     with eval_mode(model):
         for images, labels in loader:
@@ -147,7 +153,7 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]],
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    correct, loss_sum, count = (float(v) for v in _eval_sums(model, loader, autocast_dtype).tolist())
+    correct, loss_sum, count = (float(v) for v in accuracy_sums(model, loader, autocast_dtype).tolist())
     if count == 0:
         raise ValueError("loader yielded no batches; cannot evaluate an empty data set")
     return 100.0 * correct / count, loss_sum / count

@@ -53,7 +53,7 @@ import torch
 
 from .. import __version__
 from ..checks import is_int
-from ..evaluate.accuracy import _eval_sums, evaluate_accuracy
+from ..evaluate.accuracy import accuracy_sums, evaluate_accuracy
 from ..models.protocol import unwrap_model
 from ..run_folder import CHECKPOINT_FILE, RunLock
 from ..utils import Stopwatch
@@ -329,7 +329,7 @@ class Trainer:
                                "step_time_s": s.time_s / max(s.steps, 1), "images_per_s": count / max(s.time_s, 1e-9),
                                "epoch_cpu_s": s.cpu_s, "step_cpu_s": s.cpu_s / max(s.steps, 1)}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            sums = _eval_sums(unwrap_model(self.raw_model), self.test_loader, self.autocast_dtype).to(self.device)
+            sums = accuracy_sums(unwrap_model(self.raw_model), self.test_loader, self.autocast_dtype).to(self.device)
             all_reduce_sum(sums)
             c, l, n = sums.tolist()
             row["test_acc"], row["test_loss"] = 100.0 * c / n, l / n

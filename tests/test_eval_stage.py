@@ -142,3 +142,37 @@ def test_missing_corruption_extra_is_refused_before_any_work(run_dir, tmp_path, 
         evaluate_run(run_dir, EvalOptions(device="cpu", limit=16, corruptions=True, out=str(tmp_path / "ev")),
                      log=lambda s: None)
     assert not (tmp_path / "ev" / "clean.json").exists()
+
+
+def test_extra_eps_attacks_at_every_radius_and_reaches_the_report(run_dir, tmp_path):
+    """--extra-eps: FGSM at each radius (the primary one on top), done() wants them all, the report pairs them."""
+    from sagemix.report import collect_runs
+    from sagemix.report.paired import extra_radii, metric_value, paired_tables
+
+    out = tmp_path / "ev"
+    opts = parse_options(["--device", "cpu", "--limit", "24", "--adversarial", "fgsm", "--eps", "8/255",
+                          "--extra-eps", "1/255", "0", "--out", str(out)])
+    assert opts.extra_eps == ("1/255", "0")
+    evaluate_run(run_dir, opts, log=lambda s: None)
+    doc = json.loads((out / "adversarial.json").read_text())
+    assert list(doc["by_eps"]) == ["8/255", "1/255", "0"] and doc["eps_str"] == "8/255"
+    assert doc["accuracy"] == doc["by_eps"]["8/255"]["attacks"]["fgsm"]["adv_acc"]
+    acc = {e: doc["by_eps"][e]["attacks"]["fgsm"]["adv_acc"] for e in doc["by_eps"]}
+    assert acc["0"] == doc["clean_accuracy"]  # a zero radius attacks nothing
+    assert (out / "adversarial.csv").read_text().count("\n") == 4  # header + one row per radius
+    opts_here = parse_options(["--device", "cpu", "--limit", "24", "--adversarial", "fgsm", "--out", str(out)])
+    assert opts_here.done(run_dir)
+    more = parse_options(["--device", "cpu", "--adversarial", "fgsm", "--extra-eps", "2/255", "--out", str(out)])
+    assert not more.done(run_dir)  # a radius not evaluated yet: not done
+    with pytest.raises(ValueError, match="eps must be"):
+        parse_options(["--adversarial", "fgsm", "--extra-eps", "big"])
+    # the report: one more paired table per extra radius, read from by_eps
+    import shutil
+
+    shutil.copytree(run_dir, tmp_path / "run_copy")
+    shutil.copytree(out, tmp_path / "run_copy" / "eval", dirs_exist_ok=True)
+    runs = collect_runs([tmp_path / "run_copy"])
+    assert extra_radii(runs) == ["0", "1/255"]
+    assert metric_value(runs[0], "fgsm@1/255") == acc["1/255"]
+    names = [t.name for t in paired_tables(runs)]
+    assert names == ["paired_clean", "paired_fgsm", "paired_fgsm_0", "paired_fgsm_1_255"]

@@ -74,7 +74,9 @@ class EvalOptions:
         corruption_names: only these corruptions (None: the 15 benchmark ones).
         corruption_seed: seed of the generated corruptions.
         adversarial: attacks among :data:`ATTACKS` (empty: none).
-        eps: L-inf radius in 0-1 pixel space, a number or a fraction string (``"8/255"``).
+        eps: L-inf radius in 0-1 pixel space, a number or a fraction string (``"8/255"``): the primary one.
+        extra_eps: more radii to attack at (e.g. ``("2/255",)``: a radius that does not floor every model),
+            reported beside the primary one (``adversarial.json``'s ``by_eps``).
         pgd_steps, pgd_step_size, random_start, attack_seed: PGD's settings (step size None:
             2.5 * eps / steps).
         fewshot: few-shot transfer of the frozen backbone.
@@ -100,6 +102,7 @@ class EvalOptions:
     corruption_seed: int = 0
     adversarial: tuple[str, ...] = ()
     eps: str | float = "8/255"
+    extra_eps: tuple[str | float, ...] = ()
     pgd_steps: int = 10
     pgd_step_size: str | float | None = None
     random_start: bool = True
@@ -127,6 +130,13 @@ class EvalOptions:
             if not is_int(s) or s < 1:
                 raise ValueError(f"shots (--shots) must be positive ints, got {list(self.shots)}")
         set_("adversarial", _names(self.adversarial, "adversarial", ATTACKS))
+        if isinstance(self.extra_eps, (str, int, float)):
+            set_("extra_eps", (self.extra_eps,))
+        set_("extra_eps", tuple(self.extra_eps))
+        from .adversarial import parse_eps
+
+        for e in (self.eps, *self.extra_eps):
+            parse_eps(e)  # a bad radius is refused here, before any work
         set_("classifier", _names(self.classifier, "classifier", CLASSIFIERS, allow_empty=False))
         if self.corruption_names is not None:
             from .corruptions.constants import ALL_CORRUPTIONS
@@ -163,9 +173,17 @@ class EvalOptions:
         return Path(self.out).expanduser() if self.out else rf.RunFolder(run_dir).eval_dir
 
     def done(self, run_dir: str | os.PathLike) -> bool:
-        """Every file of :meth:`expected_files` exists for the run ``run_dir``."""
+        """Every file of :meth:`expected_files` exists for the run ``run_dir`` (with every radius asked for)."""
         out = self.out_dir(run_dir)
-        return all((out / f).is_file() for f in self.expected_files())
+        if not all((out / f).is_file() for f in self.expected_files()):
+            return False
+        if self.adversarial and self.extra_eps:
+            try:
+                have = json.loads((out / rf.EVAL_ADVERSARIAL).read_text(encoding="utf-8")).get("by_eps", {})
+            except (OSError, ValueError):
+                return False
+            return all(str(e) in have for e in self.extra_eps)
+        return True
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -261,23 +279,29 @@ def _adversarial(o: EvalOptions, model: Any, test: Any, out_dir: Path, mean: Any
     from ..utils import atomic_write_json
     from .adversarial import adversarial_accuracy, parse_eps
 
-    eps = parse_eps(o.eps)
     step = parse_eps(o.pgd_step_size) if o.pgd_step_size is not None else None
-    out: dict[str, Any] = {}
-    for attack in dict.fromkeys(o.adversarial):
-        out[attack] = adversarial_accuracy(model, test.images, test.labels, attack=attack, eps=eps, mean=mean,
-                                           std=std, device=device, batch_size=o.batch_size,
-                                           steps=o.pgd_steps, step_size=step, random_start=o.random_start,
-                                           seed=o.attack_seed)
-        out[attack]["eps_str"] = str(o.eps)
-    # Top level: the primary attack (FGSM, the paper's, when requested); every attack under "attacks".
+    by_eps: dict[str, dict[str, Any]] = {}
+    for eps_str in dict.fromkeys(str(e) for e in (o.eps, *o.extra_eps)):
+        eps = parse_eps(eps_str)
+        attacks: dict[str, Any] = {}
+        for attack in dict.fromkeys(o.adversarial):
+            attacks[attack] = adversarial_accuracy(model, test.images, test.labels, attack=attack, eps=eps, mean=mean,
+                                                   std=std, device=device, batch_size=o.batch_size,
+                                                   steps=o.pgd_steps, step_size=step, random_start=o.random_start,
+                                                   seed=o.attack_seed)
+            attacks[attack]["eps_str"] = eps_str
+        by_eps[eps_str] = {"eps": eps, "attacks": attacks}
+    out = by_eps[str(o.eps)]["attacks"]
+    eps = by_eps[str(o.eps)]["eps"]
+    # Top level: the primary attack (FGSM, the paper's, when requested) at the primary radius; every attack
+    # under "attacks"; every radius under "by_eps".
     primary = "fgsm" if "fgsm" in out else next(iter(out))
     doc = {"attack": primary, "eps": eps, "eps_str": str(o.eps), "accuracy": out[primary]["adv_acc"],
            "clean_accuracy": out[primary]["clean_acc"], "n": out[primary]["n"],
            "threat_model": "L-inf ball in 0-1 pixel space, clamped to [0, 1], then normalised; model in eval mode",
-           "attacks": out}
+           "attacks": out, "by_eps": by_eps}
     atomic_write_json(out_dir / rf.EVAL_ADVERSARIAL, doc)
-    _write_csv(out_dir / rf.EVAL_ADVERSARIAL_CSV, list(out.values()))
+    _write_csv(out_dir / rf.EVAL_ADVERSARIAL_CSV, [r for b in by_eps.values() for r in b["attacks"].values()])
     return out
 
 

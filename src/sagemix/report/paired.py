@@ -11,7 +11,9 @@ The paired and gap tables use finished runs only: a run still training has no fi
 from __future__ import annotations
 
 import math
+import re
 import statistics
+from fractions import Fraction
 from typing import Callable, Sequence
 
 from .runs import Run
@@ -44,7 +46,30 @@ def metric_value(run: Run, metric: str, clean_key: str = "final_acc") -> float |
         return corruption_numbers(run).get("mean")
     if metric == "fgsm":
         return adversarial_numbers(run).get("accuracy")
-    raise ValueError(f"metric must be 'clean', 'corruptions' or 'fgsm', got {metric!r}")
+    if metric.startswith("fgsm@"):  # FGSM at another radius of the evaluation (EvalOptions.extra_eps)
+        data = run.eval.get("adversarial")
+        entry = data.get("by_eps", {}).get(metric[5:], {}) if isinstance(data, dict) else {}
+        acc = entry.get("attacks", {}).get("fgsm", {}).get("adv_acc") if isinstance(entry, dict) else None
+        return float(acc) if isinstance(acc, (int, float)) else None
+    raise ValueError(f"metric must be 'clean', 'corruptions', 'fgsm' or 'fgsm@EPS', got {metric!r}")
+
+
+def extra_radii(runs: Sequence[Run]) -> list[str]:
+    """The FGSM radii besides each run's primary one found in the runs' evaluations (``"2/255"``, ...)."""
+    found: dict[str, None] = {}
+    for r in runs:
+        data = r.eval.get("adversarial")
+        if isinstance(data, dict) and isinstance(data.get("by_eps"), dict):
+            found.update((e, None) for e in data["by_eps"] if e != data.get("eps_str"))
+    return sorted(found, key=lambda e: float(Fraction(e)) if _is_fraction(e) else math.inf)
+
+
+def _is_fraction(text: str) -> bool:
+    try:
+        Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return False
+    return True
 
 
 def _by_seed(rs: Sequence[Run], value: Callable[[Run], float | None]) -> dict[int, float]:
@@ -114,11 +139,12 @@ def paired_table(runs: Sequence[Run], metric: str = "clean", *, clean_key: str =
         rows.append([model, method, str(len(mine)), _fmt(m, s), seeds] + cells)
         raw.append([model, method, len(mine), m, s, ";".join(f"{k}:{mine[k]:.4f}" for k in sorted(mine))] + vals)
     what = (f"clean test accuracy ({clean_key.replace('_acc', '').replace('_', ' ')}, %)" if metric == "clean"
+            else f"adversarial (FGSM at eps {metric[5:]}) accuracy (%)" if metric.startswith("fgsm@")
             else _METRICS.get(metric, metric))
     how = ("Student-t interval on the paired differences, t(0.975, n-1) · sd / sqrt(n)" if ci == "t"
            else "percentile bootstrap of the mean paired difference (10,000 resamples, fixed seed)")
     return Table(
-        f"paired_{metric}", f"Paired differences over seeds: {what}",
+        "paired_" + re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_"), f"Paired differences over seeds: {what}",
         ["model", "method", "seeds", "mean ± std", "per seed (by seed)"]
         + [c for r in refs for c in (f"Δ vs {r} [95% CI]", f"p (Holm) ±resolvable vs {r}")],
         rows, raw,
@@ -142,9 +168,9 @@ def _p(p: float) -> str:
 
 def paired_tables(runs: Sequence[Run], *, clean_key: str = "final_acc", references: Sequence[str] = REFERENCES,
                   ci: str = "t") -> list[Table]:
-    """The paired tables of clean accuracy, corruption mean and FGSM (those with any number)."""
+    """The paired tables of clean accuracy, corruption mean and FGSM, at every radius (those with any number)."""
     tables = [paired_table(runs, m, clean_key=clean_key, references=references, ci=ci)
-              for m in ("clean", "corruptions", "fgsm")]
+              for m in ("clean", "corruptions", "fgsm", *(f"fgsm@{e}" for e in extra_radii(runs)))]
     return [t for t in tables if t.rows]
 
 

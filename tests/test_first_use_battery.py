@@ -19,11 +19,12 @@ def main(capsys, *args: str) -> tuple[int, str, str]:
     return rc, out.out, out.err
 
 
-def one_line_error(rc: int, err: str) -> str:
-    """The single error line of a refused command (exit status 2, no traceback)."""
+def one_line_error(rc: int, err: str, *, progress: str | None = None) -> str:
+    """The single error line of a refused command (exit status 2, no traceback); ``progress``: the start of
+    a progress line allowed before it."""
     assert rc == 2, err
     assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not (progress and ln.startswith(progress))]
     assert len(lines) == 1 and "error:" in lines[0], err
     return lines[0]
 
@@ -258,3 +259,27 @@ def test_resume_without_config_json_warns_and_goes_on(capsys, tmp_path, tiny_run
     warning = [ln for ln in err.splitlines() if "warning" in ln]
     assert len(warning) == 1 and "config.json" in warning[0] and "checkpoint.pt" in warning[0], err
     assert "epoch 3/3" in out and json.loads((run / "config.json").read_text())["epochs"] == 3
+
+
+# -- a damaged record of a generated corrupted set --------------------------------------------------------------
+@pytest.mark.parametrize("garbage", [b"{not json", b"[1, 2]", b"\xff\xfe"])
+def test_a_garbage_corruptions_record_is_one_line_naming_it(capsys, tmp_path, tiny_run, garbage) -> None:
+    import numpy as np
+
+    pytest.importorskip("cv2")
+    from sagemix.evaluate.corruptions import generate_corrupted
+
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / "sagemix_corruptions.json").write_bytes(garbage)
+    images = np.zeros((4, 32, 32, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"sagemix_corruptions\.json.*delete"):
+        generate_corrupted(images, np.arange(4), out, corruptions=["gaussian_noise"], progress=False)
+    eval_out = tmp_path / "eval"
+    record = eval_out / "corrupted-offline-seed0-n8" / "sagemix_corruptions.json"
+    record.parent.mkdir(parents=True)
+    record.write_bytes(garbage)
+    rc, _, err = main(capsys, "eval", str(tiny_run[0]), "--out", str(eval_out), "--limit", "8", "--corruptions",
+                      "--corruption-names", "gaussian_noise", "--device", "cpu")
+    line = one_line_error(rc, err, progress="generating the corrupted test set in")
+    assert str(record) in line and "JSONDecodeError" not in line

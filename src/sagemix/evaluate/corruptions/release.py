@@ -56,9 +56,24 @@ def _recorded_digests(folder: Path) -> dict[str, str]:
     return files if isinstance(files, dict) else {}
 
 
+def _read_meta(meta_path: Path) -> dict[str, Any]:
+    """The record of a generated corrupted set; a one-line ValueError naming the file when it is damaged."""
+    from ...run_folder import read_json
+
+    try:
+        meta = read_json(meta_path)
+    except ValueError as e:
+        raise ValueError(f"{e}; it is the record of the corrupted set in {str(meta_path.parent)!r}: delete that "
+                         "folder to generate the set again, or choose another") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path} must hold a JSON object (the record of the corrupted set), got "
+                         f"{type(meta).__name__}; delete {str(meta_path.parent)!r} to generate the set again")
+    return meta
+
+
 def _record_digest(folder: Path, path: Path) -> None:
     meta_path = folder / _META_FILE
-    meta = json.loads(meta_path.read_text())
+    meta = _read_meta(meta_path)
     meta.setdefault("files", {})[path.name] = _file_sha256(path)
     atomic_write_json(meta_path, meta)
 
@@ -136,7 +151,7 @@ def generate_corrupted(images: Any, labels: Any, out_dir: str | os.PathLike, *,
     }
     meta_path = out / _META_FILE
     if meta_path.exists():
-        old = json.loads(meta_path.read_text())
+        old = _read_meta(meta_path)
         diff = [k for k in ("seed", "num_images", "frost_source", "images_sha256", "labels_sha256")
                 if old.get(k) != meta[k]]
         if diff:

@@ -59,7 +59,7 @@ SUMMARIES: dict[str, dict[str, str]] = {
     "datasets": {
         "cifar10": "CIFAR-10: 32x32, 10 classes, 50k/10k images (--data-dir, --download)",
         "cifar100": "CIFAR-100: 32x32, 100 classes, 50k/10k images (--data-dir, --download)",
-        "fashion_mnist": "Fashion-MNIST: 28x28 grayscale (3 equal channels), 10 classes, 60k/10k (--data-dir or Debian's dataset-fashion-mnist)",
+        "fashion_mnist": "Fashion-MNIST: 28x28 grayscale as 3 channels, 10 classes, 60k/10k (--data-dir or dataset-fashion-mnist)",
         "imagefolder": "your own images: --data-dir with one sub-folder per class (or train/ and test/)",
         "mini_imagenet": "mini-ImageNet: 84x84, 100 classes in train/val/test splits (--data-dir)",
         "mini_imagenet_test": "mini-ImageNet's 20 test classes (few-shot novel classes)",

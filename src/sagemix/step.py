@@ -24,6 +24,14 @@ For a method that needs gradient saliency the step
 The training gradient is therefore ``w * grad L_clean + v * grad L_mixed``. The optimizer step is
 left to the caller, so the step drops into any loop (gradient clipping, accumulation, schedulers).
 
+A framework that owns the backward (Lightning, Accelerate) calls :meth:`MixStep.objective` instead:
+the same passes and draws, the saliency from the input gradient alone, and the returned
+``w * L_clean + v * L_mixed`` still attached to both graphs, so that one backward gives the same
+parameter gradients (the clean graph stays alive until then: more memory, measured in the README)::
+
+    out = step.objective(x, y)
+    accelerator.backward(out.loss)     # or return out.loss from a LightningModule's training_step
+
 On a GPU the step never waits for the device: the mixers' random draws are made on the CPU and
 copied without blocking, and value checks of the inputs are asynchronous (:mod:`sagemix.debug`).
 Under float16 with a ``GradScaler``, an input gradient that overflowed in the clean pass is not
@@ -153,25 +161,39 @@ class MixStep:
         The kept parameter gradients (``w * grad L_clean``) are accumulated in the model.
         """
         saliency, loss, logits, _ = self._clean_pass(images, targets)
-        return saliency, loss, logits
+        return saliency, loss.detach(), logits
 
-    def _clean_pass(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """:meth:`clean_pass` plus the 0-d bool device tensor "the input gradient was not finite"."""
+    def _clean_pass(self, images: Tensor, targets: Tensor, *,
+                    keep_graph: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`clean_pass` plus the 0-d bool device tensor "the input gradient was not finite".
+
+        With ``keep_graph`` no parameter gradient is touched: only the input gradient is computed
+        (``torch.autograd.grad``), and the returned loss stays attached to the clean graph (kept alive
+        when ``clean_weight > 0``) for :meth:`objective`'s single backward.
+        """
         mixer, model = self.mixer, self.model
         x = images.detach().clone().requires_grad_(True)
         weight = float(mixer.clean_weight(targets.shape[1]))
+        if keep_graph and isinstance(model, nn.parallel.DistributedDataParallel) and (weight > 0 or model.static_graph):
+            # objective(): the mixed forward must be the step's only DDP forward, preparing the one gradient
+            # all-reduce of both losses; a DDP forward whose graph joins that backward, or any with
+            # static_graph=True (whose output hook asks the reducer for an all-reduce even under no_sync),
+            # would break it. So the clean pass runs on the wrapped module: in train mode it reads no
+            # buffer and the mixed forward's broadcast sets them as in __call__.
+            model = model.module
         with train_mode(model, mixer.saliency_train_mode), self._no_sync():
             with self._autocast(images.device):
                 logits = model(x)
             loss = (self.loss(logits, targets) if mixer.saliency_loss == "train"
                     else soft_cross_entropy(logits, targets))
-            if weight > 0:
-                scaled = self._scale(weight * loss)
+            # The input gradient of the weighted loss, as the backward of step() computes it, so that
+            # step() and objective() reduce the same saliency.
+            scaled = self._scale(weight * loss if weight > 0 else loss)
+            if weight > 0 and not keep_graph:
                 scaled.backward()
                 grad = x.grad
             else:
-                scaled = self._scale(loss)
-                (grad,) = torch.autograd.grad(scaled, x)
+                (grad,) = torch.autograd.grad(scaled, x, retain_graph=weight > 0)
         grad = grad.detach().float()
         found_inf = ~torch.isfinite(grad).all()
         factor = weight if weight > 0 else 1.0
@@ -182,8 +204,31 @@ class MixStep:
         else:
             grad = grad / factor
         grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-        saliency = mixer.reduce_saliency(grad)
-        return saliency, loss.detach(), logits.detach(), found_inf
+        with _no_autocast(images.device):
+            saliency = mixer.reduce_saliency(grad)
+        return saliency, loss, logits.detach(), found_inf
+
+    def _mixed_pass(self, images: Tensor, soft: Tensor, saliency: Tensor | None) -> tuple[MixOutput, Tensor, Tensor]:
+        """Mix (in float32, also inside an outer autocast region) and run the mixed batch in train mode;
+        returns ``(mix, logits, mixed_loss)`` with the loss attached."""
+        model, mixer = self.model, self.mixer
+        with _no_autocast(images.device):
+            mix = mixer.mix(images, soft, saliency)  # inputs checked by the step: the unchecked draw + apply
+        model.train()
+        with self._autocast(images.device):
+            if mixer.mixes_hidden:
+                logits = model(mix.images, mix_layer=mix.extras["mix_layer"], mix_fn=mix.extras["mix_fn"])
+            else:
+                logits = model(mix.images)
+        return mix, logits, self.loss(logits, mix.targets)
+
+    def _poison(self, loss: Tensor, found_inf: Tensor | None) -> Tensor:
+        """``loss`` made NaN where the saliency overflowed under a GradScaler (no host read): NaN gradients
+        make ``scaler.step`` skip this update and lower the scale, as AMP does for an overflow in the
+        parameter gradients."""
+        if found_inf is None or not self._scaling():
+            return loss
+        return loss * torch.where(found_inf, float("nan"), 1.0).to(loss.dtype)
 
     def __call__(self, images: Tensor, targets: Tensor) -> StepOutput:
         """Run one step on a batch.
@@ -197,29 +242,103 @@ class MixStep:
         """
         images = check_images(images)
         soft = to_soft_targets(targets, self.num_classes, images.shape[0], device=images.device)
-        model, mixer = self.model, self.mixer
+        mixer = self.mixer
         saliency = clean_loss = clean_logits = found_inf = None
         weight = 0.0
         if mixer.needs_gradient_saliency:
             saliency, clean_loss, clean_logits, found_inf = self._clean_pass(images, soft)
+            clean_loss = clean_loss.detach()
             weight = float(mixer.clean_weight(soft.shape[1]))
-        mix = mixer.mix(images, soft, saliency)  # inputs checked above: the unchecked draw + apply
-        model.train()
-        with self._autocast(images.device):
-            if mixer.mixes_hidden:
-                logits = model(mix.images, mix_layer=mix.extras["mix_layer"], mix_fn=mix.extras["mix_fn"])
-            else:
-                logits = model(mix.images)
-        mixed_loss = self.loss(logits, mix.targets)
+        mix, logits, mixed_loss = self._mixed_pass(images, soft, saliency)
         v = float(mixer.mixed_weight())
-        scaled = self._scale(v * mixed_loss)
-        if found_inf is not None and self._scaling():
-            # The saliency overflowed: NaN gradients make scaler.step skip this update and lower the
-            # scale, as AMP does for an overflow in the parameter gradients (no host read here).
-            scaled = scaled * torch.where(found_inf, float("nan"), 1.0).to(scaled.dtype)
-        scaled.backward()
+        self._poison(self._scale(v * mixed_loss), found_inf).backward()
         total = v * mixed_loss.detach()
         if clean_loss is not None and weight > 0:
             total = total + weight * clean_loss
         return StepOutput(total, mixed_loss.detach(), clean_loss, logits.detach(), clean_logits, mix, saliency,
                           found_inf)
+
+    def objective(self, images: Tensor, targets: Tensor) -> StepOutput:
+        """The step's training objective, for a framework that owns the backward (one backward per step).
+
+        Runs the same passes as :meth:`__call__` but back-propagates nothing into the parameters: the
+        saliency is the clean pass's input gradient (``torch.autograd.grad`` with respect to the input
+        only), and the returned ``loss = w * L_clean + v * L_mixed`` is still attached to both graphs, so
+        one ``loss.backward()`` (or ``accelerator.backward(loss)``, or Lightning's) accumulates the same
+        parameter gradients as :meth:`__call__` with the same generator state. The clean graph stays
+        alive until that backward when ``w > 0`` (more memory than :meth:`__call__`; see the README).
+
+        The loss is not scaled: scale it as usual (``scaler.scale(out.loss).backward()``). A ``scaler``
+        given to the step is used for the clean pass's input gradient, and when that gradient overflowed
+        the returned loss is NaN so that ``scaler.step`` skips the update. Inside an outer autocast region
+        (Lightning ``precision="bf16-mixed"``) the saliency and the mix are still computed in float32 and
+        the two forwards cast the weights separately, so the gradients of the two losses are summed in
+        float32 as in :meth:`__call__`.
+
+        For a DDP model whose clean loss is kept (``w > 0``) the clean forward runs on ``model.module``:
+        the mixed forward is then the step's only DDP forward, it prepares the gradient all-reduce and
+        the single backward performs it once, for both losses (also with ``find_unused_parameters`` or
+        ``static_graph``). With ``w = 0`` the clean pass runs as in :meth:`__call__` (through the DDP
+        wrapper under ``no_sync``), except with ``static_graph=True``, where it too runs on the module: an
+        eval-mode clean pass (Puzzle Mix's default) then reads this rank's batch-norm running statistics
+        rather than rank 0's broadcast ones. Inside a LightningModule the step holds the plain model
+        (Lightning wraps the module itself).
+
+        Args:
+            images: (B, C, H, W) float normalised images.
+            targets: int (B,) labels or float (B, K) soft labels.
+
+        Returns:
+            StepOutput whose ``loss`` is attached to the graph (every other tensor is detached).
+
+        Example:
+            >>> import torch
+            >>> from sagemix import MixStep, create_mixer
+            >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+            >>> step = MixStep(model, create_mixer("sage", num_classes=4, generator=torch.Generator().manual_seed(0)))
+            >>> out = step.objective(torch.randn(6, 3, 8, 8), torch.tensor([0, 1, 2, 3, 0, 1]))
+            >>> out.loss.requires_grad, model[1].weight.grad is None
+            (True, True)
+            >>> out.loss.backward()
+        """
+        images = check_images(images)
+        soft = to_soft_targets(targets, self.num_classes, images.shape[0], device=images.device)
+        mixer = self.mixer
+        saliency = clean_loss = clean_logits = found_inf = None
+        weight = 0.0
+        if mixer.needs_gradient_saliency:
+            weight = float(mixer.clean_weight(soft.shape[1]))
+            if weight > 0 and not mixer.saliency_train_mode:
+                # An eval-mode graph keeps the batch-norm running statistics, which the mixed forward
+                # then updates in place: the single backward would fail deep inside autograd.
+                raise ValueError(f"mixer {mixer.name!r} keeps its clean loss (clean_weight {weight:g}) from an "
+                                 "eval-mode clean pass, which MixStep.objective cannot back-propagate after the "
+                                 "train-mode mixed forward; use step(images, targets) for it")
+            saliency, clean_loss, clean_logits, found_inf = self._clean_pass(images, soft, keep_graph=True)
+            if weight > 0:
+                # Inside any outer autocast region (even a disabled one) each weight's cast is cached until the
+                # region ends: the mixed forward would reuse the clean forward's casts and the two losses'
+                # gradients would be summed in low precision. A cleared cache costs one cast per weight.
+                torch.clear_autocast_cache()
+        mix, logits, mixed_loss = self._mixed_pass(images, soft, saliency)
+        total = float(mixer.mixed_weight()) * mixed_loss
+        if clean_loss is not None and weight > 0:
+            total = total + weight * clean_loss
+        return StepOutput(self._poison(total, found_inf), mixed_loss.detach(),
+                          None if clean_loss is None else clean_loss.detach(), logits.detach(), clean_logits, mix,
+                          saliency, found_inf)
+
+
+def _autocast_on(device: torch.device) -> bool:
+    """Whether an autocast region is active for ``device``'s type (torch < 2.4: CPU and CUDA only)."""
+    try:
+        return torch.is_autocast_enabled(device.type)
+    except TypeError:  # torch < 2.4 takes no device type
+        if device.type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device.type == "cuda" and torch.is_autocast_enabled()
+
+
+def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Leave an outer autocast region for a block (the saliency and the mix run in their own precision)."""
+    return torch.autocast(device.type, enabled=False) if _autocast_on(device) else contextlib.nullcontext()

@@ -240,23 +240,7 @@ class MixStep:
         Returns:
             StepOutput; the parameter gradients of the training objective are accumulated in the model.
         """
-        images = check_images(images)
-        soft = to_soft_targets(targets, self.num_classes, images.shape[0], device=images.device)
-        mixer = self.mixer
-        saliency = clean_loss = clean_logits = found_inf = None
-        weight = 0.0
-        if mixer.needs_gradient_saliency:
-            saliency, clean_loss, clean_logits, found_inf = self._clean_pass(images, soft)
-            clean_loss = clean_loss.detach()
-            weight = float(mixer.clean_weight(soft.shape[1]))
-        mix, logits, mixed_loss = self._mixed_pass(images, soft, saliency)
-        v = float(mixer.mixed_weight())
-        self._poison(self._scale(v * mixed_loss), found_inf).backward()
-        total = v * mixed_loss.detach()
-        if clean_loss is not None and weight > 0:
-            total = total + weight * clean_loss
-        return StepOutput(total, mixed_loss.detach(), clean_loss, logits.detach(), clean_logits, mix, saliency,
-                          found_inf)
+        return self._run(images, targets, one_backward=False)
 
     def objective(self, images: Tensor, targets: Tensor) -> StepOutput:
         """The step's training objective, for a framework that owns the backward (one backward per step).
@@ -301,32 +285,43 @@ class MixStep:
             (True, True)
             >>> out.loss.backward()
         """
+        return self._run(images, targets, one_backward=True)
+
+    def _run(self, images: Tensor, targets: Tensor, *, one_backward: bool) -> StepOutput:
+        """:meth:`__call__` (``one_backward=False``: back-propagates each loss) or :meth:`objective`."""
         images = check_images(images)
         soft = to_soft_targets(targets, self.num_classes, images.shape[0], device=images.device)
         mixer = self.mixer
         saliency = clean_loss = clean_logits = found_inf = None
-        weight = 0.0
+        weight = float(mixer.clean_weight(soft.shape[1])) if mixer.needs_gradient_saliency else 0.0
+        keep = one_backward and weight > 0  # the clean graph joins the single backward
+        if keep and not mixer.saliency_train_mode:
+            # An eval-mode graph keeps the batch-norm running statistics, which the mixed forward then
+            # updates in place: the single backward would fail deep inside autograd.
+            raise ValueError(f"mixer {mixer.name!r} keeps its clean loss (clean_weight {weight:g}) from an "
+                             "eval-mode clean pass, which MixStep.objective cannot back-propagate after the "
+                             "train-mode mixed forward; use step(images, targets) for it")
         if mixer.needs_gradient_saliency:
-            weight = float(mixer.clean_weight(soft.shape[1]))
-            if weight > 0 and not mixer.saliency_train_mode:
-                # An eval-mode graph keeps the batch-norm running statistics, which the mixed forward
-                # then updates in place: the single backward would fail deep inside autograd.
-                raise ValueError(f"mixer {mixer.name!r} keeps its clean loss (clean_weight {weight:g}) from an "
-                                 "eval-mode clean pass, which MixStep.objective cannot back-propagate after the "
-                                 "train-mode mixed forward; use step(images, targets) for it")
-            saliency, clean_loss, clean_logits, found_inf = self._clean_pass(images, soft, keep_graph=True)
-            if weight > 0:
-                # Inside any outer autocast region (even a disabled one) each weight's cast is cached until the
-                # region ends: the mixed forward would reuse the clean forward's casts and the two losses'
-                # gradients would be summed in low precision. A cleared cache costs one cast per weight.
-                torch.clear_autocast_cache()
+            saliency, clean_loss, clean_logits, found_inf = self._clean_pass(images, soft, keep_graph=one_backward)
+            if not keep:
+                clean_loss = clean_loss.detach()
+        if keep:
+            # Inside any outer autocast region (even a disabled one) each weight's cast is cached until the
+            # region ends: the mixed forward would reuse the clean forward's casts and the two losses'
+            # gradients would be summed in low precision. A cleared cache costs one cast per weight.
+            torch.clear_autocast_cache()
         mix, logits, mixed_loss = self._mixed_pass(images, soft, saliency)
-        total = float(mixer.mixed_weight()) * mixed_loss
-        if clean_loss is not None and weight > 0:
+        v = float(mixer.mixed_weight())
+        total = v * mixed_loss
+        if weight > 0:
             total = total + weight * clean_loss
-        return StepOutput(self._poison(total, found_inf), mixed_loss.detach(),
-                          None if clean_loss is None else clean_loss.detach(), logits.detach(), clean_logits, mix,
-                          saliency, found_inf)
+        if one_backward:
+            total = self._poison(total, found_inf)
+        else:
+            self._poison(self._scale(v * mixed_loss), found_inf).backward()
+            total = total.detach()
+        return StepOutput(total, mixed_loss.detach(), None if clean_loss is None else clean_loss.detach(),
+                          logits.detach(), clean_logits, mix, saliency, found_inf)
 
 
 def _autocast_on(device: torch.device) -> bool:

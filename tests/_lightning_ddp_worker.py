@@ -9,28 +9,29 @@ import json
 import sys
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch.utils.data import DistributedSampler
 
-from sagemix.integrations.lightning import MixLightningModule
 from sagemix.mixers import create_mixer
 from sagemix.train.distributed import param_digest
 
-from test_lightning import K, _GradProbe, _data, _max_rel, _model, _reference_grads
-
-
-class _Recorder(L.Callback):
-    """The sample indices of this rank's first batch (the dataset's third field)."""
-
-    first = None
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.first is None:
-            self.first = batch[2].tolist()
-
 
 def main(out: Path) -> None:
+    # imported here: pytest --doctest-modules imports this file, also where Lightning is not installed
+    import lightning as L
+
+    from sagemix.integrations.lightning import MixLightningModule
+    from test_lightning import K, _GradProbe, _data, _max_rel, _model, _reference_grads
+
+    class _Recorder(L.Callback):
+        """The sample indices of this rank's first batch (the dataset's third field)."""
+
+        first = None
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if self.first is None:
+                self.first = batch[2].tolist()
+
     x, y = _data(32)
     model = _model()
     dataset = torch.utils.data.TensorDataset(x, y, torch.arange(32))

@@ -17,6 +17,7 @@ from sagemix.models import create_model
 
 from test_distributed import _env, _torchrun
 from test_step import _LoudInput, _grads
+from test_sync_free import SYNC_FREE, _step as _meta_step
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 4
@@ -167,3 +168,14 @@ def test_two_process_ddp_gradients_are_the_mean_of_single_process_gradients(tmp_
             assert "error" not in res, f"{key}: {res.get('error')}"
             assert len(res["rel"]) == 3 and max(res["rel"]) <= 1e-5, (key, res["rel"])
             assert all(res["ranks_agree"]), key
+
+
+@pytest.mark.parametrize("name", SYNC_FREE)
+def test_objective_reads_no_device_value(name):
+    # on the meta device any host read of a value raises: objective and its backward read none
+    step = _meta_step(name, "meta")
+    x = torch.empty(4, 3, 16, 16, device="meta")
+    out = step.objective(x, torch.empty(4, dtype=torch.long, device="meta"))
+    assert out.loss.device.type == "meta" and out.loss.requires_grad
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in step.model.parameters())

@@ -332,6 +332,8 @@ def _autocast_on(device: torch.device) -> bool:
         if device.type == "cpu":
             return torch.is_autocast_cpu_enabled()
         return device.type == "cuda" and torch.is_autocast_enabled()
+    except RuntimeError:  # a device type autocast does not know (meta): no region can be active
+        return False
 
 
 def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:

@@ -237,3 +237,22 @@ def test_model_without_trainable_parameters_is_refused():
         MixStep(frozen, SAGE(num_classes=4))
     with pytest.raises(ValueError, match="no trainable parameters"):
         MixStep(nn.Flatten(), create_mixer("mixup", num_classes=4))
+
+
+@pytest.mark.parametrize("name", ["mixup", "cutmix", "sage"])
+def test_inputs_are_validated_once_per_step(name, monkeypatch):
+    # the step checks images and targets, then calls the mixer's unchecked draw + apply (issue 21)
+    import sagemix.mixers.targets as targets
+
+    seen = []
+    real = targets.check_values
+    monkeypatch.setattr(targets, "check_values", lambda ok, msg, *a, **k: (seen.append(msg), real(ok, msg, *a, **k)))
+    x, y = _batch()
+    mixer = create_mixer(name, num_classes=4, generator=torch.Generator().manual_seed(0))
+    mixer(x, y, torch.rand(6, 8, 8))
+    assert len(seen) == 2  # a direct call checks the images (finite) and the labels (in range)
+    step = MixStep(_model(), mixer)
+    for run in (step, step.objective):
+        seen.clear()
+        run(x, y)
+        assert len(seen) == 2, seen

@@ -97,6 +97,22 @@ def test_bf16_mixed_gradients_equal_the_autocast_step_and_losses_are_logged():
                                                          + 0.7 * float(metrics["train/mixed_loss"]), rel=1e-5)
 
 
+def test_16_mixed_scaler_reaches_the_step_and_a_saliency_overflow_skips_the_update():
+    # Lightning turns precision="16-mixed" into bf16 on a CPU; the plugin given explicitly runs float16 autocast
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from test_step import _LoudInput  # its input gradient overflows float16 (not the parameters')
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    model = _LoudInput(_model())
+    before = [p.detach().clone() for p in model.parameters()]
+    module = MixLightningModule(model, create_mixer("sage", num_classes=K))
+    _trainer(max_steps=1, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)]).fit(module, _loader())
+    assert module.mix_step.scaler is scaler
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))  # the update was skipped
+    assert scaler.get_scale() == 2.0 ** 7
+
+
 def _fit(tmp_path, max_epochs, ckpt_path=None, drop_mixer_state=False):
     """Train (or resume) SAGE; returns the final parameters and the last checkpoint's path."""
     if drop_mixer_state:

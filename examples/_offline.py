@@ -5,12 +5,22 @@ Needs ``pip install "sagemix[offline]"``.
 from __future__ import annotations
 
 import argparse
+import importlib
+from types import ModuleType
 
 import torch
 from torch.utils.data import TensorDataset
 
 from sagemix.data import load_dataset
 from sagemix.data.loader import Normalizer
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module`` or exit with one line naming the sagemix extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise SystemExit(f'this example needs {module} ({e}): pip install "sagemix[{extra}]"') from None
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -10,14 +10,15 @@ script's ``Accelerator(cpu=True)`` runs several CPU processes over gloo.) Needs
 from __future__ import annotations
 
 import torch
-from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from sagemix import MixStep, create_mixer
 from sagemix.models import create_model
 from sagemix.train.setup import mixer_seed
 
-from _offline import accuracy, offline_tensors, parser
+from _offline import accuracy, offline_tensors, parser, require
+
+Accelerator = require("accelerate", "accelerate").Accelerator
 
 
 def main() -> None:

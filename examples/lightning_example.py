@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import functools
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from sagemix import create_mixer
-from sagemix.integrations.lightning import MixLightningModule
 from sagemix.models import create_model
 
-from _offline import offline_tensors, parser
+from _offline import offline_tensors, parser, require
+
+L = require("lightning", "lightning")
+MixLightningModule = require("sagemix.integrations.lightning", "lightning").MixLightningModule
 
 
 def main() -> None:

@@ -9,16 +9,17 @@ the loss, so ``MixStep`` takes over the forward/backward and the loop keeps the 
 """
 from __future__ import annotations
 
-import timm
 import torch
-from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
-from timm.utils import AverageMeter, ModelEmaV3
 from torch.utils.data import DataLoader
 
 from sagemix import MixStep, create_mixer
 
-from _offline import accuracy, offline_tensors, parser
+from _offline import accuracy, offline_tensors, parser, require
+
+timm = require("timm", "timm")
+from timm.optim import create_optimizer_v2  # noqa: E402 (after the check above)
+from timm.scheduler import CosineLRScheduler  # noqa: E402
+from timm.utils import AverageMeter, ModelEmaV3  # noqa: E402
 
 
 def main() -> None:

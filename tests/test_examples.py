@@ -39,3 +39,16 @@ def test_example_runs_two_steps(script, cache):
     assert ("step 2:" in out or "update 2:" in out or "after 2 steps" in out), out[-2000:]
     if script != "lightning_example.py":
         assert "test accuracy:" in out
+
+
+@pytest.mark.parametrize("script,extra", [("accelerate_example.py", "accelerate"), ("lightning_example.py", "lightning"),
+                                          ("timm_example.py", "timm")])
+def test_example_without_its_extra_says_which_to_install(script, extra):
+    code = (f"import sys, runpy; sys.modules[{extra!r}] = None; sys.argv = ['x', '--steps', '1']; "
+            f"sys.path.insert(0, {str(ROOT / 'examples')!r}); runpy.run_path({str(ROOT / 'examples' / script)!r}, "
+            "run_name='__main__')")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line, no traceback
+    assert f'pip install "sagemix[{extra}]"' in r.stderr

@@ -153,7 +153,7 @@ def test_unwritable_cache_warns_and_keeps_data_in_memory(tmp_path: Path, monkeyp
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the cache folder should be")
     monkeypatch.setenv("SAGEMIX_CACHE", str(blocker / "cache"))
-    with pytest.warns(UserWarning, match=r"could not write the offline dataset cache .*not_a_folder.*SAGEMIX_CACHE"):
+    with pytest.warns(UserWarning, match=r"the cache folder SAGEMIX_CACHE=.*not_a_folder.* cannot be written"):
         data = load_dataset("offline", train=True, **SMALL)
     assert len(data) == SMALL["n_train"] and data.info["cache"] is None
     ref = offline.generate_offline(SMALL["n_train"], train=True, image_size=SMALL["image_size"])
@@ -164,6 +164,6 @@ def test_unwritable_cache_warns_and_keeps_data_in_memory(tmp_path: Path, monkeyp
 
     monkeypatch.setenv("SAGEMIX_CACHE", str(tmp_path / "full"))
     monkeypatch.setattr(offline, "atomic_write", full)
-    with pytest.warns(UserWarning, match="No space left on device"):
+    with pytest.warns(UserWarning, match="no space left on the disk"):
         data = load_dataset("offline", train=True, **SMALL)
     assert torch.equal(data.images, ref["images"])

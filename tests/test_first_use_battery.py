@@ -283,3 +283,41 @@ def test_a_garbage_corruptions_record_is_one_line_naming_it(capsys, tmp_path, ti
                       "--corruption-names", "gaussian_noise", "--device", "cpu")
     line = one_line_error(rc, err, progress="generating the corrupted test set in")
     assert str(record) in line and "JSONDecodeError" not in line
+
+
+# -- an unusable SAGEMIX_CACHE ---------------------------------------------------------------------------------
+def _break_disk(monkeypatch, code: int) -> None:
+    """Every fsync fails with ``code`` (a read-only or full disk, which root's permissions cannot simulate)."""
+    import os
+
+    def fail(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", fail)
+
+
+@pytest.mark.parametrize("case", ["file", "under_file", "read_only", "full"])
+def test_an_unusable_cache_is_a_warning_naming_the_variable(tmp_path, monkeypatch, case) -> None:
+    import errno
+    import warnings
+
+    from sagemix.data import load_dataset
+    from sagemix.utils import folder_write_error
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    cache = {"file": blocker, "under_file": blocker / "sub"}.get(case, tmp_path / "cache")
+    monkeypatch.setenv("SAGEMIX_CACHE", str(cache))
+    reason = {"file": "it is a file, not a folder", "under_file": "a part of the path is a file",
+              "read_only": "the file system is read-only", "full": "no space left on the disk"}[case]
+    if case in ("read_only", "full"):
+        _break_disk(monkeypatch, errno.EROFS if case == "read_only" else errno.ENOSPC)
+    assert folder_write_error(cache) is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_dataset("offline", n_train=20, n_test=10)
+    msgs = [str(w.message) for w in caught]
+    assert len(data.labels) == 20 and data.info["cache"] is None  # generated in memory, not kept
+    assert msgs and all(f"SAGEMIX_CACHE={str(cache)!r} cannot be written ({reason}" in m for m in msgs), msgs
+    assert all("\n" not in m and "--out" not in m for m in msgs)
+    assert blocker.read_text() == "x"

@@ -29,7 +29,7 @@ from torch import nn
 
 from .checks import is_int
 
-__all__ = ["DiskWriteError", "DownloadError", "disk_write_error", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "resolve_device",
+__all__ = ["DiskWriteError", "DownloadError", "disk_error_reason", "disk_write_error", "folder_write_error", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "resolve_device",
            "train_mode", "eval_mode", "Stopwatch", "pyplot"]
 
 
@@ -70,6 +70,31 @@ class DownloadError(FileNotFoundError, RuntimeError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def folder_write_error(folder: str | os.PathLike) -> OSError | None:
+    """Create ``folder`` and write a small file there; the OSError when that fails, else None.
+
+    A file at ``folder`` is an ``EEXIST`` error, a file above it ``ENOTDIR``; a read-only or full disk
+    gives its own error (the test file is written and flushed, so a full disk shows).
+    """
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        return FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".sagemix-write-check-") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        return e
+    return None
+
+
+def disk_error_reason(err: OSError) -> str:
+    """What a failed write's error means, in words (``"no space left on the disk"``, ...)."""
+    return _DISK_ERRNOS.get(getattr(err, "errno", None), getattr(err, "strerror", None) or str(err))
 
 
 def disk_write_error(err: OSError, path: str | os.PathLike, what: str = "file") -> OSError:

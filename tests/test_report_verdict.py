@@ -209,3 +209,14 @@ def test_write_report_writes_the_verdict(tmp_path: Path) -> None:
     md = written["report"].read_text()
     assert md.index("## Verdict") < md.index("## Paired differences") and "PASSED" in md
     assert "Primary endpoints" in md and "p (Holm)" in md
+
+
+def test_gate_prefers_the_eval_mode_train_accuracy() -> None:
+    runs = _gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0])
+    for r in runs[:5]:
+        r.metrics[-1]["train_acc"] = 97.5  # logged on augmented batches: below 99
+    assert not gate_result(runs, GateOptions(grid=GRID))["checks"]["vanilla_fits"]["ok"]
+    for r in runs[:5]:
+        r.eval["train_fit"] = {"acc": 99.8, "n": 1000}  # sagemix eval --train-fit
+    fits = gate_result(runs, GateOptions(grid=GRID))["checks"]["vanilla_fits"]
+    assert fits["ok"] and fits["value"] == 99.8 and "5 of 5" in fits["measured"]

@@ -37,7 +37,7 @@ from torch import nn
 
 __all__ = ["CONFIG_FILE", "METRICS_JSONL", "METRICS_CSV", "SUMMARY_FILE", "CHECKPOINT_FILE", "EVAL_DIR",
            "EVAL_CLEAN", "EVAL_CLEAN_CSV", "EVAL_CORRUPTIONS", "EVAL_CORRUPTIONS_CSV", "EVAL_ADVERSARIAL", "EVAL_ADVERSARIAL_CSV",
-           "EVAL_FEWSHOT", "EVAL_FEWSHOT_CSV", "EVAL_SUMMARY", "EVAL_SUMMARY_CSV", "EVAL_RESULTS",
+           "EVAL_FEWSHOT", "EVAL_FEWSHOT_CSV", "EVAL_TRAIN_FIT", "EVAL_SUMMARY", "EVAL_SUMMARY_CSV", "EVAL_RESULTS",
            "LOCK_FILE", "RunLock", "RunFolderInUse", "state_digest", "STATES", "RunFolder", "read_json", "read_metrics", "resolve_checkpoint",
            "CheckpointError", "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "load_checkpoint", "load_model",
            "nonfinite_weights"]
@@ -68,8 +68,9 @@ EVAL_FEWSHOT_CSV = "fewshot.csv"
 EVAL_SUMMARY = "summary.json"
 EVAL_SUMMARY_CSV = "summary.csv"
 #: The result files of the evaluations, by evaluation name (what :meth:`RunFolder.read_eval` reads).
+EVAL_TRAIN_FIT = "train_fit.json"
 EVAL_RESULTS = {"clean": EVAL_CLEAN, "corruptions": EVAL_CORRUPTIONS, "adversarial": EVAL_ADVERSARIAL,
-                "fewshot": EVAL_FEWSHOT}
+                "fewshot": EVAL_FEWSHOT, "train_fit": EVAL_TRAIN_FIT}
 #: What :meth:`RunFolder.state` returns: no folder; a folder without a checkpoint or finished summary;
 #: a checkpoint but no finished summary; the summary says finished.
 STATES = ("missing", "new", "interrupted", "finished")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import os
@@ -29,7 +30,7 @@ from torch import nn
 
 from .checks import is_int
 
-__all__ = ["DiskWriteError", "DownloadError", "disk_error_reason", "disk_write_error", "folder_write_error", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "resolve_device",
+__all__ = ["derive_seed", "DiskWriteError", "DownloadError", "disk_error_reason", "disk_write_error", "folder_write_error", "atomic_write", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "resolve_device",
            "train_mode", "eval_mode", "Stopwatch", "pyplot"]
 
 
@@ -300,3 +301,12 @@ def pyplot() -> Any:
     except ImportError as e:
         raise ImportError('the figures need matplotlib: pip install "sagemix[viz]"') from e
     return plt
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A 63-bit seed for one randomness source, derived from the run seed and a purpose string.
+
+    Separate sources (``"loader"``, ``"mixer:<rank>"``) get unrelated streams from one ``--seed``.
+    """
+    digest = hashlib.sha256(f"sagemix:{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)

@@ -45,6 +45,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--adversarial", nargs="+", choices=["fgsm", "pgd"], default=None, metavar="ATTACK",
                    help="fgsm (the paper's) and/or pgd")
     g.add_argument("--eps", default="8/255", help="L-inf radius in 0-1 pixel space, a number or fraction (8/255)")
+    p.add_argument("--train-fit", dest="train_fit", action="store_true",
+                   help="also the eval-mode accuracy on the run's own (clean) training images: does it fit them?")
     g.add_argument("--extra-eps", dest="extra_eps", nargs="+", default=[], metavar="EPS",
                    help="also attack at these radii (e.g. 2/255, a radius that does not floor every model)")
     g.add_argument("--pgd-steps", dest="pgd_steps", type=int, default=10, help="PGD steps (default 10)")
@@ -89,7 +91,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         limit=args.limit, out=args.out, corruptions=corruptions, generate_corruptions=args.generate_corruptions,
         extra_corruptions=args.extra_corruptions,
         corruption_names=tuple(args.corruption_names) if args.corruption_names is not None else None,
-        corruption_seed=args.corruption_seed, adversarial=tuple(args.adversarial or ()), eps=args.eps, extra_eps=tuple(args.extra_eps),
+        corruption_seed=args.corruption_seed, adversarial=tuple(args.adversarial or ()), eps=args.eps, extra_eps=tuple(args.extra_eps), train_fit=args.train_fit,
         pgd_steps=args.pgd_steps, pgd_step_size=args.pgd_step_size, random_start=args.random_start,
         attack_seed=args.attack_seed, fewshot=args.fewshot, ways=args.ways, shots=tuple(args.shots),
         queries=args.queries, episodes=args.episodes, novel_classes=args.novel_classes,

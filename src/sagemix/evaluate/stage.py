@@ -79,6 +79,8 @@ class EvalOptions:
             reported beside the primary one (``adversarial.json``'s ``by_eps``).
         pgd_steps, pgd_step_size, random_start, attack_seed: PGD's settings (step size None:
             2.5 * eps / steps).
+        train_fit: also the eval-mode accuracy on the run's own training images (its ``train_limit`` subset,
+            clean: no flip or crop), ``train_fit.json``: whether the network fits its training set.
         fewshot: few-shot transfer of the frozen backbone.
         ways, shots, queries, episodes: the episodes' shape and count.
         novel_classes: novel class labels, e.g. ``"5-9"`` (None: those the backbone was not trained on).
@@ -107,6 +109,7 @@ class EvalOptions:
     pgd_step_size: str | float | None = None
     random_start: bool = True
     attack_seed: int = 0
+    train_fit: bool = False
     fewshot: bool = False
     ways: int = 5
     shots: tuple[int, ...] = (1, 5)
@@ -164,6 +167,8 @@ class EvalOptions:
             files.append(rf.EVAL_CORRUPTIONS)
         if self.adversarial:
             files.append(rf.EVAL_ADVERSARIAL)
+        if self.train_fit:
+            files.append(rf.EVAL_TRAIN_FIT)
         if self.fewshot:
             files.append(rf.EVAL_FEWSHOT)
         return files
@@ -301,6 +306,21 @@ def _adversarial(o: EvalOptions, model: Any, test: Any, out_dir: Path, mean: Any
     return out
 
 
+def _train_fit(o: EvalOptions, model: Any, config: dict[str, Any], dataset: str, data_dir: str | None,
+               kwargs: dict[str, Any], mean: Any, std: Any, device: Any) -> tuple[float, int]:
+    """Eval-mode accuracy on the run's training images: the same ``train_limit`` subset the run trained on."""
+    from ..data import load_dataset, random_subset
+    from ..utils import derive_seed
+    from .accuracy import accuracy
+
+    data_seed = int(config.get("data_seed", 0))
+    train = load_dataset(dataset, root=data_dir, train=True, image_size=config.get("image_size"), seed=data_seed,
+                         **kwargs)
+    train = random_subset(train, config.get("train_limit"), derive_seed(data_seed, "train_limit"))
+    acc = accuracy(model, train.images, train.labels, mean=mean, std=std, device=device, batch_size=o.batch_size)
+    return acc, len(train.labels)
+
+
 def _fewshot(o: EvalOptions, model: Any, config: dict[str, Any], dataset: str, data_dir: str | None,
              out_dir: Path, mean: Any, std: Any, device: Any) -> dict[str, Any]:
     from ..data import load_dataset
@@ -430,6 +450,9 @@ def _evaluate(run_dir: Path, ckpt: Path, o: EvalOptions, log: Callable[[str], No
     kwargs = dict(config.get("dataset_kwargs") or {}) if same else {}
     streamed = decide_stream(dataset, data_dir, config.get("stream", "auto") if same else "auto",
                              image_size=config.get("image_size"), empty_classes=kwargs.get("empty_classes", "error"))
+    if o.train_fit and (streamed or not same):  # before any data is read
+        raise ValueError("train_fit (--train-fit) needs the run's own dataset held in memory (not --dataset "
+                         "another one, not a streamed folder)")
     if streamed:  # a dataset too large for memory: clean accuracy only (evaluate/streamed.py)
         check_streamed_options(o)
         test = open_streamed_test(dataset, data_dir, config if same else {}, mean=mean, std=std)
@@ -456,6 +479,14 @@ def _evaluate(run_dir: Path, ckpt: Path, o: EvalOptions, log: Callable[[str], No
     result["files"] += [rf.EVAL_CLEAN, rf.EVAL_CLEAN_CSV]
     rows.append({"evaluation": "clean", "setting": f"{dataset} test ({len(test.labels)} images)", "acc": clean})
 
+    if o.train_fit:
+        acc_train, n_train = _train_fit(o, model, config, dataset, data_dir, kwargs, mean, std, device)
+        atomic_write_json(out_dir / rf.EVAL_TRAIN_FIT, {**meta, "dataset": dataset, "split": "train", "n": n_train,
+                                                         "acc": acc_train, "train_limit": config.get("train_limit"),
+                                                         "mode": "eval mode, clean images (no augmentation)"})
+        result["files"] += [rf.EVAL_TRAIN_FIT]
+        rows.append({"evaluation": "train_fit", "setting": f"{dataset} training images ({n_train})",
+                     "acc": acc_train})
     if o.evaluates_corruptions:
         res = _corruptions(o, model, test, dataset, data_dir, out_dir, mean, std, device, log)
         result["corruptions"] = res

@@ -27,7 +27,6 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -38,7 +37,7 @@ from ..checks import is_int
 from ..losses import get_loss
 from ..mixers import Mixer, create_mixer, get_mixer_class
 from ..step import MixStep
-from ..utils import resolve_device
+from ..utils import derive_seed, resolve_device
 from .config import TrainConfig
 from .distributed import DistInfo, run_in_turns
 
@@ -47,15 +46,6 @@ __all__ = ["Setup", "build_setup", "setup_from_valid", "check_amp_device", "chec
 
 #: The config's ``amp`` setting -> the autocast dtype of the forward passes.
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """A 63-bit seed for one randomness source, derived from the run seed and a purpose string.
-
-    Separate sources (``"loader"``, ``"mixer:<rank>"``) get unrelated streams from one ``--seed``.
-    """
-    digest = hashlib.sha256(f"sagemix:{seed}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def mixer_seed(seed: int, rank: int = 0, *, restart_epoch: int | None = None) -> int:

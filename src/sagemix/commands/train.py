@@ -37,7 +37,7 @@ metrics.jsonl, metrics.csv, summary.json and checkpoint.pt (written every epoch;
 exact position, --resume continues it). Keys: see `sagemix train --show-config`.
 
 Your own images: the imagefolder recipe resizes them to 64x64 and trains PreActResNet18 for 60
-epochs (batch 64, lr 0.05), holding out 20% of each class as the test split; change any of it with
+epochs (batch 32, lr 0.01), holding out 20% of each class as the test split; change any of it with
 the flags or --set (e.g. --set image_size=96, --model smallnet on a CPU).
 Threads: --threads auto (the default) uses 1 torch thread when the machine is busy (load average +
 1 > CPUs), else torch's default; the command sets OMP_WAIT_POLICY=PASSIVE unless you set it. Times

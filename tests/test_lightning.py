@@ -128,6 +128,7 @@ def _fit(tmp_path, max_epochs, ckpt_path=None, drop_mixer_state=False):
     with pytest.warns(UserWarning, match="no sagemix mixer state") if drop_mixer_state else _no_warning():
         trainer.fit(module, _loader(), _loader(16), ckpt_path=ckpt_path)
     assert trainer.current_epoch == max_epochs
+    assert 0 <= float(trainer.callback_metrics["val/acc"]) <= 100 and torch.isfinite(trainer.callback_metrics["val/loss"])
     return [p.detach().clone() for p in module.model.parameters()], tmp_path / "ckpt" / "last.ckpt"
 
 

@@ -5,18 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-
-def main(capsys, *args: str) -> tuple[int, str, str]:
-    """The CLI entry point in-process: (exit status, stdout, stderr)."""
-    from sagemix.cli import main as cli_main
-
-    try:
-        rc = cli_main(list(args))
-    except SystemExit as e:
-        rc = int(e.code or 0)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+from test_first_use import main  # the CLI in-process: (exit status, stdout, stderr)
 
 
 def one_line_error(rc: int, err: str, *, progress: str | None = None) -> str:

@@ -1,10 +1,11 @@
 """The rank side of tests/test_objective.py's 2-process gloo test (run by torchrun, not by pytest).
 
 Each rank trains a DDP-wrapped copy of the same model with :meth:`sagemix.MixStep.objective` and one
-backward per step, on its own half of the batch with its own mixer generator, for every registered
-method and three DDP settings; it also computes, without DDP, every rank's single-process gradients
-(all deterministic) and writes the largest relative difference between the all-reduced gradients and
-their mean, plus any error, to ``<out>/rank<r>.json``.
+backward per step (with ``static_graph=True`` also the two-backward ``MixStep.__call__``, which refuses
+it for the methods with a clean pass), on its own half of the batch with its own mixer generator, for
+every registered method and three DDP settings; it also computes, without DDP, every rank's
+single-process gradients (all deterministic) and writes the largest relative difference between the
+all-reduced gradients and their mean, plus any error, to ``<out>/rank<r>.json``.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def _rel(got, want) -> float:
     return max(float((a - b).norm() / b.norm().clamp_min(1e-12)) for a, b in zip(got, want))
 
 
-def run(name: str, setting: dict, rank: int) -> dict:
+def run(name: str, setting: dict, rank: int, mode: str = "objective") -> dict:
     torch.manual_seed(0)
     base = create_model("smallnet", num_classes=K, width=4)
     model = DDP(copy.deepcopy(base), **setting)
@@ -63,8 +64,11 @@ def run(name: str, setting: dict, rank: int) -> dict:
             refs.append(_grads(plain))
         mean = [sum(gs) / WORLD for gs in zip(*refs)]
         model.zero_grad(set_to_none=True)
-        out = MixStep(model, _mixer(name, rank, step)).objective(*_batch(rank, step))
-        out.loss.backward()
+        ddp_step = MixStep(model, _mixer(name, rank, step))
+        if mode == "objective":
+            ddp_step.objective(*_batch(rank, step)).loss.backward()
+        else:  # the two-backward step, here for static_graph (its clean pass also runs on the module there)
+            ddp_step(*_batch(rank, step))
         got = _grads(model.module)
         result["rel"].append(_rel(got, mean))
         flat = torch.cat([g.flatten() for g in got])
@@ -86,10 +90,11 @@ def main(out: Path) -> None:
     seen = {}
     for name in [*list_mixers(), *VARIANTS]:
         for label, setting in SETTINGS.items():
-            try:
-                seen[f"{name}/{label}"] = run(name, setting, rank)
-            except Exception as e:  # noqa: BLE001 - the test reports the error
-                seen[f"{name}/{label}"] = {"error": f"{type(e).__name__}: {e}"}
+            for mode in ("objective", "step") if label == "static_graph" else ("objective",):
+                try:
+                    seen[f"{name}/{label}/{mode}"] = run(name, setting, rank, mode)
+                except Exception as e:  # noqa: BLE001 - the test reports the error
+                    seen[f"{name}/{label}/{mode}"] = {"error": f"{type(e).__name__}: {e}"}
     (out / f"rank{rank}.json").write_text(json.dumps(seen))
     dist.barrier()
     dist.destroy_process_group()

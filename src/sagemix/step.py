@@ -239,6 +239,10 @@ class MixStep:
 
         Returns:
             StepOutput; the parameter gradients of the training objective are accumulated in the model.
+
+        Raises:
+            ValueError: the model is a DDP model with ``static_graph=True`` and the method has a clean
+                pass (use :meth:`objective`).
         """
         return self._run(images, targets, one_backward=False)
 
@@ -295,6 +299,13 @@ class MixStep:
         saliency = clean_loss = clean_logits = found_inf = None
         weight = float(mixer.clean_weight(soft.shape[1])) if mixer.needs_gradient_saliency else 0.0
         keep = one_backward and weight > 0  # the clean graph joins the single backward
+        if not one_backward and mixer.needs_gradient_saliency and \
+                isinstance(self.model, nn.parallel.DistributedDataParallel) and self.model.static_graph:
+            # DDP's static graph counts the clean backward's gradient hooks (or its first iteration's output
+            # hook asks for an all-reduce): an internal assert or, from the second step, wrong gradients.
+            raise ValueError(f"{mixer.name!r} runs a clean pass before the mixed one, which a DDP model with "
+                             "static_graph=True cannot back-propagate separately; call step.objective(images, "
+                             "targets) and back-propagate its loss once, or wrap the model without static_graph")
         if keep and not mixer.saliency_train_mode:
             # An eval-mode graph keeps the batch-norm running statistics, which the mixed forward then
             # updates in place: the single backward would fail deep inside autograd.

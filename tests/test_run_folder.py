@@ -120,4 +120,9 @@ def test_evaluate_never_imports_train():
 
 def test_eval_result_names_are_the_files_evaluation_reads():
     assert rf.EVAL_RESULTS == {"clean": "clean.json", "corruptions": "corruptions.json",
-                               "adversarial": "adversarial.json", "fewshot": "fewshot.json"}
+                               "adversarial": "adversarial.json", "fewshot": "fewshot.json",
+                               "train_fit": "train_fit.json"}
+    from sagemix.evaluate import EvalOptions
+
+    every = EvalOptions(corruptions=True, adversarial=("fgsm",), fewshot=True, train_fit=True)
+    assert sorted(every.expected_files()) == sorted(rf.EVAL_RESULTS.values())  # each file evaluation writes

@@ -220,3 +220,10 @@ def test_gate_prefers_the_eval_mode_train_accuracy() -> None:
         r.eval["train_fit"] = {"acc": 99.8, "n": 1000}  # sagemix eval --train-fit
     fits = gate_result(runs, GateOptions(grid=GRID))["checks"]["vanilla_fits"]
     assert fits["ok"] and fits["value"] == 99.8 and "5 of 5" in fits["measured"]
+
+
+def test_a_grid_folder_not_run_yet_is_an_empty_grid(tmp_path: Path) -> None:
+    g = parse_gate({"grid": str(tmp_path / "not_yet")})
+    assert g.grid == ()
+    res = gate_result(_gate_matrix([2.0] * 5), g)
+    assert not res["checks"]["vanilla_tuned"]["ok"] and len(res["checks"]["vanilla_tuned"]["grid"]) == 1

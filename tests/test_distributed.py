@@ -74,6 +74,25 @@ def test_single_process_helpers_are_plain_calls():
     assert len(check_replicas(bn)) == 1
 
 
+def test_cleanup_meets_every_rank_only_after_a_finished_run(monkeypatch):
+    """A finished run barriers before the group goes (a fast rank tearing gloo down under a slow one
+    aborted it in CI); an error path does not wait for ranks that may never come."""
+    from sagemix.train import distributed as d
+    calls: list[str] = []
+    monkeypatch.setattr(d.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(d.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(d.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(d.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    d.cleanup_distributed(d.DistInfo(0, 2, 0, True), sync=True)
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    d.cleanup_distributed(d.DistInfo(0, 2, 0, True))
+    assert calls == ["destroy"]
+    calls.clear()
+    d.cleanup_distributed(d.DistInfo(0, 2, 0, False), sync=True)  # a group the caller made stays
+    assert calls == []
+
+
 def test_packed_errors_keep_their_type_or_fall_back():
     from sagemix.run_folder import CheckpointError
 

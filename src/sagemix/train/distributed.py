@@ -149,9 +149,19 @@ def setup_distributed(device: str = "auto", *, timeout_s: float = 1800.0) -> tup
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, True), dev
 
 
-def cleanup_distributed(info: DistInfo) -> None:
-    """Destroy the process group if :func:`setup_distributed` created it."""
+def cleanup_distributed(info: DistInfo, *, sync: bool = False) -> None:
+    """Destroy the process group if :func:`setup_distributed` created it.
+
+    Args:
+        info: what :func:`setup_distributed` returned.
+        sync: meet every rank in a barrier first (after a run that finished on every rank). Without
+            it a fast rank can tear its gloo connections down while a slower one is still finishing
+            its last collective, which aborts the slower process ("terminate called without an
+            active exception"). Leave it off on an error path, where another rank may never arrive.
+    """
     if info.initialized and dist.is_initialized():
+        if sync and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -484,15 +484,15 @@ class Trainer:
                         f"{summary['median_last10_acc']:.2f}%")
         return summary
 
-    def close(self) -> None:
+    def close(self, *, sync: bool = False) -> None:
         """Stop the mixer's workers, close the TensorBoard writer and leave the process group (when this
-        trainer created it)."""
+        trainer created it); ``sync`` meets every rank first (see :func:`cleanup_distributed`)."""
         self.mixer.close()
         self.logger.close()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-        cleanup_distributed(self.dist)
+        cleanup_distributed(self.dist, sync=sync)
 
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
@@ -500,6 +500,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     """Build a :class:`Trainer`, run :meth:`Trainer.fit`, leave the process group; returns the summary."""
     trainer = Trainer(config, log=log)
     try:
-        return trainer.fit(resume=resume, overwrite=overwrite)
-    finally:
+        summary = trainer.fit(resume=resume, overwrite=overwrite)
+    except BaseException:
         trainer.close()
+        raise
+    trainer.close(sync=True)  # every rank finished: meet before the process group goes
+    return summary

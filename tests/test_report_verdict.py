@@ -12,7 +12,7 @@ from sagemix.report import write_report
 from sagemix.report.paired import paired_table
 from sagemix.report.runs import Run
 from sagemix.report.stats import holm, paired_difference, paired_t_p, t_quantile
-from sagemix.report.verdict import (Endpoint, GateOptions, endpoint_results, gate_result, parse_endpoints,
+from sagemix.report.verdict import (Endpoint, GateOptions, dataset_verdict, endpoint_results, gate_result, parse_endpoints,
                                     parse_gate)
 
 
@@ -208,7 +208,23 @@ def test_write_report_writes_the_verdict(tmp_path: Path) -> None:
     assert {"diff", "ci", "p", "p_holm"} <= set(v["endpoints"][0])
     md = written["report"].read_text()
     assert md.index("## Verdict") < md.index("## Paired differences") and "PASSED" in md
-    assert "Primary endpoints" in md and "p (Holm)" in md
+    assert "Primary endpoints" in md and "p (Holm)" in md and "**Verdict:** the endpoints." in md
+
+
+def test_a_control_needs_the_gates_seeds_and_a_failed_gate_gives_no_verdict() -> None:
+    # mixup ahead on every seed, but paired on 2 seeds only: under the gate's >= 3 it cannot pass
+    runs = [r for r in _gate_matrix([3.0, 3.1, 2.9, 3.0, 3.0]) if not (r.method == "mixup" and r.seed > 1)]
+    g = gate_result(runs, GateOptions(grid=GRID))
+    ctrl = {c["method"]: c for c in g["checks"]["positive_control"]["controls"]}
+    assert ctrl["mixup"]["n"] == 2 and ctrl["mixup"]["diff"] > 0 and not ctrl["mixup"]["passes"]
+    assert not g["passed"]
+    v = dataset_verdict(runs, endpoints=parse_endpoints(["sage:comixup:clean"]), gate=GateOptions(grid=GRID))
+    assert v["gate"]["failed"] == ["positive_control"]
+    assert v["verdict"].startswith("none: the gate failed (positive_control)")
+    assert v["verdict"].endswith("the full comparison was not run")  # no comixup: nothing measured
+    ok = dataset_verdict(_gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0]), endpoints=parse_endpoints(["sage:vanilla"]),
+                         gate=GateOptions(grid=GRID))
+    assert ok["gate"]["failed"] == [] and ok["verdict"] == "the endpoints"
 
 
 def test_gate_prefers_the_eval_mode_train_accuracy() -> None:

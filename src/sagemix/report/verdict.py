@@ -278,7 +278,7 @@ def gate_result(runs: Sequence[Run], opts: GateOptions = GateOptions(), *,
             ctrl.append({"method": c, "n": d.n, "diff": d.mean, "ci": [d.lo, d.hi], "p": d.p})
     for item, q in zip(ctrl, holm([c["p"] for c in ctrl])):
         item["p_holm"] = q
-        item["passes"] = item["diff"] > 0 and q < opts.alpha
+        item["passes"] = item["diff"] > 0 and q < opts.alpha and item["n"] >= opts.min_seeds
     best_ctrl = max(ctrl, key=lambda c: (c["passes"], -c["p_holm"], c["diff"])) if ctrl else None
     checks["positive_control"] = {"controls": ctrl, "alpha": opts.alpha,
                                   "ok": any(c["passes"] for c in ctrl) and len(ctrl) == len(opts.controls)}
@@ -336,8 +336,14 @@ def dataset_verdict(runs: Sequence[Run], *, endpoints: Sequence[Endpoint] = (), 
     }
     if gate is not None:
         g = gate_result(runs, gate, clean_key=clean_key)
+        failed = [name for name, check in g["checks"].items() if not check["ok"]]
         out["gate"] = {k: g[k] for k in ("passed", "control", "control_minus_vanilla", "ci", "p_holm", "seeds",
-                                         "vanilla_mean", "vanilla_sd")} | {"checks": g["checks"]}
+                                         "vanilla_mean", "vanilla_sd")} | {"failed": failed, "checks": g["checks"]}
     if endpoints:
         out["endpoints"] = endpoint_results(runs, endpoints, clean_key=clean_key)
+    if gate is not None:
+        measured = any(e["diff"] is not None for e in out.get("endpoints", []))
+        out["verdict"] = ("the endpoints" if out["gate"]["passed"] else
+                          f"none: the gate failed ({', '.join(failed)}), so this regime cannot say whether SAGE helps"
+                          + ("" if measured else "; the full comparison was not run"))
     return out

@@ -62,7 +62,7 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool
             verdict_tables.append(gate_table(verdict["gate"]))
         if endpoints:
             verdict_tables.append(endpoints_table(verdict["endpoints"], alpha=gate.alpha if gate else 0.05))
-        md += ["## Verdict", ""]
+        md += ["## Verdict", ""] + ([f"**Verdict:** {verdict['verdict']}.", ""] if "verdict" in verdict else [])
     if paired:
         verdict_tables.append(None)  # the heading of the paired tables
     for t in verdict_tables + paired + [gap_table(runs)] + tables + [runs_table(runs, clean_key=clean_key)]:

@@ -1,0 +1,76 @@
+"""Print the gate's measurements of one or more report folders as Markdown (for the README of issue 19).
+
+Usage: python results/evidence/scripts/gate_summary.py NAME=REPORT_DIR=RUNS_DIR [...]
+
+REPORT_DIR is a `sagemix report --gate` folder (its verdict.json); RUNS_DIR the run folders it read (for the
+per-seed accuracies and the training cost). Prints, per dataset: the final test accuracy of every gate run
+by seed, each control's paired difference to vanilla (n, mean, 95 % interval, p, Holm) with the smallest
+gain that would have passed at that n and paired spread, and the training cost.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from sagemix.report.stats import t_quantile
+
+METHODS = ("vanilla", "mixup", "manifold_mixup", "cutmix")
+
+
+def _runs(folder: Path) -> dict[str, dict[int, dict]]:
+    out: dict[str, dict[int, dict]] = {}
+    for summary in sorted(folder.glob("*/summary.json")):
+        s = json.loads(summary.read_text(encoding="utf-8"))
+        if not s.get("finished"):
+            continue
+        cfg = json.loads((summary.parent / "config.json").read_text(encoding="utf-8"))
+        rows = [json.loads(x) for x in (summary.parent / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+        out.setdefault(cfg["method"], {})[cfg["seed"]] = {
+            "final": s["final_acc"], "cpu": sum(r.get("epoch_cpu_s") or 0.0 for r in rows),
+            "wall": sum(r.get("epoch_time_s") or 0.0 for r in rows)}
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if not argv or any(a.count("=") != 2 for a in argv):
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    for arg in argv:
+        name, report, runs_dir = arg.split("=")
+        verdict = json.loads((Path(report) / "verdict.json").read_text(encoding="utf-8"))
+        runs = _runs(Path(runs_dir))
+        seeds = sorted({s for m in METHODS for s in runs.get(m, {})})
+        print(f"### {name}\n")
+        print("| final test accuracy (%) | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd |")
+        print("|---|" + "---:|" * (len(seeds) + 1))
+        for m in METHODS:
+            vals = runs.get(m, {})
+            xs = [vals[s]["final"] for s in seeds if s in vals]
+            sd = f" ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else ""
+            print(f"| {m} | " + " | ".join(f"{vals[s]['final']:.2f}" if s in vals else "—" for s in seeds)
+                  + f" | {statistics.fmean(xs):.2f}{sd} |" if xs else " | — |")
+        controls = verdict["gate"]["checks"]["positive_control"]["controls"]
+        k = len(controls)
+        print("\n| control − vanilla | seeds | Δ | 95 % CI | p | p (Holm) | gain needed to pass |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        van = runs.get("vanilla", {})
+        for c in controls:
+            vals = runs.get(c["method"], {})
+            d = [vals[s]["final"] - van[s]["final"] for s in sorted(set(vals) & set(van))]
+            # the smallest mean gain that passes Holm's first step (p < alpha / k) at this n and paired sd
+            need = t_quantile(1 - 0.05 / (2 * k), len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
+            print(f"| {c['method']} | {c['n']} | {c['diff']:+.2f} | [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] | "
+                  f"{c['p']:.3f} | {c['p_holm']:.3f} | {need:.2f} |")
+        cpu = sum(r["cpu"] for m in runs.values() for r in m.values())
+        wall = sum(r["wall"] for m in runs.values() for r in m.values())
+        n = sum(len(m) for m in runs.values())
+        print(f"\nfailed checks: {', '.join(verdict['gate']['failed']) or 'none'}; training of {n} runs: "
+              f"{cpu / 3600:.2f} CPU-hours, {wall / 3600:.2f} hours of epochs (test evaluations not included)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -225,6 +225,14 @@ def test_a_control_needs_the_gates_seeds_and_a_failed_gate_gives_no_verdict() ->
     ok = dataset_verdict(_gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0]), endpoints=parse_endpoints(["sage:vanilla"]),
                          gate=GateOptions(grid=GRID))
     assert ok["gate"]["failed"] == [] and ok["verdict"] == "the endpoints"
+    # every control loses: the one named is the smallest loss, not the most significant one
+    losing = _gate_matrix([-3.0, -2.0, -4.0, -3.5, -2.5])
+    losing = [r if r.method != "cutmix" else _run("cutmix", r.seed, r.summary["final_acc"] - 30 + 0.1 * r.seed)
+              for r in losing]
+    g = gate_result(losing, GateOptions(grid=GRID))
+    ctrl = {c["method"]: c for c in g["checks"]["positive_control"]["controls"]}
+    assert ctrl["cutmix"]["p_holm"] < ctrl["manifold_mixup"]["p_holm"] and ctrl["manifold_mixup"]["diff"] <= 0 < ctrl["manifold_mixup"]["diff"] + 3
+    assert g["control"] == "manifold_mixup" and g["control_minus_vanilla"] == ctrl["manifold_mixup"]["diff"]
 
 
 def test_gate_prefers_the_eval_mode_train_accuracy() -> None:

@@ -279,7 +279,9 @@ def gate_result(runs: Sequence[Run], opts: GateOptions = GateOptions(), *,
     for item, q in zip(ctrl, holm([c["p"] for c in ctrl])):
         item["p_holm"] = q
         item["passes"] = item["diff"] > 0 and q < opts.alpha and item["n"] >= opts.min_seeds
-    best_ctrl = max(ctrl, key=lambda c: (c["passes"], -c["p_holm"], c["diff"])) if ctrl else None
+    # the control that passed, else the one nearest to passing: the most significant gain, else the smallest loss
+    best_ctrl = max(ctrl, key=lambda c: (c["passes"], c["diff"] > 0, -c["p_holm"] if c["diff"] > 0 else c["diff"],
+                                         c["diff"])) if ctrl else None
     checks["positive_control"] = {"controls": ctrl, "alpha": opts.alpha,
                                   "ok": any(c["passes"] for c in ctrl) and len(ctrl) == len(opts.controls)}
     passed = all(v["ok"] for v in checks.values())

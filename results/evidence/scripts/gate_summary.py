@@ -15,22 +15,20 @@ import statistics
 import sys
 from pathlib import Path
 
+from sagemix.report.runs import collect_runs
 from sagemix.report.stats import t_quantile
 
 METHODS = ("vanilla", "mixup", "manifold_mixup", "cutmix")
 
 
 def _runs(folder: Path) -> dict[str, dict[int, dict]]:
+    """Finished runs by method and seed, read by the report's own loader."""
     out: dict[str, dict[int, dict]] = {}
-    for summary in sorted(folder.glob("*/summary.json")):
-        s = json.loads(summary.read_text(encoding="utf-8"))
-        if not s.get("finished"):
-            continue
-        cfg = json.loads((summary.parent / "config.json").read_text(encoding="utf-8"))
-        rows = [json.loads(x) for x in (summary.parent / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-        out.setdefault(cfg["method"], {})[cfg["seed"]] = {
-            "final": s["final_acc"], "cpu": sum(r.get("epoch_cpu_s") or 0.0 for r in rows),
-            "wall": sum(r.get("epoch_time_s") or 0.0 for r in rows)}
+    for r in collect_runs([folder]):
+        if r.finished:
+            out.setdefault(r.method, {})[r.seed] = {
+                "final": r.summary["final_acc"], "cpu": sum(m.get("epoch_cpu_s") or 0.0 for m in r.metrics),
+                "wall": sum(m.get("epoch_time_s") or 0.0 for m in r.metrics)}
     return out
 
 

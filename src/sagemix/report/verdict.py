@@ -336,16 +336,16 @@ def dataset_verdict(runs: Sequence[Run], *, endpoints: Sequence[Endpoint] = (), 
         "methods": [m for _, m, _ in _groups(finished)],
         "seeds": sorted({r.seed for r in finished if r.seed is not None}),
     }
-    if gate is not None:
-        g = gate_result(runs, gate, clean_key=clean_key)
-        failed = [name for name, check in g["checks"].items() if not check["ok"]]
+    g = gate_result(runs, gate, clean_key=clean_key) if gate is not None else None
+    failed = [name for name, check in g["checks"].items() if not check["ok"]] if g else []
+    if g:
         out["gate"] = {k: g[k] for k in ("passed", "control", "control_minus_vanilla", "ci", "p_holm", "seeds",
                                          "vanilla_mean", "vanilla_sd")} | {"failed": failed, "checks": g["checks"]}
+    ends = endpoint_results(runs, endpoints, clean_key=clean_key) if endpoints else []
     if endpoints:
-        out["endpoints"] = endpoint_results(runs, endpoints, clean_key=clean_key)
-    if gate is not None:
-        measured = any(e["diff"] is not None for e in out.get("endpoints", []))
-        out["verdict"] = ("the endpoints" if out["gate"]["passed"] else
+        out["endpoints"] = ends
+    if g:
+        out["verdict"] = ("the endpoints" if g["passed"] else
                           f"none: the gate failed ({', '.join(failed)}), so this regime cannot say whether SAGE helps"
-                          + ("" if measured else "; the full comparison was not run"))
+                          + ("" if any(e["diff"] is not None for e in ends) else "; the full comparison was not run"))
     return out

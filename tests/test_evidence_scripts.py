@@ -71,6 +71,14 @@ def test_record_verdict_and_gate_summary(gate_runs, tmp_path: Path, capsys) -> N
     assert v["source"] == str(report) and v["gate"]["control"] == "mixup"
     assert v["gate"]["passed"] == (v["gate"]["failed"] == [])
     assert v["endpoints"][0]["diff"] is None  # no finished SAGE run
+    # one dataset gated in two regimes, oldest first: the entry is the last, the first kept whole under it
+    report2 = tmp_path / "report2"
+    write_report(collect_runs([rec / "evidence"]), report2, plots=False, references=["vanilla"],
+                 endpoints=parse_endpoints(["sage:vanilla:clean"]), gate=GateOptions(min_seeds=4))
+    assert _script("verdict").main([f"fmnist={report}", f"fmnist={report2}", "--out", str(out)]) == 0
+    both = json.loads(out.read_text())["fmnist"]
+    assert both["source"] == str(report2) and "vanilla_seeds" in both["gate"]["failed"]
+    assert both["earlier_regimes"] == [v]
     (tmp_path / "empty").mkdir()
     assert _script("verdict").main([f"x={tmp_path / 'empty'}", "--out", str(out)]) == 2  # no verdict.json there
 

@@ -97,7 +97,8 @@ def test_a_trained_variant_is_labelled_in_its_folder_and_the_report(tmp_path: Pa
 
 
 @pytest.mark.parametrize("name", ["evidence_comparison.json", "evidence_comparison_half.json", "evidence_fmnist.json",
-                                  "evidence_offline.json"])
+                                  "evidence_offline.json", "evidence_fmnist_e200.json",
+                                  "evidence_fmnist_e200_confirm.json"])
 def test_shipped_evidence_comparison_config_is_valid(name: str) -> None:
     from sagemix.compare import load_comparison
     from sagemix.train import load_config
@@ -115,3 +116,25 @@ def test_shipped_evidence_comparison_config_is_valid(name: str) -> None:
     # the data are fixed across seeds: the same data_seed and subset for every run
     assert len({(c.data_seed, c.train_limit, c.test_limit) for c in kw.values()}) == 1
     assert {load_config(cfg.recipe, overrides=s.overrides).data_seed for s in specs} == {0}
+
+
+@pytest.mark.parametrize("grid, protocol", [("evidence_fmnist_grid.json", "evidence_fmnist.json"),
+                                            ("evidence_offline_grid.json", "evidence_offline.json"),
+                                            ("evidence_fmnist_e200_grid.json", "evidence_fmnist_e200.json")])
+def test_shipped_gate_grid_is_its_protocol_at_other_lr_and_weight_decay(grid: str, protocol: str) -> None:
+    """The gate's 'vanilla is tuned' check compares the protocol with its grid: every grid run must be the
+    protocol's vanilla run with only lr and weight decay changed, each at a setting the protocol does not use."""
+    from sagemix.compare import load_comparison
+    from sagemix.train import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    g, p = load_comparison(root / grid), load_comparison(root / protocol)
+    base = load_config(p.recipe, overrides=next(s for s in plan_runs(p) if s.method == "vanilla").overrides)
+    settings = set()
+    for spec in plan_runs(g):
+        run = load_config(g.recipe, overrides=spec.overrides)
+        assert run.method == "vanilla"
+        settings.add((run.lr, run.weight_decay))
+        changed = {k for k, v in vars(run).items() if v != getattr(base, k) and k != "seed"}
+        assert changed <= {"lr", "weight_decay", "out", "run_dir", "name"}, changed
+    assert (base.lr, base.weight_decay) not in settings and len(settings) >= 3  # >= 4 with the protocol's own

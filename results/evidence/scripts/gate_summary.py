@@ -18,8 +18,6 @@ from pathlib import Path
 from sagemix.report.runs import collect_runs
 from sagemix.report.stats import t_quantile
 
-METHODS = ("vanilla", "mixup", "manifold_mixup", "cutmix")
-
 
 def _runs(folder: Path) -> dict[str, dict[int, dict]]:
     """Finished runs by method and seed, read by the report's own loader."""
@@ -40,17 +38,20 @@ def main(argv: list[str]) -> int:
         name, report, runs_dir = arg.split("=")
         verdict = json.loads((Path(report) / "verdict.json").read_text(encoding="utf-8"))
         runs = _runs(Path(runs_dir))
-        seeds = sorted({s for m in METHODS for s in runs.get(m, {})})
+        gate = verdict["gate"]["checks"]["positive_control"]
+        controls, alpha = gate["controls"], gate["alpha"]
+        methods = ["vanilla"] + [c["method"] for c in controls]
+        seeds = sorted({s for m in methods for s in runs.get(m, {})})
         print(f"### {name}\n")
         print("| final test accuracy (%) | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd |")
         print("|---|" + "---:|" * (len(seeds) + 1))
-        for m in METHODS:
+        for m in methods:
             vals = runs.get(m, {})
             xs = [vals[s]["final"] for s in seeds if s in vals]
             sd = f" ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else ""
+            mean = f"{statistics.fmean(xs):.2f}{sd}" if xs else "—"
             print(f"| {m} | " + " | ".join(f"{vals[s]['final']:.2f}" if s in vals else "—" for s in seeds)
-                  + f" | {statistics.fmean(xs):.2f}{sd} |" if xs else " | — |")
-        controls = verdict["gate"]["checks"]["positive_control"]["controls"]
+                  + f" | {mean} |")
         k = len(controls)
         print("\n| control − vanilla | seeds | Δ | 95 % CI | p | p (Holm) | gain needed to pass |")
         print("|---|---:|---:|---:|---:|---:|---:|")
@@ -59,7 +60,7 @@ def main(argv: list[str]) -> int:
             vals = runs.get(c["method"], {})
             d = [vals[s]["final"] - van[s]["final"] for s in sorted(set(vals) & set(van))]
             # the smallest mean gain that passes Holm's first step (p < alpha / k) at this n and paired sd
-            need = t_quantile(1 - 0.05 / (2 * k), len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
+            need = t_quantile(1 - alpha / (2 * k), len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
             print(f"| {c['method']} | {c['n']} | {c['diff']:+.2f} | [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] | "
                   f"{c['p']:.3f} | {c['p_holm']:.3f} | {need:.2f} |")
         cpu = sum(r["cpu"] for m in runs.values() for r in m.values())

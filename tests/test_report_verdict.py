@@ -152,6 +152,20 @@ def test_gate_flags_plateau_runs_unfit_and_unconverged_vanilla() -> None:
     assert not g["passed"] and not g["checks"]["vanilla_converged"]["ok"] and g["checks"]["vanilla_fits"]["ok"]
 
 
+def test_convergence_spans_back_to_the_last_evaluation_at_or_before_90_percent() -> None:
+    from sagemix.report.verdict import _last_change
+
+    def run(epochs: list[int]) -> Run:
+        r = _run("vanilla", 0, 80.0)
+        r.metrics = [{"epoch": e, "test_acc": float(e)} for e in epochs]  # accuracy = epoch: the span is read off
+        return r
+
+    assert _last_change(run(list(range(1, 201)))) == 20.0          # every epoch of 200: 180 -> 200
+    assert _last_change(run([40, 80, 120, 160, 200])) == 40.0       # every 40 of 200: 160 -> 200
+    assert _last_change(run([10, 20, 30, 40, 50, 60, 70, 80, 90, 100])) == 10.0  # every 10 of 100: 90 -> 100
+    assert _last_change(run([100])) is None and _last_change(run([95, 100])) is None  # nothing at or before 90
+
+
 def test_endpoints_by_hand() -> None:
     runs = _gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0])
     eps = [Endpoint("sage", "vanilla", "clean"), Endpoint("sage", "mixup", "clean"),

@@ -46,6 +46,11 @@ def test_p_value_edge_cases() -> None:
         paired_t_p(math.nan, 1.0, 5)
 
 
+def test_format_p() -> None:
+    from sagemix.report.stats import format_p
+    assert [format_p(p) for p in (0.0, 0.000999, 0.001, 0.0499, 1.0)] == ["<0.001", "<0.001", "0.001", "0.050", "1.000"]
+
+
 def test_holm_by_hand_and_against_its_definition() -> None:
     # by hand: sorted 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> 0.06)
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from sagemix.report.runs import collect_runs
-from sagemix.report.stats import t_quantile
+from sagemix.report.stats import format_p, t_quantile
 
 
 def _runs(folder: Path) -> dict[str, dict[int, dict]]:
@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
             # the smallest mean gain that passes Holm's first step (p < alpha / k) at this n and paired sd
             need = t_quantile(1 - alpha / (2 * k), len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
             print(f"| {c['method']} | {c['n']} | {c['diff']:+.2f} | [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] | "
-                  f"{c['p']:.3f} | {c['p_holm']:.3f} | {need:.2f} |")
+                  f"{format_p(c['p'])} | {format_p(c['p_holm'])} | {need:.2f} |")
         cpu = sum(r["cpu"] for m in runs.values() for r in m.values())
         wall = sum(r["wall"] for m in runs.values() for r in m.values())
         n = sum(len(m) for m in runs.values())

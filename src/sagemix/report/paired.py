@@ -17,7 +17,7 @@ from fractions import Fraction
 from typing import Callable, Sequence
 
 from .runs import Run
-from .stats import CI_METHODS, PairedDifference, holm, paired_difference
+from .stats import CI_METHODS, PairedDifference, format_p, holm, paired_difference
 from .tables import DASH, Table, _fmt, _groups, adversarial_numbers, clean_numbers, corruption_numbers, mean_std
 
 __all__ = ["CLEAN_KEYS", "REFERENCES", "metric_value", "paired_table", "paired_tables", "runs_table", "gap_numbers",
@@ -134,7 +134,7 @@ def paired_table(runs: Sequence[Run], metric: str = "clean", *, clean_key: str =
                 continue
             q = q_by_ref[j][i]
             cells.append(d.cell() + ("" if d.n == len(mine) else f" (n={d.n})"))
-            cells.append(f"{_p(d.p)} ({_p(q)}) ±{d.resolvable:.2f}")
+            cells.append(f"{format_p(d.p)} ({format_p(q)}) ±{d.resolvable:.2f}")
             vals += [d.n, d.mean, d.lo, d.hi, d.excludes_zero, d.p, q, d.resolvable]
         rows.append([model, method, str(len(mine)), _fmt(m, s), seeds] + cells)
         raw.append([model, method, len(mine), m, s, ";".join(f"{k}:{mine[k]:.4f}" for k in sorted(mine))] + vals)
@@ -161,9 +161,6 @@ def paired_table(runs: Sequence[Run], metric: str = "clean", *, clean_key: str =
                                                  f"resolvable_vs_{r}")])
 
 
-def _p(p: float) -> str:
-    """A p-value in 3 significant places, ``<0.001`` below that."""
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def paired_tables(runs: Sequence[Run], *, clean_key: str = "final_acc", references: Sequence[str] = REFERENCES,

@@ -35,7 +35,7 @@ from typing import Sequence
 
 from ..checks import is_int, is_number
 
-__all__ = ["t_cdf", "t_quantile", "PairedDifference", "paired_difference", "paired_t_p", "holm", "CI_METHODS"]
+__all__ = ["t_cdf", "t_quantile", "PairedDifference", "paired_difference", "paired_t_p", "holm", "format_p", "CI_METHODS"]
 
 #: The confidence-interval methods of :func:`paired_difference`.
 CI_METHODS = ("t", "bootstrap")
@@ -214,6 +214,11 @@ def paired_t_p(mean: float, sd: float, n: int) -> float:
         return 1.0 if mean == 0 else 0.0
     t = abs(mean) / (sd / math.sqrt(n))
     return min(1.0, 2.0 * (1.0 - t_cdf(t, df)))
+
+
+def format_p(p: float) -> str:
+    """A p-value for a table: 3 decimals, ``<0.001`` below that."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

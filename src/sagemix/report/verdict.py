@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 from ..checks import is_number
 from .paired import _by_seed, metric_value
 from .runs import Run
-from .stats import holm, paired_difference
+from .stats import format_p, holm, paired_difference
 from .tables import DASH, Table, _groups
 
 __all__ = ["Endpoint", "parse_endpoints", "parse_gate", "endpoint_results", "endpoints_table", "GateOptions", "gate_result",
@@ -118,7 +118,7 @@ def _num(v: float | None, fmt: str) -> str:
 
 
 def _pfmt(p: float | None) -> str:
-    return DASH if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+    return DASH if p is None else format_p(p)
 
 
 def endpoints_table(results: Sequence[Mapping[str, Any]], alpha: float = 0.05) -> Table:

@@ -244,6 +244,13 @@ def test_a_control_needs_the_gates_seeds_and_a_failed_gate_gives_no_verdict() ->
     ok = dataset_verdict(_gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0]), endpoints=parse_endpoints(["sage:vanilla"]),
                          gate=GateOptions(grid=GRID))
     assert ok["gate"]["failed"] == [] and ok["verdict"] == "the endpoints"
+    # a passed gate before the full comparison: the endpoints' methods have no runs yet, so no verdict yet
+    gate_only = [r for r in _gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0]) if r.method != "sage"]
+    pending = dataset_verdict(gate_only, endpoints=parse_endpoints(["sage:vanilla", "sage:mixup"]),
+                              gate=GateOptions(grid=GRID))
+    assert pending["gate"]["passed"] is True
+    assert pending["verdict"] == ("pending: the gate passed; 0 of 2 endpoints measured "
+                                  "(the full comparison is not finished)")
     # every control loses: the one named is the smallest loss, not the most significant one
     losing = _gate_matrix([-3.0, -2.0, -4.0, -3.5, -2.5])
     losing = [r if r.method != "cutmix" else _run("cutmix", r.seed, r.summary["final_acc"] - 30 + 0.1 * r.seed)

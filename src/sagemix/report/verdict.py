@@ -346,8 +346,12 @@ def dataset_verdict(runs: Sequence[Run], *, endpoints: Sequence[Endpoint] = (), 
     ends = endpoint_results(runs, endpoints, clean_key=clean_key) if endpoints else []
     if endpoints:
         out["endpoints"] = ends
-    if g:
-        out["verdict"] = ("the endpoints" if g["passed"] else
-                          f"none: the gate failed ({', '.join(failed)}), so this regime cannot say whether SAGE helps"
-                          + ("" if any(e["diff"] is not None for e in ends) else "; the full comparison was not run"))
+    measured = sum(e["diff"] is not None for e in ends)
+    if g and not g["passed"]:
+        out["verdict"] = (f"none: the gate failed ({', '.join(failed)}), so this regime cannot say whether SAGE helps"
+                          + ("" if measured else "; the full comparison was not run"))
+    elif g:
+        out["verdict"] = ("the endpoints" if ends and measured == len(ends) else
+                          f"pending: the gate passed; {measured} of {len(ends)} endpoints measured "
+                          "(the full comparison is not finished)")
     return out

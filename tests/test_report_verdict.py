@@ -251,6 +251,7 @@ def test_a_control_needs_the_gates_seeds_and_a_failed_gate_gives_no_verdict() ->
     assert pending["gate"]["passed"] is True
     assert pending["verdict"] == ("pending: the gate passed; 0 of 2 endpoints measured "
                                   "(the full comparison is not finished)")
+    assert dataset_verdict(gate_only, gate=GateOptions(grid=GRID))["verdict"].startswith("none named: the gate passed")
     # every control loses: the one named is the smallest loss, not the most significant one
     losing = _gate_matrix([-3.0, -2.0, -4.0, -3.5, -2.5])
     losing = [r if r.method != "cutmix" else _run("cutmix", r.seed, r.summary["final_acc"] - 30 + 0.1 * r.seed)

@@ -161,8 +161,6 @@ def paired_table(runs: Sequence[Run], metric: str = "clean", *, clean_key: str =
                                                  f"resolvable_vs_{r}")])
 
 
-
-
 def paired_tables(runs: Sequence[Run], *, clean_key: str = "final_acc", references: Sequence[str] = REFERENCES,
                   ci: str = "t") -> list[Table]:
     """The paired tables of clean accuracy, corruption mean and FGSM, at every radius (those with any number)."""

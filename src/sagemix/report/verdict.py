@@ -350,8 +350,10 @@ def dataset_verdict(runs: Sequence[Run], *, endpoints: Sequence[Endpoint] = (), 
     if g and not g["passed"]:
         out["verdict"] = (f"none: the gate failed ({', '.join(failed)}), so this regime cannot say whether SAGE helps"
                           + ("" if measured else "; the full comparison was not run"))
+    elif g and not ends:
+        out["verdict"] = "none named: the gate passed, but no primary endpoints were given (--endpoints)"
     elif g:
-        out["verdict"] = ("the endpoints" if ends and measured == len(ends) else
+        out["verdict"] = ("the endpoints" if measured == len(ends) else
                           f"pending: the gate passed; {measured} of {len(ends)} endpoints measured "
                           "(the full comparison is not finished)")
     return out

@@ -12,8 +12,8 @@ from sagemix.report import write_report
 from sagemix.report.paired import paired_table
 from sagemix.report.runs import Run
 from sagemix.report.stats import holm, paired_difference, paired_t_p, t_quantile
-from sagemix.report.verdict import (Endpoint, GateOptions, dataset_verdict, endpoint_results, gate_result,
-                                    parse_endpoints, parse_gate)
+from sagemix.report.verdict import (Endpoint, GateOptions, dataset_verdict, endpoint_results, endpoints_table,
+                                    gate_result, parse_endpoints, parse_gate)
 
 
 def _naive_holm(p: list[float]) -> list[float]:
@@ -249,8 +249,18 @@ def test_a_control_needs_the_gates_seeds_and_a_failed_gate_gives_no_verdict() ->
     pending = dataset_verdict(gate_only, endpoints=parse_endpoints(["sage:vanilla", "sage:mixup"]),
                               gate=GateOptions(grid=GRID))
     assert pending["gate"]["passed"] is True
-    assert pending["verdict"] == ("pending: the gate passed; 0 of 2 endpoints measured "
+    assert pending["verdict"] == ("pending: the gate passed; 0 of 2 endpoints measured on at least 5 paired seeds "
                                   "(the full comparison is not finished)")
+    # a partly finished comparison: SAGE on 2 of the 5 seeds is numbers, not yet a verdict, however clear
+    partial = [r for r in _gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0]) if not (r.method == "sage" and r.seed > 1)]
+    part = dataset_verdict(partial, endpoints=parse_endpoints(["sage:vanilla", "sage:mixup"]),
+                           gate=GateOptions(grid=GRID))
+    assert [e["n"] for e in part["endpoints"]] == [2, 2] and part["endpoints"][0]["diff"] is not None
+    assert part["verdict"].startswith("pending: the gate passed; 0 of 2 endpoints measured on at least 5 paired")
+    assert dataset_verdict(partial, endpoints=parse_endpoints(["sage:vanilla"]),
+                           gate=GateOptions(grid=GRID, endpoint_seeds=2))["verdict"] == "the endpoints"
+    rows = {r[1]: r[-1] for r in endpoints_table(part["endpoints"], min_seeds=5).rows}
+    assert rows == {"vanilla": "pending (2 of 5 seeds)", "mixup": "pending (2 of 5 seeds)"}
     assert dataset_verdict(gate_only, gate=GateOptions(grid=GRID))["verdict"].startswith("none named: the gate passed")
     # every control loses: the one named is the smallest loss, not the most significant one
     losing = _gate_matrix([-3.0, -2.0, -4.0, -3.5, -2.5])

@@ -23,7 +23,8 @@ here"; the gate says which.
 **Primary endpoints** are fixed in the comparison config before the runs (e.g. SAGE against vanilla,
 Mixup, Puzzle Mix and Co-Mixup, on clean accuracy and corruptions): each is a paired difference over the
 seeds with its 95% interval, raw p-value and Holm-adjusted p-value over the endpoint family
-(:mod:`sagemix.report.stats`).
+(:mod:`sagemix.report.stats`). The verdict reads them only once each is paired on at least the gate's
+``endpoint_seeds`` seeds (default 5); before that it says "pending", however small the p-values.
 """
 from __future__ import annotations
 
@@ -121,13 +122,16 @@ def _pfmt(p: float | None) -> str:
     return DASH if p is None else format_p(p)
 
 
-def endpoints_table(results: Sequence[Mapping[str, Any]], alpha: float = 0.05) -> Table:
-    """The primary endpoints as a report table (from :func:`endpoint_results`)."""
+def endpoints_table(results: Sequence[Mapping[str, Any]], alpha: float = 0.05, min_seeds: int = 2) -> Table:
+    """The primary endpoints as a report table (from :func:`endpoint_results`).
+
+    An endpoint paired on fewer than ``min_seeds`` seeds keeps its numbers but its verdict reads "pending".
+    """
     rows, raw = [], []
     for r in results:
         ci = r["ci"]
-        verdict = DASH if r["p_holm"] is None else (
-            ("a better" if r["diff"] > 0 else "b better") if r["p_holm"] < alpha else "not resolved")
+        verdict = DASH if r["p_holm"] is None else f"pending ({r['n']} of {min_seeds} seeds)" if r["n"] < min_seeds \
+            else ("a better" if r["diff"] > 0 else "b better") if r["p_holm"] < alpha else "not resolved"
         rows.append([r["a"], r["b"], r["metric"], str(r["n"]), _num(r["diff"], "+.2f"),
                      DASH if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]", _pfmt(r["p"]), _pfmt(r["p_holm"]),
                      _num(r["resolvable"], ".2f"), verdict])
@@ -139,7 +143,8 @@ def endpoints_table(results: Sequence[Mapping[str, Any]], alpha: float = 0.05) -
                  note=f"Paired over seeds (same model and seed). p: the paired t-test's two-sided p-value; p (Holm): "
                       f"adjusted with Holm's method over these {len(results)} endpoints, held against "
                       f"{alpha}; resolvable: the smallest difference these seeds resolve at their paired spread "
-                      f"(the 95% interval's half-width). 'not resolved' does not mean equal.",
+                      f"(the 95% interval's half-width). 'not resolved' does not mean equal; 'pending': fewer "
+                      f"paired seeds than the {min_seeds} a verdict needs.",
                  csv_columns=["a", "b", "metric", "n", "diff", "ci_lo", "ci_hi", "p", "p_holm", "resolvable",
                               "verdict"])
 
@@ -158,6 +163,8 @@ class GateOptions:
     plateau_drop: float = 10.0
     min_grid: int = 4
     tuned_tolerance: float = 1.0
+    #: the paired seeds each primary endpoint needs before the verdict reads it (the full comparison's >= 5)
+    endpoint_seeds: int = 5
     grid: tuple[Run, ...] = field(default=(), repr=False)
 
 
@@ -178,7 +185,7 @@ def parse_gate(value: Any, where: str = "gate") -> GateOptions:
             raise ValueError(f"{where}.controls must be a non-empty list of method names, got {kw['controls']!r}")
         kw["controls"] = tuple(str(c) for c in kw["controls"])
     for key in ("alpha", "max_sd", "min_train_acc", "max_last_change", "plateau_drop", "tuned_tolerance",
-                "min_seeds", "min_grid"):
+                "min_seeds", "min_grid", "endpoint_seeds"):
         if key in kw and (not is_number(kw[key]) or not math.isfinite(kw[key]) or kw[key] < 0):
             raise ValueError(f"{where}.{key} must be a non-negative number, got {kw[key]!r}")
     if "grid" in kw:
@@ -347,13 +354,14 @@ def dataset_verdict(runs: Sequence[Run], *, endpoints: Sequence[Endpoint] = (), 
     if endpoints:
         out["endpoints"] = ends
     measured = sum(e["diff"] is not None for e in ends)
+    complete = sum(e["diff"] is not None and e["n"] >= gate.endpoint_seeds for e in ends) if gate else 0
     if g and not g["passed"]:
         out["verdict"] = (f"none: the gate failed ({', '.join(failed)}), so this regime cannot say whether SAGE helps"
                           + ("" if measured else "; the full comparison was not run"))
     elif g and not ends:
         out["verdict"] = "none named: the gate passed, but no primary endpoints were given (--endpoints)"
     elif g:
-        out["verdict"] = ("the endpoints" if measured == len(ends) else
-                          f"pending: the gate passed; {measured} of {len(ends)} endpoints measured "
-                          "(the full comparison is not finished)")
+        out["verdict"] = ("the endpoints" if complete == len(ends) else
+                          f"pending: the gate passed; {complete} of {len(ends)} endpoints measured on at least "
+                          f"{gate.endpoint_seeds} paired seeds (the full comparison is not finished)")
     return out

@@ -61,7 +61,8 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool
         if gate is not None:
             verdict_tables.append(gate_table(verdict["gate"]))
         if endpoints:
-            verdict_tables.append(endpoints_table(verdict["endpoints"], alpha=gate.alpha if gate else 0.05))
+            verdict_tables.append(endpoints_table(verdict["endpoints"], alpha=gate.alpha if gate else 0.05,
+                                                 min_seeds=gate.endpoint_seeds if gate else 2))
         md += ["## Verdict", ""] + ([f"**Verdict:** {verdict['verdict']}.", ""] if "verdict" in verdict else [])
     if paired:
         verdict_tables.append(None)  # the heading of the paired tables

@@ -98,7 +98,7 @@ def test_a_trained_variant_is_labelled_in_its_folder_and_the_report(tmp_path: Pa
 
 @pytest.mark.parametrize("name", ["evidence_comparison.json", "evidence_comparison_half.json", "evidence_fmnist.json",
                                   "evidence_offline.json", "evidence_fmnist_e200.json",
-                                  "evidence_fmnist_e200_confirm.json"])
+                                  "evidence_fmnist_e200_confirm.json", "evidence_offline_e200.json"])
 def test_shipped_evidence_comparison_config_is_valid(name: str) -> None:
     from sagemix.compare import load_comparison
     from sagemix.train import load_config
@@ -120,7 +120,8 @@ def test_shipped_evidence_comparison_config_is_valid(name: str) -> None:
 
 @pytest.mark.parametrize("grid, protocol", [("evidence_fmnist_grid.json", "evidence_fmnist.json"),
                                             ("evidence_offline_grid.json", "evidence_offline.json"),
-                                            ("evidence_fmnist_e200_grid.json", "evidence_fmnist_e200.json")])
+                                            ("evidence_fmnist_e200_grid.json", "evidence_fmnist_e200.json"),
+                                            ("evidence_offline_e200_grid.json", "evidence_offline_e200.json")])
 def test_shipped_gate_grid_is_its_protocol_at_other_lr_and_weight_decay(grid: str, protocol: str) -> None:
     """The gate's 'vanilla is tuned' check compares the protocol with its grid: every grid run must be the
     protocol's vanilla run with only lr and weight decay changed, each at a setting the protocol does not use."""

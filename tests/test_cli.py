@@ -55,10 +55,11 @@ def test_list_json(capsys):
     assert rows["sage"]["saliency"] == "gradient" and rows["mixup"]["saliency"] == "-"
 
 
-@pytest.mark.parametrize("command", ["train", "demo", "list"])
+@pytest.mark.parametrize("command", ["train", "eval", "demo", "list", "bench", "show", "compare", "report"])
 def test_help_has_examples(capsys, command):
     rc, out, _ = main(capsys, command, "--help")
     assert rc == 0 and "examples:" in out and f"sagemix {command}" in out
+    assert "%%" not in out  # argparse %-formats the options' help, not the description: no escaped '%' there
 
 
 def test_train_resume_and_refusals(env, tmp_path, capsys, monkeypatch):

@@ -13,7 +13,7 @@ clean accuracy (best, final, median of the last 10 epochs; mean ± std over seed
 method; corruption accuracy per corruption and mean; adversarial (FGSM) accuracy; few-shot accuracy
 with 95% CIs; time per epoch and per step (wall and process CPU) relative to vanilla; for clean,
 corruption-mean and FGSM accuracy the paired difference of each method to vanilla and to SAGE over
-the seeds both ran, with its 95%% confidence interval (* where it excludes 0); every run's own
+the seeds both ran, with its 95% confidence interval (* where it excludes 0); every run's own
 numbers; the train/test gap; one CSV per table; accuracy-vs-cost, learning-curve and train/test-gap
 plots. Missing numbers (no evaluation run) are shown as '—', never invented.
 """

@@ -255,7 +255,7 @@ def test_a_control_needs_the_gates_seeds_and_a_failed_gate_gives_no_verdict() ->
     partial = [r for r in _gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0]) if not (r.method == "sage" and r.seed > 1)]
     part = dataset_verdict(partial, endpoints=parse_endpoints(["sage:vanilla", "sage:mixup"]),
                            gate=GateOptions(grid=GRID))
-    assert [e["n"] for e in part["endpoints"]] == [2, 2] and part["endpoints"][0]["diff"] is not None
+    assert [e["seeds"] for e in part["endpoints"]] == [[0, 1], [0, 1]] and part["endpoints"][0]["diff"] is not None
     assert part["verdict"].startswith("pending: the gate passed; 0 of 2 endpoints measured on at least 5 paired")
     assert dataset_verdict(partial, endpoints=parse_endpoints(["sage:vanilla"]),
                            gate=GateOptions(grid=GRID, endpoint_seeds=2))["verdict"] == "the endpoints"

@@ -95,14 +95,15 @@ def endpoint_results(runs: Sequence[Run], endpoints: Sequence[Endpoint], *, clea
                      confidence: float = 0.95) -> list[dict[str, Any]]:
     """Each endpoint's paired difference (``a - b``), interval, p and Holm-adjusted p over the endpoints.
 
-    An endpoint without at least 2 paired finished seeds has ``diff`` etc. None and takes no part in Holm.
+    Each row records the seeds it paired (both methods finished). An endpoint without at least 2 of them has
+    ``diff`` etc. None and takes no part in Holm.
     """
     values = _values(runs, clean_key)
     rows: list[dict[str, Any]] = []
     for ep in endpoints:
         a, b = values[ep.metric].get(ep.a, {}), values[ep.metric].get(ep.b, {})
         seeds = sorted(set(a) & set(b))
-        row: dict[str, Any] = {"a": ep.a, "b": ep.b, "metric": ep.metric, "n": len(seeds), "diff": None,
+        row: dict[str, Any] = {"a": ep.a, "b": ep.b, "metric": ep.metric, "n": len(seeds), "seeds": seeds, "diff": None,
                                "ci": None, "p": None, "p_holm": None, "resolvable": None}
         if len(seeds) >= 2:
             d = paired_difference([a[s] for s in seeds], [b[s] for s in seeds], confidence=confidence, seeds=seeds)

@@ -103,8 +103,8 @@ def endpoint_results(runs: Sequence[Run], endpoints: Sequence[Endpoint], *, clea
     for ep in endpoints:
         a, b = values[ep.metric].get(ep.a, {}), values[ep.metric].get(ep.b, {})
         seeds = sorted(set(a) & set(b))
-        row: dict[str, Any] = {"a": ep.a, "b": ep.b, "metric": ep.metric, "n": len(seeds), "seeds": seeds, "diff": None,
-                               "ci": None, "p": None, "p_holm": None, "resolvable": None}
+        row: dict[str, Any] = {"a": ep.a, "b": ep.b, "metric": ep.metric, "n": len(seeds), "seeds": seeds,
+                               "diff": None, "ci": None, "p": None, "p_holm": None, "resolvable": None}
         if len(seeds) >= 2:
             d = paired_difference([a[s] for s in seeds], [b[s] for s in seeds], confidence=confidence, seeds=seeds)
             row.update(diff=d.mean, ci=[d.lo, d.hi], p=d.p, resolvable=d.resolvable)
@@ -131,8 +131,12 @@ def endpoints_table(results: Sequence[Mapping[str, Any]], alpha: float = 0.05, m
     rows, raw = [], []
     for r in results:
         ci = r["ci"]
-        verdict = DASH if r["p_holm"] is None else f"pending ({r['n']} of {min_seeds} seeds)" if r["n"] < min_seeds \
-            else ("a better" if r["diff"] > 0 else "b better") if r["p_holm"] < alpha else "not resolved"
+        if r["p_holm"] is None:
+            verdict = DASH
+        elif r["n"] < min_seeds:
+            verdict = f"pending ({r['n']} of {min_seeds} seeds)"
+        else:
+            verdict = ("a better" if r["diff"] > 0 else "b better") if r["p_holm"] < alpha else "not resolved"
         rows.append([r["a"], r["b"], r["metric"], str(r["n"]), _num(r["diff"], "+.2f"),
                      DASH if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]", _pfmt(r["p"]), _pfmt(r["p_holm"]),
                      _num(r["resolvable"], ".2f"), verdict])

@@ -18,9 +18,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from sagemix.report.paired import _by_seed, extra_radii, metric_value
+from sagemix.report.paired import _by_seed, extra_radii, metric_value, paired_table
 from sagemix.report.runs import collect_runs
-from sagemix.report.stats import format_p, holm, paired_difference
+from sagemix.report.stats import format_p
 
 ORDER = ["vanilla", "mixup", "manifold_mixup", "cutmix", "saliencymix", "puzzlemix", "comixup", "sage",
          "sage_no_rearrangement", "sage_exhaustive"]
@@ -52,15 +52,12 @@ def main(argv: list[str]) -> int:
     vals = {k: {m: _by_seed(by_method[m], lambda r, k=k: metric_value(r, k)) for m in methods} for k in metrics}
     ref = args.reference
     diffs: dict[str, dict[str, str]] = {}
-    for k in ("clean", "corruptions"):
-        rows = {}
-        for m in methods:
-            common = sorted(set(vals[k][m]) & set(vals[k][ref]))
-            if m != ref and len(common) >= 2:
-                rows[m] = paired_difference([vals[k][m][s] for s in common], [vals[k][ref][s] for s in common],
-                                            seeds=common)
-        q = dict(zip(rows, holm([d.p for d in rows.values()])))
-        diffs[k] = {m: f"{d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}]; {format_p(q[m])}" for m, d in rows.items()}
+    for k in ("clean", "corruptions"):  # the report's own paired table, over these seeds' runs only
+        t = paired_table(runs, k, references=[ref])
+        col = {c: i for i, c in enumerate(t.csv_columns)}
+        diffs[k] = {r[col["method"]]: f"{r[col[f'diff_vs_{ref}']]:+.2f} [{r[col[f'ci_lo_vs_{ref}']]:+.2f}, "
+                    f"{r[col[f'ci_hi_vs_{ref}']]:+.2f}]; {format_p(r[col[f'p_holm_vs_{ref}']])}"
+                    for r in t.raw if r[col[f"diff_vs_{ref}"]] is not None}
     cpu = {m: [sum(e.get("epoch_cpu_s") or 0.0 for e in r.metrics) for r in by_method[m]] for m in methods}
     epoch_cpu = {m: statistics.fmean(r.summary["mean_epoch_cpu_s"] for r in by_method[m]) for m in methods}
     primary = {r.eval["adversarial"].get("eps_str") for r in runs if isinstance(r.eval.get("adversarial"), dict)}

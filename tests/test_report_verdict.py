@@ -12,8 +12,8 @@ from sagemix.report import write_report
 from sagemix.report.paired import paired_table
 from sagemix.report.runs import Run
 from sagemix.report.stats import holm, paired_difference, paired_t_p, t_quantile
-from sagemix.report.verdict import (Endpoint, GateOptions, dataset_verdict, endpoint_results, endpoints_table,
-                                    gate_result, parse_endpoints, parse_gate)
+from sagemix.report.verdict import (Endpoint, GateOptions, _readout, dataset_verdict, endpoint_results,
+                                    endpoints_table, gate_result, parse_endpoints, parse_gate)
 
 
 def _naive_holm(p: list[float]) -> list[float]:
@@ -227,7 +227,23 @@ def test_write_report_writes_the_verdict(tmp_path: Path) -> None:
     assert {"diff", "ci", "p", "p_holm"} <= set(v["endpoints"][0])
     md = written["report"].read_text()
     assert md.index("## Verdict") < md.index("## Paired differences") and "PASSED" in md
-    assert "Primary endpoints" in md and "p (Holm)" in md and "**Verdict:** the endpoints." in md
+    # sage - vanilla = 1.0..1.4 and sage - mixup = -0.6..-1.1 on every seed: both resolved, in words
+    assert v["verdict"] == ("the 2 endpoints (Holm p < 0.05): sage better than vanilla on clean (+1.20); "
+                            "mixup better than sage on clean (+0.84)")
+    assert "Primary endpoints" in md and "p (Holm)" in md and f"**Verdict:** {v['verdict']}." in md
+
+
+def test_the_verdict_names_each_resolved_endpoint_and_lists_the_rest() -> None:
+    def end(a: str, b: str, metric: str, diff: float, q: float) -> dict:
+        return {"a": a, "b": b, "metric": metric, "diff": diff, "p_holm": q}
+    ends = [end("sage", "vanilla", "clean", 1.53, 0.015), end("sage", "mixup", "clean", 0.34, 1.0),
+            end("sage", "mixup", "corruptions", -15.49, 1e-4), end("sage", "comixup", "corruptions", -4.45, 0.145)]
+    assert _readout(ends, 0.05) == (
+        "the 4 endpoints (Holm p < 0.05): sage better than vanilla on clean (+1.53); mixup better than sage on "
+        "corruptions (+15.49); not resolved: sage vs mixup on clean, sage vs comixup on corruptions")
+    # the threshold is the gate's alpha, compared strictly; nothing resolved says so
+    assert _readout(ends[:1], 0.015) == ("the 1 endpoint (Holm p < 0.015): none resolved; "
+                                         "not resolved: sage vs vanilla on clean")
 
 
 def test_a_control_needs_the_gates_seeds_and_a_failed_gate_gives_no_verdict() -> None:
@@ -243,7 +259,8 @@ def test_a_control_needs_the_gates_seeds_and_a_failed_gate_gives_no_verdict() ->
     assert v["verdict"].endswith("the full comparison was not run")  # no comixup: nothing measured
     ok = dataset_verdict(_gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0]), endpoints=parse_endpoints(["sage:vanilla"]),
                          gate=GateOptions(grid=GRID))
-    assert ok["gate"]["failed"] == [] and ok["verdict"] == "the endpoints"
+    assert ok["gate"]["failed"] == [] and ok["verdict"] == ("the 1 endpoint (Holm p < 0.05): sage better than "
+                                                            "vanilla on clean (+1.20)")
     # a passed gate before the full comparison: the endpoints' methods have no runs yet, so no verdict yet
     gate_only = [r for r in _gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0]) if r.method != "sage"]
     pending = dataset_verdict(gate_only, endpoints=parse_endpoints(["sage:vanilla", "sage:mixup"]),
@@ -258,7 +275,7 @@ def test_a_control_needs_the_gates_seeds_and_a_failed_gate_gives_no_verdict() ->
     assert [e["seeds"] for e in part["endpoints"]] == [[0, 1], [0, 1]] and part["endpoints"][0]["diff"] is not None
     assert part["verdict"].startswith("pending: the gate passed; 0 of 2 endpoints measured on at least 5 paired")
     assert dataset_verdict(partial, endpoints=parse_endpoints(["sage:vanilla"]),
-                           gate=GateOptions(grid=GRID, endpoint_seeds=2))["verdict"] == "the endpoints"
+                           gate=GateOptions(grid=GRID, endpoint_seeds=2))["verdict"].startswith("the 1 endpoint")
     rows = {r[1]: r[-1] for r in endpoints_table(part["endpoints"], min_seeds=5).rows}
     assert rows == {"vanilla": "pending (2 of 5 seeds)", "mixup": "pending (2 of 5 seeds)"}
     assert dataset_verdict(gate_only, gate=GateOptions(grid=GRID))["verdict"].startswith("none named: the gate passed")

@@ -24,7 +24,8 @@ here"; the gate says which.
 Mixup, Puzzle Mix and Co-Mixup, on clean accuracy and corruptions): each is a paired difference over the
 seeds with its 95% interval, raw p-value and Holm-adjusted p-value over the endpoint family
 (:mod:`sagemix.report.stats`). The verdict reads them only once each is paired on at least the gate's
-``endpoint_seeds`` seeds (default 5); before that it says "pending", however small the p-values.
+``endpoint_seeds`` seeds (default 5); before that it says "pending", however small the p-values. Then it
+names each endpoint whose Holm p is below ``alpha``, the better method first, and lists the unresolved ones.
 """
 from __future__ import annotations
 
@@ -123,6 +124,27 @@ def _pfmt(p: float | None) -> str:
     return DASH if p is None else format_p(p)
 
 
+def _call(r: Mapping[str, Any], alpha: float) -> str:
+    """One measured endpoint's reading: "a better", "b better" (Holm p below ``alpha``) or "not resolved"."""
+    return ("a better" if r["diff"] > 0 else "b better") if r["p_holm"] < alpha else "not resolved"
+
+
+def _readout(ends: Sequence[Mapping[str, Any]], alpha: float) -> str:
+    """The verdict in words, from complete endpoints: which differences Holm resolves, and which it does not."""
+    parts, unresolved = [], []
+    for r in ends:
+        call, where = _call(r, alpha), f"on {r['metric']}"
+        if call == "a better":
+            parts.append(f"{r['a']} better than {r['b']} {where} ({r['diff']:+.2f})")
+        elif call == "b better":
+            parts.append(f"{r['b']} better than {r['a']} {where} ({-r['diff']:+.2f})")
+        else:
+            unresolved.append(f"{r['a']} vs {r['b']} {where}")
+    head = f"the {len(ends)} endpoint{'s' * (len(ends) != 1)} (Holm p < {alpha}): "
+    return (head + ("; ".join(parts) or "none resolved")
+            + (f"; not resolved: {', '.join(unresolved)}" if unresolved else ""))
+
+
 def endpoints_table(results: Sequence[Mapping[str, Any]], alpha: float = 0.05, min_seeds: int = 2) -> Table:
     """The primary endpoints as a report table (from :func:`endpoint_results`).
 
@@ -136,7 +158,7 @@ def endpoints_table(results: Sequence[Mapping[str, Any]], alpha: float = 0.05, m
         elif r["n"] < min_seeds:
             verdict = f"pending ({r['n']} of {min_seeds} seeds)"
         else:
-            verdict = ("a better" if r["diff"] > 0 else "b better") if r["p_holm"] < alpha else "not resolved"
+            verdict = _call(r, alpha)
         rows.append([r["a"], r["b"], r["metric"], str(r["n"]), _num(r["diff"], "+.2f"),
                      DASH if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]", _pfmt(r["p"]), _pfmt(r["p_holm"]),
                      _num(r["resolvable"], ".2f"), verdict])
@@ -366,7 +388,7 @@ def dataset_verdict(runs: Sequence[Run], *, endpoints: Sequence[Endpoint] = (), 
     elif g and not ends:
         out["verdict"] = "none named: the gate passed, but no primary endpoints were given (--endpoints)"
     elif g:
-        out["verdict"] = ("the endpoints" if complete == len(ends) else
+        out["verdict"] = (_readout(ends, gate.alpha) if complete == len(ends) else
                           f"pending: the gate passed; {complete} of {len(ends)} endpoints measured on at least "
                           f"{gate.endpoint_seeds} paired seeds (the full comparison is not finished)")
     return out

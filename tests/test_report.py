@@ -214,3 +214,19 @@ def test_report_cli_writes_tables_and_plots(runs_root: Path, tmp_path: Path) -> 
     bad = subprocess.run([sys.executable, "-m", "sagemix", "report", str(tmp_path / "missing"), "--out", str(out)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_accuracy_vs_cost_plots_the_reports_clean_metric(runs_root: Path) -> None:
+    from sagemix.report.plots import cost_points, label_offsets
+    runs = collect_runs([runs_root])
+    for key, pick in (("final_acc", lambda a: a[-1]), ("best_acc", max)):
+        points, use_cpu = cost_points(runs, key)
+        got = {m: (x, y, s) for m, x, y, s in points["smallnet"]}
+        accs = [pick(_metric_accs(runs_root / f"smallnet-sage-s{s}")) for s in (0, 1, 2)]
+        assert got["sage"][1] == pytest.approx(statistics.fmean(accs))
+        assert got["sage"][2] == pytest.approx(statistics.stdev(accs))
+        assert got["vanilla"][0] == 1.0 and not use_cpu  # these runs record wall time only
+    with pytest.raises(ValueError, match="clean_key='acc'"):
+        cost_points(runs, "acc")
+    # labels of close points step down one by one; a far point keeps the default offset
+    assert label_offsets([(1.0, 88.0), (1.01, 88.01), (1.02, 88.0), (2.0, 88.0)], (0.1, 0.1)) == [4.0, -6.0, -16.0, 4.0]

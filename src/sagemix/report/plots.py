@@ -22,30 +22,58 @@ def _save(plt: Any, fig: Any, path: str | os.PathLike, dpi: int) -> Path:
     return out
 
 
-def plot_accuracy_vs_cost(runs: Sequence[Run], path: str | os.PathLike) -> Path | None:
-    """Scatter of best accuracy (mean ± std over seeds) against epoch time relative to vanilla, per model.
+#: How each clean-accuracy summary reads on an axis.
+CLEAN_LABELS = {"best_acc": "best test accuracy (%)", "final_acc": "final test accuracy (%)",
+                "median_last10_acc": "test accuracy, median of the last 10 epochs (%)"}
+
+
+def cost_points(runs: Sequence[Run], clean_key: str = "final_acc"
+                ) -> tuple[dict[str, list[tuple[str, float, float, float]]], bool]:
+    """Per model, ``(method, epoch-time ratio to vanilla, mean, std of clean_key over seeds)``; and whether the
+    ratio is of process CPU time (every method recorded it) rather than wall time."""
+    if clean_key not in CLEAN_LABELS:
+        raise ValueError(f"clean_key={clean_key!r}: expected one of {sorted(CLEAN_LABELS)}")
+    cost = cost_numbers(runs)
+    use_cpu = bool(cost) and all(d.get("epoch_cpu_ratio") is not None for d in cost.values())
+    points: dict[str, list[tuple[str, float, float, float]]] = {}
+    for model, method, rs in _groups(runs):
+        m, s = mean_std([clean_numbers(r)[clean_key] for r in rs])
+        ratio = cost[(model, method)].get("epoch_cpu_ratio" if use_cpu else "epoch_ratio")
+        if m is not None and ratio is not None:
+            points.setdefault(model, []).append((method, ratio, m, s or 0.0))
+    return points, use_cpu
+
+
+def label_offsets(xy: Sequence[tuple[float, float]], near: tuple[float, float], step: float = 10.0) -> list[float]:
+    """Vertical text offsets (points) for labels at ``xy``: a label whose point lies within ``near`` (dx, dy) of
+    an earlier one moves down one ``step`` per such neighbour, so that labels of close points do not overlap."""
+    out: list[float] = []
+    for i, (x, y) in enumerate(xy):
+        k = sum(abs(x - x2) <= near[0] and abs(y - y2) <= near[1] for x2, y2 in xy[:i])
+        out.append(4.0 - step * k)
+    return out
+
+
+def plot_accuracy_vs_cost(runs: Sequence[Run], path: str | os.PathLike, clean_key: str = "final_acc") -> Path | None:
+    """Scatter of clean accuracy (``clean_key``, mean ± std over seeds) against epoch time relative to vanilla,
+    per model.
 
     The time is process CPU time when every method's runs recorded it, else wall time (the axis says which).
     Returns the PNG path, or None when no method has both numbers.
     """
     plt = pyplot()
-    cost = cost_numbers(runs)
-    use_cpu = bool(cost) and all(d.get("epoch_cpu_ratio") is not None for d in cost.values())
-    points: dict[str, list[tuple[str, float, float, float]]] = {}
-    for model, method, rs in _groups(runs):
-        m, s = mean_std([clean_numbers(r)["best_acc"] for r in rs])
-        ratio = cost[(model, method)].get("epoch_cpu_ratio" if use_cpu else "epoch_ratio")
-        if m is not None and ratio is not None:
-            points.setdefault(model, []).append((method, ratio, m, s or 0.0))
+    points, use_cpu = cost_points(runs, clean_key)
     if not points:
         return None
     fig, axes = plt.subplots(1, len(points), figsize=(5.5 * len(points), 4.2), squeeze=False)
     for ax, (model, pts) in zip(axes[0], points.items()):
-        for method, x, y, e in pts:
+        xs, ys = [p[1] for p in pts], [p[2] for p in pts]
+        near = (0.08 * (max(xs) - min(xs) or 1.0), 0.04 * (max(ys) - min(ys) or 1.0))
+        for (method, x, y, e), dy in zip(pts, label_offsets(list(zip(xs, ys)), near)):
             ax.errorbar([x], [y], yerr=[e], fmt="o", capsize=3, label=method)
-            ax.annotate(method, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.annotate(method, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8)
         ax.set_xlabel(f"epoch {'CPU' if use_cpu else 'wall'} time relative to vanilla")
-        ax.set_ylabel("best test accuracy (%)")
+        ax.set_ylabel(CLEAN_LABELS[clean_key])
         ax.set_title(model)
         ax.grid(alpha=0.3)
     return _save(plt, fig, path, 120)

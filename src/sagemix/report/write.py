@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -79,8 +80,8 @@ def write_report(runs: Sequence[Run], out_dir: str | os.PathLike, *, plots: bool
             written[t.name] = p
     if plots:
         try:
-            for name, fn in (("accuracy_vs_cost", plot_accuracy_vs_cost), ("learning_curves", plot_learning_curves),
-                             ("train_test_gap", plot_train_test_gap)):
+            for name, fn in (("accuracy_vs_cost", partial(plot_accuracy_vs_cost, clean_key=clean_key)),
+                             ("learning_curves", plot_learning_curves), ("train_test_gap", plot_train_test_gap)):
                 p = fn(runs, out / f"{name}.png")
                 if p is not None:
                     written[name] = p

@@ -76,8 +76,8 @@ def main(argv: list[str]) -> int:
     eval_s = [float(json.loads(f.read_text(encoding="utf-8"))["eval_time_s"]) for r in runs
               if (f := r.path / "eval" / "summary.json").is_file()]
     print(f"\n{len(runs)} runs: training {train_h:.2f} CPU-hours (process CPU of the training steps; the test "
-          f"evaluations during training, checkpoints and start-up not included); `sagemix eval` {sum(eval_s) / 3600:.2f} hours of wall time over "
-          f"{len(eval_s)} runs (one thread each); together {train_h + sum(eval_s) / 3600:.2f} hours.")
+          f"evaluations during training, checkpoints and start-up not included); `sagemix eval` "
+          f"{sum(eval_s) / 3600:.2f} hours of wall time over {len(eval_s)} runs (one thread each); together {train_h + sum(eval_s) / 3600:.2f} hours.")
     missing = [f"{m}-s{s}" for m in methods for s in sorted(seeds) if s not in {r.seed for r in by_method[m]}]
     if missing:
         print(f"missing (not finished): {', '.join(missing)}")

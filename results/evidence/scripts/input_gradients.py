@@ -11,9 +11,11 @@ mean ± sd over seeds. Exploratory: read after the comparison, not a pre-registe
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,14 +23,25 @@ import torch.nn.functional as F
 from sagemix import run_folder as rf
 from sagemix.data import load_dataset, random_subset
 from sagemix.evaluate.accuracy import normalize
+from sagemix.report.runs import collect_runs
 
 
-def measure(run: Path, limit: int) -> dict[str, float]:
+def _test_set(config: dict, limit: int, cache: dict) -> Any:
+    """The run's fixed evaluation subset, read once per distinct dataset setting (the runs of a comparison share it)."""
+    key = json.dumps([config["dataset"], config.get("data_dir"), config.get("image_size"), config.get("data_seed", 0),
+                      config.get("dataset_kwargs")], sort_keys=True, default=str)
+    if key not in cache:
+        cache[key] = random_subset(load_dataset(config["dataset"], root=config.get("data_dir"), train=False,
+                                                image_size=config.get("image_size"),
+                                                seed=int(config.get("data_seed", 0)),
+                                                **dict(config.get("dataset_kwargs") or {})), limit)
+    return cache[key]
+
+
+def measure(run: Path, limit: int, cache: dict) -> dict[str, float]:
     """The input-gradient L1 norm, the logit margin and the loss of one run's model, means over the images."""
     model, config = rf.load_model(run)
-    test = random_subset(load_dataset(config["dataset"], root=config.get("data_dir"), train=False,
-                                      image_size=config.get("image_size"), seed=int(config.get("data_seed", 0)),
-                                      **dict(config.get("dataset_kwargs") or {})), limit)
+    test = _test_set(config, limit, cache)
     x = (test.images.float() / 255 if not test.images.is_floating_point() else test.images).requires_grad_(True)
     logits = model(normalize(x, config["mean"], config["std"]))
     loss = F.cross_entropy(logits, test.labels, reduction="none")
@@ -47,16 +60,15 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     by_method: dict[str, list[dict[str, float]]] = {}
-    for ckpt in sorted(args.runs.glob(f"*/{rf.CHECKPOINT_FILE}")):
-        run = ckpt.parent
-        seed = int(run.name.rsplit("-s", 1)[1])
-        if seed in args.seeds:
-            by_method.setdefault(run.name.split("-")[1], []).append(measure(run, args.limit))
+    cache: dict = {}
+    for r in collect_runs([args.runs]):  # the report's loader: variants keep their names (sage_exhaustive, ...)
+        if r.finished and r.seed in args.seeds and (r.path / rf.CHECKPOINT_FILE).is_file():
+            by_method.setdefault(r.method, []).append(measure(r.path, args.limit, cache))
     if not by_method:
         print(f"no checkpoints of seeds {args.seeds} under {args.runs}", file=sys.stderr)
         return 2
     keys = ("grad_l1", "margin", "loss")
-    print(f"| method | runs | input-gradient L1 (0-1 pixels) | logit margin | test loss |\n|---|---:|---:|---:|---:|")
+    print("| method | runs | input-gradient L1 (0-1 pixels) | logit margin | test loss |\n|---|---:|---:|---:|---:|")
     for m, rows in sorted(by_method.items(), key=lambda kv: (kv[0] != "vanilla", kv[0])):
         cells = [f"{statistics.fmean(r[k] for r in rows):.3f} ± {statistics.stdev(r[k] for r in rows):.3f}"
                  if len(rows) > 1 else f"{rows[0][k]:.3f}" for k in keys]

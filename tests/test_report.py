@@ -228,5 +228,11 @@ def test_accuracy_vs_cost_plots_the_reports_clean_metric(runs_root: Path) -> Non
         assert got["vanilla"][0] == 1.0 and not use_cpu  # these runs record wall time only
     with pytest.raises(ValueError, match="clean_key='acc'"):
         cost_points(runs, "acc")
-    # labels of close points step down one by one; a far point keeps the default offset
-    assert label_offsets([(1.0, 88.0), (1.01, 88.01), (1.02, 88.0), (2.0, 88.0)], (0.1, 0.1)) == [4.0, -6.0, -16.0, 4.0]
+    # labels of close points take the nearest free place, below then above; a far point keeps the default offset
+    assert label_offsets([(100, 200), (101, 200), (102, 200), (103, 200), (300, 200)],
+                         [40, 40, 40, 40, 40]) == [4.0, -6.0, 14.0, -16.0, 4.0]
+    # a long label reaches a point 60 points to its right, whose label steps down; a short one does not
+    assert label_offsets([(100, 200), (160, 200)], [120, 40]) == [4.0, -6.0]
+    assert label_offsets([(100, 200), (160, 200)], [30, 40]) == [4.0, 4.0]
+    # a label well below an earlier one keeps its place
+    assert label_offsets([(100, 200), (100, 170)], [40, 40]) == [4.0, 4.0]

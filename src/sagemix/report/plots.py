@@ -40,13 +40,25 @@ def cost_points(runs: Sequence[Run], clean_key: str = "final_acc"
     return points, use_cpu
 
 
-def label_offsets(xy: Sequence[tuple[float, float]], near: tuple[float, float], step: float = 10.0) -> list[float]:
-    """Vertical text offsets (points) for labels at ``xy``: a label whose point lies within ``near`` (dx, dy) of
-    an earlier one moves down one ``step`` per such neighbour, so that labels of close points do not overlap."""
+def label_offsets(anchors: Sequence[tuple[float, float]], widths: Sequence[float], height: float = 10.0,
+                  step: float = 10.0, gap: float = 5.0) -> list[float]:
+    """Vertical text offsets (points) for labels placed ``gap`` points right of their anchors, greedily in order.
+
+    ``anchors`` are the points' positions and ``widths`` the labels' widths, both in points. A label starts 4
+    points above its anchor; while its box (``width`` x ``height``) overlaps the box of an earlier label it tries
+    one ``step`` below, one above, two below and so on, the nearest free place first, so that long labels of
+    nearby points do not run into each other and each label stays close to its point.
+    """
+    placed: list[tuple[float, float, float, float]] = []
     out: list[float] = []
-    for i, (x, y) in enumerate(xy):
-        k = sum(abs(x - x2) <= near[0] and abs(y - y2) <= near[1] for x2, y2 in xy[:i])
-        out.append(4.0 - step * k)
+    for (x, y), w in zip(anchors, widths):
+        k, dy = 0, 4.0
+        while any(x + gap < x1 and x2 < x + gap + w and y + dy < y1 and y2 < y + dy + height
+                  for x2, y2, x1, y1 in placed):
+            k += 1
+            dy = 4.0 + step * (-(k + 1) // 2 if k % 2 else k // 2)
+        placed.append((x + gap, y + dy, x + gap + w, y + dy + height))
+        out.append(dy)
     return out
 
 
@@ -62,16 +74,25 @@ def plot_accuracy_vs_cost(runs: Sequence[Run], path: str | os.PathLike, clean_ke
     if not points:
         return None
     fig, axes = plt.subplots(1, len(points), figsize=(5.5 * len(points), 4.2), squeeze=False)
+    colors: dict[tuple[str, str], Any] = {}
     for ax, (model, pts) in zip(axes[0], points.items()):
-        xs, ys = [p[1] for p in pts], [p[2] for p in pts]
-        near = (0.08 * (max(xs) - min(xs) or 1.0), 0.04 * (max(ys) - min(ys) or 1.0))
-        for (method, x, y, e), dy in zip(pts, label_offsets(list(zip(xs, ys)), near)):
-            ax.errorbar([x], [y], yerr=[e], fmt="o", capsize=3, label=method)
-            ax.annotate(method, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8)
+        for method, x, y, e in pts:
+            colors[(model, method)] = ax.errorbar([x], [y], yerr=[e], fmt="o", capsize=3, label=method)[0].get_color()
         ax.set_xlabel(f"epoch {'CPU' if use_cpu else 'wall'} time relative to vanilla")
         ax.set_ylabel(f"clean test accuracy ({clean_key.replace('_acc', '').replace('_', ' ')}, %)")  # as the tables
         ax.set_title(model)
         ax.grid(alpha=0.3)
+    fig.tight_layout()  # the axes' final size and limits, so that the labels can be placed in points
+    to_pt = 72.0 / fig.dpi
+    for ax, (model, pts) in zip(axes[0], points.items()):
+        ax.autoscale_view()
+        # anchors in points (display pixels at the figure's dpi, 72 points an inch); a label's width is
+        # estimated from its length, 0.6 em a character at font size 8
+        anchors = [tuple(v * to_pt for v in ax.transData.transform((x, y))) for _, x, y, _ in pts]
+        widths = [0.6 * 8 * len(method) for method, *_ in pts]
+        for (method, x, y, _), dy in zip(pts, label_offsets(anchors, widths)):
+            ax.annotate(method, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=8,
+                        color=colors[(model, method)])  # a label moved off its point still names it by colour
     return _save(plt, fig, path, 120)
 
 

@@ -294,11 +294,15 @@ def test_gate_prefers_the_eval_mode_train_accuracy() -> None:
     runs = _gate_matrix([2.0, 2.2, 1.9, 2.1, 2.0])
     for r in runs[:5]:
         r.metrics[-1]["train_acc"] = 97.5  # logged on augmented batches: below 99
-    assert not gate_result(runs, GateOptions(grid=GRID))["checks"]["vanilla_fits"]["ok"]
+    fits = gate_result(runs, GateOptions(grid=GRID))["checks"]["vanilla_fits"]
+    assert not fits["ok"] and fits["value"] == 97.5 and "logged train accuracy" in fits["measured"]
+    runs[0].eval["train_fit"] = {"acc": 99.9, "n": 1000}  # one run measured: the rest still count as logged
+    fits = gate_result(runs, GateOptions(grid=GRID))["checks"]["vanilla_fits"]
+    assert not fits["ok"] and "1 of 5 runs; the others: logged" in fits["measured"]
     for r in runs[:5]:
         r.eval["train_fit"] = {"acc": 99.8, "n": 1000}  # sagemix eval --train-fit
     fits = gate_result(runs, GateOptions(grid=GRID))["checks"]["vanilla_fits"]
-    assert fits["ok"] and fits["value"] == 99.8 and "5 of 5" in fits["measured"]
+    assert fits["ok"] and fits["value"] == 99.8 and fits["measured"].endswith("(5 of 5 runs)")
 
 
 def test_a_grid_folder_not_run_yet_is_an_empty_grid(tmp_path: Path) -> None:

@@ -256,6 +256,16 @@ def _final_train_acc(run: Run) -> float | None:
     return None
 
 
+def _fit_source(measured: int, runs: int) -> str:
+    """How the train accuracies of ``runs`` vanilla runs were measured, ``measured`` of them in eval mode."""
+    if measured == runs:
+        return f"eval mode on clean training images ({runs} of {runs} runs)"
+    if measured == 0:
+        return f"the trainer's last logged train accuracy, on augmented batches ({runs} of {runs} runs)"
+    return (f"eval mode on clean training images ({measured} of {runs} runs; "
+            "the others: logged on augmented batches)")
+
+
 def gate_result(runs: Sequence[Run], opts: GateOptions = GateOptions(), *,
                 clean_key: str = "final_acc") -> dict[str, Any]:
     """The gate (module docstring) over ``runs``: every check with its measurement and ``passed``."""
@@ -279,10 +289,9 @@ def gate_result(runs: Sequence[Run], opts: GateOptions = GateOptions(), *,
     # fit and convergence
     train = [a for a in (_final_train_acc(r) for r in van_runs) if a is not None]
     change = [c for c in (_last_change(r) for r in van_runs) if c is not None]
-    measured = sum(isinstance(r.eval.get("train_fit"), dict) for r in van_runs)
     checks["vanilla_fits"] = {"value": min(train) if train else None, "min": opts.min_train_acc,
-                              "measured": f"eval mode on clean training images ({measured} of {len(van_runs)} runs; "
-                                          "the others: logged on augmented batches)",
+                              "measured": _fit_source(sum(isinstance(r.eval.get("train_fit"), dict) for r in van_runs),
+                                                      len(van_runs)),
                               "ok": bool(train) and min(train) >= opts.min_train_acc}
     mean_change = statistics.fmean(change) if change else None
     checks["vanilla_converged"] = {"value": mean_change, "max": opts.max_last_change,

@@ -345,13 +345,15 @@ def test_eval_on_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
     assert rc == 2 and "CUDA is not available" in err and "Traceback" not in err
 
 
-def test_run_records_its_data_hash_and_threads(tmp_path):
+def test_run_records_its_data_hash_threads_and_cpu_kernels(tmp_path):
     import json
 
     t = make_trainer(tmp_path, "run", epochs=1)
     summary = t.fit()
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["torch_threads"] == torch.get_num_threads() == summary["torch_threads"]
+    assert cfg["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # e.g. AVX512: the kernels used
+    assert "onednn_max_cpu_isa" in cfg
     assert "data_hash" in cfg and cfg["data_hash"] == summary["data_hash"]
     if hasattr(TRAIN, "data_hash"):  # ImageData.data_hash (the data branch)
         assert cfg["data_hash"] == TRAIN.data_hash and cfg["test_data_hash"] == TEST.data_hash

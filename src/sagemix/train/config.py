@@ -284,7 +284,7 @@ _STREAM_WORDS: dict[str, Any] = {"auto": "auto", "true": True, "yes": True, "on"
 # Keys a run adds to config.json next to the settings.
 RUN_INFO_KEYS = ("sagemix_version", "git_commit", "torch_version", "num_classes", "classes", "mean", "std",
                   "input_size", "world_size", "device_used", "recipe", "created", "data_hash", "test_data_hash",
-                  "torch_threads")
+                  "torch_threads", "cpu_capability", "onednn_max_cpu_isa")
 
 
 def config_hash(config: TrainConfig) -> str:

@@ -46,6 +46,7 @@ Example:
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable
 
@@ -145,7 +146,11 @@ class Trainer:
                 "classes": list(d.classes), "mean": list(d.mean), "std": list(d.std),
                 "input_size": list(getattr(d, "image_size", None) or d.images.shape[-2:]),
                 "world_size": self.dist.world_size, "device_used": str(self.device), "data_hash": self._data_hashes[0],
-                "test_data_hash": self._data_hashes[1], "torch_threads": torch.get_num_threads()}
+                "test_data_hash": self._data_hashes[1], "torch_threads": torch.get_num_threads(),
+                # the CPU kernels torch picked: the same run on CPUs with other instruction sets (AVX2 against
+                # AVX-512) differs from its first step; ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA set them
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}
 
     def _print(self, text: str) -> None:
         if self._log is not None:

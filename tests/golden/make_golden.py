@@ -6,16 +6,24 @@ tiny comparison built from those trainings; tests/test_golden.py regenerates eac
 bit-identical equality, so a refactor that changes any number fails it. After an intended change,
 run (from the repository root)::
 
-    PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 python tests/golden/make_golden.py
+    PYTHONPATH=$PWD/src python tests/golden/make_golden.py
 
 and commit the rewritten files together with the change, saying why the numbers moved.
+
+Bit-identical floats need the same CPU kernels, and torch picks them by the CPU's instruction set: an
+AVX-512 machine's convolutions and reductions differ in the last bits from an AVX2 machine's, and training
+amplifies that. So the files are made, and checked, in a process whose kernels are pinned to AVX2
+(:data:`PINNED_ENV`), which every x86-64 machine of the last decade runs: this script re-runs itself
+under it, and tests/test_golden.py regenerates the files the same way (``--into DIR``).
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +32,14 @@ from typing import Any
 import torch
 
 HERE = Path(__file__).resolve().parent
+#: numpy's names of its AVX-512 code paths (numpy 2.4's, then numpy 1's); a name it does not dispatch is ignored.
+_NPY_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_KNL AVX512_KNM"
+#: The environment the golden files are made and checked in: AVX2 kernels for torch (ATen, oneDNN) and for
+#: numpy (its SIMD loops and OpenBLAS, which Co-Mixup's solver uses), one thread.
+PINNED_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "NPY_DISABLE_CPU_FEATURES": _NPY_AVX512,
+              "OPENBLAS_CORETYPE": "Haswell", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+#: What ``torch.backends.cpu.get_cpu_capability()`` says under :data:`PINNED_ENV` on a machine that has AVX2.
+PINNED_CAPABILITY = "AVX2"
 MIXERS_FILE = HERE / "mixers.pt"
 TRAIN_FILE = HERE / "training.json"
 REPORT_DIR = HERE / "report"
@@ -160,21 +176,58 @@ def report_texts(root: Path, out: Path) -> dict[str, str]:
             if p.suffix in (".csv", ".md")}
 
 
-def main() -> None:
-    torch.save(mixer_outputs(), MIXERS_FILE)
+def write_all(folder: Path) -> list[str]:
+    """Make every golden file in ``folder`` (``mixers.pt``, ``training.json``, ``report/``); returns the report's
+    file names. Run it under :data:`PINNED_ENV` (:func:`run_pinned`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(mixer_outputs(), folder / MIXERS_FILE.name)
     tmp = Path(tempfile.mkdtemp())
     try:
         runs = tmp / "runs"
-        TRAIN_FILE.write_text(json.dumps(train_runs(runs), indent=1, sort_keys=True) + "\n")
+        (folder / TRAIN_FILE.name).write_text(json.dumps(train_runs(runs), indent=1, sort_keys=True) + "\n")
         texts = report_texts(runs, tmp / "report")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(REPORT_DIR, ignore_errors=True)
-    REPORT_DIR.mkdir()
+    report = folder / REPORT_DIR.name
+    shutil.rmtree(report, ignore_errors=True)
+    report.mkdir()
     for name, text in texts.items():
-        (REPORT_DIR / name).write_text(text)
-    print(f"wrote {MIXERS_FILE.name}, {TRAIN_FILE.name} and report/ ({', '.join(texts)})", file=sys.stderr)
+        (report / name).write_text(text)
+    return list(texts)
+
+
+def pinned() -> bool:
+    """This process runs under :data:`PINNED_ENV` (the variables only act when set before torch starts)."""
+    return all(os.environ.get(k) == v for k, v in PINNED_ENV.items())
+
+
+def run_pinned(folder: Path) -> subprocess.CompletedProcess:
+    """Run this script with ``--into folder`` in a new process under :data:`PINNED_ENV`, with this process's
+    sagemix first on the path."""
+    import sagemix
+
+    src = str(Path(sagemix.__file__).resolve().parents[1])
+    env = {**os.environ, **PINNED_ENV, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, str(Path(__file__).resolve()), "--into", str(folder)], env=env,
+                          capture_output=True, text=True, timeout=1800)
+
+
+def main(argv: list[str]) -> int:
+    if not pinned():  # re-run under the pinned kernels
+        res = run_pinned(HERE) if argv[:1] != ["--into"] else run_pinned(Path(argv[1]))
+        sys.stderr.write(res.stderr)
+        return res.returncode
+    cap = torch.backends.cpu.get_cpu_capability()
+    if cap != PINNED_CAPABILITY:
+        print(f"golden files need {PINNED_CAPABILITY} kernels; this CPU gives {cap!r} under {PINNED_ENV}",
+              file=sys.stderr)
+        return 3
+    folder = Path(argv[1]) if argv[:1] == ["--into"] else HERE
+    names = write_all(folder)
+    print(f"wrote {MIXERS_FILE.name}, {TRAIN_FILE.name} and report/ ({', '.join(names)}) in {folder}",
+          file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

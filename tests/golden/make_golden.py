@@ -207,7 +207,8 @@ def run_pinned(folder: Path) -> subprocess.CompletedProcess:
     import sagemix
 
     src = str(Path(sagemix.__file__).resolve().parents[1])
-    env = {**os.environ, **PINNED_ENV, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    path = [src, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    env = {**os.environ, **PINNED_ENV, "PYTHONPATH": os.pathsep.join(path)}
     return subprocess.run([sys.executable, str(Path(__file__).resolve()), "--into", str(folder)], env=env,
                           capture_output=True, text=True, timeout=1800)
 
